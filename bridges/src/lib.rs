@@ -1,0 +1,342 @@
+//! The contract between casebridge's core and its channels.
+//!
+//! A channel implements the small required [`Bridge`] trait: start and stop, deliver one outbound
+//! message, describe its [`Capabilities`]. What a channel receives it hands to the core through an
+//! [`InboundSink`], which answers only once the message is durably recorded, so a bridge
+//! acknowledges its upstream (IMAP flag, webhook 200, update offset) only after that.
+//!
+//! Ids are opaque newtypes: the core stores and compares them, only the bridge that made them
+//! parses them. Adding a channel is one new module with a [`BridgeFactory`].
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use casebridge_config::{BridgeInstance, ConfigError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+macro_rules! opaque_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps the bridge's own representation.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+            /// The stored form; only the bridge that made it should interpret it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A client's address on one channel: an E.164 number, a mail address, a chat id.
+    RemoteAddress
+);
+opaque_id!(
+    /// The channel's own id of one message, used to deduplicate upstream retries.
+    RemoteMessageId
+);
+
+/// A message a client sent on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// The channel's id of this message; the same id twice is one message.
+    pub message_id: RemoteMessageId,
+    /// Who sent it.
+    pub from: RemoteAddress,
+    /// How to show the sender to the case team, e.g. `+46 70 123 45 67`.
+    pub display_name: String,
+    /// Plain-text body.
+    pub body: String,
+    /// Sanitised HTML body, when the channel has one.
+    pub html: Option<String>,
+    /// When the channel says the message was sent or received.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A reply from the case team, ready for one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// The gateway's record id; stable across retries, so a bridge can use it for idempotency.
+    pub record_id: i64,
+    /// The case this reply belongs to, e.g. `2026-000123`.
+    pub case_number: String,
+    /// The client's address on this channel.
+    pub to: RemoteAddress,
+    /// Plain-text body, already passed through the outbound policies.
+    pub body: String,
+    /// HTML body, when the channel can use one.
+    pub html: Option<String>,
+}
+
+/// What a successful delivery returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delivered {
+    /// The channel's id of the sent message, when it gives one (matched to delivery reports).
+    pub remote_id: Option<RemoteMessageId>,
+}
+
+/// Whether a failed delivery may succeed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Outage, timeout, rate limit: retry from the queue with backoff.
+    Transient,
+    /// The channel refused this message for good: tell the team, do not retry.
+    Permanent,
+}
+
+/// A delivery that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    kind: FailureKind,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl DeliveryError {
+    /// A failure worth retrying.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Transient,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// A failure that retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// The channel asked to wait this long before the next try.
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == FailureKind::Transient
+    }
+    /// Whether this message can never be delivered.
+    pub fn is_permanent(&self) -> bool {
+        self.kind == FailureKind::Permanent
+    }
+    /// The wait the channel asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+}
+
+/// What a channel can carry; the core fits outbound messages to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Short machine name of the channel: `email`, `sms`, `telegram`.
+    pub channel: &'static str,
+    /// How the channel is named to people, e.g. `SMS`; shown on the ghost: `+46 70 (SMS)`.
+    pub label: &'static str,
+    /// Whether files can be sent.
+    pub attachments: bool,
+    /// Longest text body in characters, if limited.
+    pub max_length: Option<usize>,
+    /// Whether the channel reports delivery after accepting a message.
+    pub delivery_reports: bool,
+    /// Whether the channel renders HTML.
+    pub html: bool,
+}
+
+/// A failure to start or run a bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The instance's configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The bridge could not start or lost its upstream for good.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One channel instance (`[bridges.KEY]`).
+#[async_trait]
+pub trait Bridge: Send + Sync + 'static {
+    /// What this channel can carry.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Starts receiving: inbound messages go to `inbound`. Returns once the bridge runs; the
+    /// bridge spawns its own tasks.
+    async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError>;
+
+    /// Stops receiving and releases connections.
+    async fn stop(&self);
+
+    /// Sends one message to a client. Called from the durable queue, so it may be called again
+    /// with the same `record_id` after a crash.
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError>;
+}
+
+/// Builds bridge instances of one kind from their configuration.
+pub trait BridgeFactory: Send + Sync + 'static {
+    /// The `kind` value this factory answers to.
+    fn kind(&self) -> &'static str;
+
+    /// Builds the instance `name`; parse its own options with [`BridgeInstance::options`].
+    fn build(&self, name: &str, config: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError>;
+}
+
+/// The factories of the bridges this build ships. Each bridge adds itself here.
+pub fn builtin_factories() -> Vec<Arc<dyn BridgeFactory>> {
+    Vec::new()
+}
+
+/// How the core answered an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Recorded now; the upstream may be acknowledged.
+    Recorded {
+        /// The case it belongs to.
+        case_number: String,
+    },
+    /// This message id was recorded before; acknowledge the upstream again, nothing else.
+    Duplicate,
+}
+
+/// The core could not record an inbound message: do not acknowledge it upstream.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the gateway could not record the message: {0}")]
+pub struct SubmitError(pub String);
+
+/// One inbound message on its way into the core.
+#[derive(Debug)]
+pub struct InboundEnvelope {
+    /// The bridge instance it came from.
+    pub instance: Arc<str>,
+    /// The channel, from the bridge's capabilities.
+    pub capabilities: Capabilities,
+    /// The message.
+    pub message: InboundMessage,
+    /// Answered once the message is committed (or could not be).
+    pub reply: oneshot::Sender<Result<Accepted, SubmitError>>,
+}
+
+/// A bridge's handle into the core's inbound queue.
+#[derive(Clone)]
+pub struct InboundSink {
+    instance: Arc<str>,
+    capabilities: Capabilities,
+    tx: mpsc::Sender<InboundEnvelope>,
+}
+
+impl InboundSink {
+    /// A sink for `instance` that feeds `tx`.
+    pub fn new(
+        instance: impl Into<Arc<str>>,
+        capabilities: Capabilities,
+        tx: mpsc::Sender<InboundEnvelope>,
+    ) -> Self {
+        Self {
+            instance: instance.into(),
+            capabilities,
+            tx,
+        }
+    }
+
+    /// Hands one message to the core and waits until it is durably recorded. Only after `Ok`
+    /// may the bridge acknowledge it upstream.
+    pub async fn submit(&self, message: InboundMessage) -> Result<Accepted, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let envelope = InboundEnvelope {
+            instance: self.instance.clone(),
+            capabilities: self.capabilities.clone(),
+            message,
+            reply,
+        };
+        self.tx
+            .send(envelope)
+            .await
+            .map_err(|_| SubmitError("the gateway is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| SubmitError("the gateway dropped the message".into()))?
+    }
+
+    /// The instance this sink belongs to.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_as_plain_strings() {
+        let id = RemoteAddress::new("+46701234567");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"+46701234567\"");
+        assert_eq!(serde_json::from_str::<RemoteAddress>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn delivery_error_kinds() {
+        let e = DeliveryError::transient("503").with_retry_after(std::time::Duration::from_secs(3));
+        assert!(e.is_transient() && !e.is_permanent());
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
+        assert!(DeliveryError::permanent("bad number").is_permanent());
+    }
+
+    #[tokio::test]
+    async fn submit_waits_for_the_core() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let caps = Capabilities {
+            channel: "test",
+            label: "Test",
+            attachments: false,
+            max_length: None,
+            delivery_reports: false,
+            html: false,
+        };
+        let sink = InboundSink::new("inst", caps, tx);
+        let core = tokio::spawn(async move {
+            let env = rx.recv().await.unwrap();
+            assert_eq!(&*env.instance, "inst");
+            env.reply.send(Ok(Accepted::Duplicate)).unwrap();
+        });
+        let message = InboundMessage {
+            message_id: RemoteMessageId::new("m1"),
+            from: RemoteAddress::new("a"),
+            display_name: "a".into(),
+            body: "hi".into(),
+            html: None,
+            sent_at: Utc::now(),
+        };
+        assert_eq!(
+            sink.submit(message.clone()).await.unwrap(),
+            Accepted::Duplicate
+        );
+        core.await.unwrap();
+        drop(sink);
+    }
+}

@@ -1,0 +1,615 @@
+//! Typed configuration for casebridge: one TOML file, then `CASEBRIDGE__SECTION__KEY`
+//! environment overrides, then a [`Config::check`] pass that validates what types cannot.
+//!
+//! Each bridge instance owns its own schema: this crate only knows a bridge's `kind` and `team`
+//! and hands the rest of its table to the bridge through [`BridgeInstance::options`].
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    value::{Dict, Value},
+    Figment,
+};
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use url::Url;
+
+/// The prefix of environment overrides: `CASEBRIDGE__APPSERVICE__HS_TOKEN` sets
+/// `appservice.hs_token`.
+pub const ENV_PREFIX: &str = "CASEBRIDGE__";
+
+/// The whole configuration of one gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The homeserver the gateway is an application service of.
+    pub homeserver: HomeserverConfig,
+    /// How the gateway registers with the homeserver and where it listens.
+    pub appservice: AppserviceConfig,
+    /// Where the records live.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// Case teams by their key; a bridge instance names the team that answers it.
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
+    /// Bridge instances by their key (`[bridges.office-mail]`).
+    #[serde(default)]
+    pub bridges: BTreeMap<String, BridgeInstance>,
+    /// Retry behaviour of the durable queues.
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+/// `[homeserver]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// The client-server API base URL the gateway talks to, e.g. `http://127.0.0.1:8008`.
+    pub url: Url,
+    /// The homeserver's server name, the part after the colon in `@user:example.org`.
+    pub server_name: OwnedServerName,
+}
+
+/// `[appservice]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    /// The registration id, unique on the homeserver.
+    #[serde(default = "default_appservice_id")]
+    pub id: String,
+    /// The address the gateway's HTTP server binds (appservice API, webhooks, health, metrics).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL the homeserver uses to reach the gateway; written into the registration.
+    pub url: Url,
+    /// Token the gateway presents to the homeserver.
+    pub as_token: Option<Secret>,
+    /// File holding `as_token` (instead of the value).
+    pub as_token_file: Option<PathBuf>,
+    /// Token the homeserver presents to the gateway.
+    pub hs_token: Option<Secret>,
+    /// File holding `hs_token` (instead of the value).
+    pub hs_token_file: Option<PathBuf>,
+    /// Localpart of the bot user that owns the case rooms.
+    #[serde(default = "default_bot_localpart")]
+    pub bot_localpart: String,
+    /// Display name of the bot user.
+    #[serde(default = "default_bot_displayname")]
+    pub bot_displayname: String,
+    /// Prefix of every ghost localpart and room alias in the appservice namespace.
+    #[serde(default = "default_ghost_prefix")]
+    pub ghost_prefix: String,
+}
+
+fn default_appservice_id() -> String {
+    "casebridge".to_owned()
+}
+fn default_listen() -> SocketAddr {
+    ([127, 0, 0, 1], 29330).into()
+}
+fn default_bot_localpart() -> String {
+    "casebridge".to_owned()
+}
+fn default_bot_displayname() -> String {
+    "Case desk".to_owned()
+}
+fn default_ghost_prefix() -> String {
+    "_cb_".to_owned()
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://casebridge.db` (the default, created when missing) or `postgres://...`.
+    #[serde(default = "default_database_url")]
+    pub url: Option<Secret>,
+    /// File holding the URL (it may carry a password).
+    pub url_file: Option<PathBuf>,
+    /// Maximum connections in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_database_url() -> Option<Secret> {
+    Some(Secret::new("sqlite://casebridge.db"))
+}
+fn default_max_connections() -> u32 {
+    8
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_database_url(),
+            url_file: None,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// `[teams.KEY]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// A human name for the team, shown in summaries.
+    pub name: Option<String>,
+    /// Matrix IDs of the workers who answer this team's cases; only they may send to clients.
+    pub members: Vec<OwnedUserId>,
+    /// Members on call, mentioned on escalations.
+    #[serde(default)]
+    pub on_call: Vec<OwnedUserId>,
+}
+
+/// `[bridges.KEY]`: the keys every bridge instance has, plus its own options.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct BridgeInstance {
+    /// Which bridge implements this instance (`email`, `sms`, `telegram`, ...).
+    pub kind: String,
+    /// The team (a key of `[teams]`) that answers this instance's cases.
+    pub team: String,
+    /// Everything else in the table, parsed by the bridge itself.
+    #[serde(flatten)]
+    pub options: Dict,
+}
+
+impl BridgeInstance {
+    /// Parses this instance's own options into the bridge's typed config. Errors name the key
+    /// as `bridges.NAME.KEY`.
+    pub fn options<T: DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {
+        let mut dict = Dict::new();
+        dict.insert(name.to_owned(), Value::from(self.options.clone()));
+        let mut bridges = Dict::new();
+        bridges.insert("bridges".to_owned(), Value::from(dict));
+        Figment::from(Serialized::defaults(bridges))
+            .extract_inner::<T>(&format!("bridges.{name}"))
+            .map_err(|e| ConfigError::Figment(Box::new(e)))
+    }
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// First retry delay after a transient failure, in milliseconds.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    500
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything that can be wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The named file does not exist.
+    #[error("config file {0} not found (give another with --config)")]
+    NotFound(PathBuf),
+    /// A key has the wrong type, is missing or unknown; figment names the key and the source.
+    #[error("{0}")]
+    Figment(Box<figment::Error>),
+    /// A value has the right type but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `bridges.sms.team`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A `*_file` secret could not be read.
+    #[error("{key}: cannot read {path}: {source}")]
+    SecretFile {
+        /// The dotted key of the `*_file` setting.
+        key: String,
+        /// The file named there.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Figment(Box::new(e))
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Secrets resolved from values or files, ready to use.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// `appservice.as_token`
+    pub as_token: Secret,
+    /// `appservice.hs_token`
+    pub hs_token: Secret,
+    /// `database.url`
+    pub database_url: Secret,
+}
+
+impl Config {
+    /// Loads `path` (which must exist), then the environment, then checks the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::NotFound(path.to_owned()));
+        }
+        Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))
+    }
+
+    /// Parses a TOML string (and no environment): for tests and examples.
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(toml)))
+    }
+
+    /// Extracts and checks a configuration from any figment.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Validates what the types cannot: references between sections, ids, secrets.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let prefix = &self.appservice.ghost_prefix;
+        if prefix.is_empty() || !prefix.bytes().all(is_localpart_byte) {
+            return Err(invalid(
+                "appservice.ghost_prefix",
+                "must be a non-empty run of a-z, 0-9, '.', '_', '=', '-', '/'",
+            ));
+        }
+        let bot = &self.appservice.bot_localpart;
+        if bot.is_empty() || !bot.bytes().all(is_localpart_byte) {
+            return Err(invalid(
+                "appservice.bot_localpart",
+                "must be a valid Matrix localpart (a-z, 0-9, '.', '_', '=', '-', '/')",
+            ));
+        }
+        if bot.starts_with(prefix.as_str()) {
+            return Err(invalid(
+                "appservice.bot_localpart",
+                format!("must not start with the ghost prefix {prefix:?}"),
+            ));
+        }
+        if self.appservice.id.is_empty() {
+            return Err(invalid("appservice.id", "must not be empty"));
+        }
+        for (key, team) in &self.teams {
+            if team.members.is_empty() {
+                return Err(invalid(
+                    format!("teams.{key}.members"),
+                    "needs at least one member",
+                ));
+            }
+            for user in &team.on_call {
+                if !team.members.contains(user) {
+                    return Err(invalid(
+                        format!("teams.{key}.on_call"),
+                        format!("{user} is on call but not in teams.{key}.members"),
+                    ));
+                }
+            }
+            for user in team.members.iter().chain(&team.on_call) {
+                if self.is_appservice_user(user) {
+                    return Err(invalid(
+                        format!("teams.{key}.members"),
+                        format!("{user} is in the appservice's own namespace"),
+                    ));
+                }
+            }
+        }
+        for (key, bridge) in &self.bridges {
+            if !self.teams.contains_key(&bridge.team) {
+                let known: Vec<_> = self.teams.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("bridges.{key}.team"),
+                    format!(
+                        "no team {:?} in [teams] (known: {})",
+                        bridge.team,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(invalid(
+                    format!("bridges.{key}"),
+                    "an instance key may hold only a-z, A-Z, 0-9 and '-'",
+                ));
+            }
+        }
+        self.secrets().map(|_| ())
+    }
+
+    /// Resolves every secret from its value or its `*_file`.
+    pub fn secrets(&self) -> Result<Secrets, ConfigError> {
+        let a = &self.appservice;
+        Ok(Secrets {
+            as_token: resolve_secret("appservice.as_token", &a.as_token, &a.as_token_file)?,
+            hs_token: resolve_secret("appservice.hs_token", &a.hs_token, &a.hs_token_file)?,
+            database_url: resolve_secret(
+                "database.url",
+                &self
+                    .database
+                    .url_file
+                    .as_ref()
+                    .map_or(self.database.url.clone(), |_| None),
+                &self.database.url_file,
+            )?,
+        })
+    }
+
+    /// Whether `user` is the bot or a ghost of this appservice.
+    pub fn is_appservice_user(&self, user: &UserId) -> bool {
+        user.server_name() == self.homeserver.server_name
+            && (user.localpart() == self.appservice.bot_localpart
+                || user.localpart().starts_with(&self.appservice.ghost_prefix))
+    }
+}
+
+fn is_localpart_byte(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/')
+}
+
+fn resolve_secret(
+    key: &str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Secret, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("give either {key} or {key}_file, not both"),
+        )),
+        (Some(v), None) if v.expose().is_empty() => Err(invalid(key, "must not be empty")),
+        (Some(v), None) => Ok(v.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                key: format!("{key}_file"),
+                path: path.clone(),
+                source,
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(invalid(
+                    format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Ok(Secret::new(text))
+        }
+        (None, None) => Err(invalid(key, format!("missing: set {key} or {key}_file"))),
+    }
+}
+
+/// Environment overrides: `CASEBRIDGE__SECTION__KEY=value`.
+pub fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX).split("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [homeserver]
+        url = "http://127.0.0.1:8008"
+        server_name = "localhost"
+
+        [appservice]
+        url = "http://127.0.0.1:29330"
+        as_token = "as-secret"
+        hs_token = "hs-secret"
+
+        [teams.social]
+        members = ["@anna:localhost", "@bo:localhost"]
+        on_call = ["@anna:localhost"]
+
+        [bridges.sms-office]
+        kind = "loopback"
+        team = "social"
+        greeting = "hej"
+    "#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(config.appservice.bot_localpart, "casebridge");
+        assert_eq!(
+            config.secrets().unwrap().database_url.expose(),
+            "sqlite://casebridge.db"
+        );
+        assert_eq!(config.teams["social"].members.len(), 2);
+        assert_eq!(config.bridges["sms-office"].kind, "loopback");
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../casebridge.example.toml");
+        let config = Config::from_toml_str(text).unwrap();
+        assert!(!config.bridges.is_empty());
+        assert!(!config.teams.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[appservice]", "[appservice]\nlisten_port = 1");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("appservice"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_expectation() {
+        let text = MINIMAL.replace(
+            "members = [\"@anna:localhost\", \"@bo:localhost\"]",
+            "members = 3",
+        );
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("teams.social.members"), "{err}");
+        assert!(err.contains("sequence"), "{err}");
+    }
+
+    #[test]
+    fn bad_user_id_is_refused() {
+        let text = MINIMAL.replace("@bo:localhost", "bo");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("teams.social.members"), "{err}");
+    }
+
+    #[test]
+    fn bridge_with_unknown_team_is_refused() {
+        let text = MINIMAL.replace("team = \"social\"", "team = \"nobody\"");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "bridges.sms-office.team: no team \"nobody\" in [teams] (known: social)"
+        );
+    }
+
+    #[test]
+    fn on_call_must_be_a_member() {
+        let text = MINIMAL.replace(
+            "on_call = [\"@anna:localhost\"]",
+            "on_call = [\"@eve:localhost\"]",
+        );
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("teams.social.on_call: @eve:localhost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hs");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "hs_token = \"hs-secret\"",
+            &format!("hs_token_file = {:?}", path.display().to_string()),
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        assert_eq!(config.secrets().unwrap().hs_token.expose(), "from-file");
+
+        let missing = MINIMAL.replace(
+            "hs_token = \"hs-secret\"",
+            "hs_token_file = \"/nonexistent/hs\"",
+        );
+        let err = Config::from_toml_str(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with("appservice.hs_token_file: cannot read /nonexistent/hs"),
+            "{err}"
+        );
+
+        let neither = MINIMAL.replace("hs_token = \"hs-secret\"", "");
+        let err = Config::from_toml_str(&neither).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "appservice.hs_token: missing: set appservice.hs_token or appservice.hs_token_file"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hs-secret"), "{debug}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("casebridge.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CASEBRIDGE__APPSERVICE__HS_TOKEN", "from-env");
+            jail.set_env("CASEBRIDGE__DATABASE__URL", "postgres://u@127.0.0.1/db");
+            let config = Config::load(&path).unwrap();
+            let secrets = config.secrets().unwrap();
+            assert_eq!(secrets.hs_token.expose(), "from-env");
+            assert_eq!(secrets.database_url.expose(), "postgres://u@127.0.0.1/db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::load(Path::new("/nonexistent/casebridge.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config file /nonexistent/casebridge.toml not found (give another with --config)"
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LoopbackOptions {
+        greeting: String,
+    }
+
+    #[test]
+    fn bridge_options_are_parsed_by_the_bridge() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        let options: LoopbackOptions = config.bridges["sms-office"].options("sms-office").unwrap();
+        assert_eq!(options.greeting, "hej");
+
+        let text = MINIMAL.replace("greeting = \"hej\"", "greting = \"hej\"");
+        let config = Config::from_toml_str(&text).unwrap();
+        let err = config.bridges["sms-office"]
+            .options::<LoopbackOptions>("sms-office")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("greting") && err.contains("bridges.sms-office"),
+            "{err}"
+        );
+    }
+}

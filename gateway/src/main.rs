@@ -1,0 +1,337 @@
+//! The `casebridge` command: run the gateway, check the config, print the registration, and
+//! read the records.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{bail, Context, Result};
+use casebridge_config::Config;
+use casebridge_gateway::{build_bridges, registration::registration_yaml, store::Store, Gateway};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "casebridge",
+    version,
+    about = "One Matrix inbox for every client channel"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "casebridge.toml",
+        env = "CASEBRIDGE_CONFIG"
+    )]
+    config: PathBuf,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until interrupted.
+    Run,
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the appservice registration YAML for the homeserver.
+    Registration,
+    /// Read the cases.
+    #[command(subcommand)]
+    Cases(CasesCommand),
+    /// Read the records.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print a summary.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum CasesCommand {
+    /// List every case.
+    List,
+    /// Show one case with its identities and messages.
+    Show {
+        /// Case number, e.g. 2026-000123.
+        number: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Export every message of a case.
+    Export {
+        /// Case number, e.g. 2026-000123.
+        #[arg(long)]
+        case: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Json,
+    Csv,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("casebridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Run => {
+            let factories = casebridge_bridges::builtin_factories();
+            let gateway = Gateway::start(config, &factories).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            gateway.shutdown().await;
+        }
+        Command::Config(ConfigCommand::Check) => {
+            build_bridges(&config, &casebridge_bridges::builtin_factories())?;
+            print_summary(&cli.config, &config);
+        }
+        Command::Registration => print!("{}", registration_yaml(&config)?),
+        Command::Cases(command) => {
+            let store = open_store(&config).await?;
+            match command {
+                CasesCommand::List => {
+                    println!(
+                        "{:<12} {:<7} {:<16} {:<8} room",
+                        "case", "status", "team", "messages"
+                    );
+                    for case in store.cases().await? {
+                        let count = store.messages(case.id).await?.len();
+                        println!(
+                            "{:<12} {:<7} {:<16} {:<8} {}",
+                            case.number,
+                            case.status,
+                            case.team,
+                            count,
+                            case.room_id.as_deref().unwrap_or("(not yet created)")
+                        );
+                    }
+                }
+                CasesCommand::Show { number } => {
+                    let case = find_case(&store, &number).await?;
+                    println!("case     {}", case.number);
+                    println!("status   {}", case.status);
+                    println!("team     {}", case.team);
+                    println!("opened   {}", case.created_at.to_rfc3339());
+                    println!(
+                        "room     {}",
+                        case.room_id.as_deref().unwrap_or("(not yet created)")
+                    );
+                    for identity in store.identities(case.id).await? {
+                        println!(
+                            "contact  {} via {} ({})",
+                            identity.display_name, identity.channel, identity.instance
+                        );
+                    }
+                    for m in store.messages(case.id).await? {
+                        println!(
+                            "{} {:<8} {:<9} {}",
+                            m.received_at.format("%Y-%m-%d %H:%M:%S"),
+                            m.direction,
+                            m.state,
+                            m.body.replace('\n', " ⏎ ")
+                        );
+                    }
+                }
+            }
+        }
+        Command::Records(RecordsCommand::Export { case, format }) => {
+            let store = open_store(&config).await?;
+            let case = find_case(&store, &case).await?;
+            let messages = store.messages(case.id).await?;
+            let rows: Vec<ExportRow> = messages
+                .into_iter()
+                .map(|m| ExportRow::new(&case.number, m))
+                .collect();
+            match format {
+                ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                ExportFormat::Csv => print!("{}", to_csv(&rows)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    let secrets = config.secrets()?;
+    Store::connect(secrets.database_url.expose(), 1)
+        .await
+        .context("opening the records store")
+}
+
+async fn find_case(store: &Store, number: &str) -> Result<casebridge_gateway::store::case::Model> {
+    match store.case_by_number(number).await? {
+        Some(case) => Ok(case),
+        None => bail!("no case {number} (see `casebridge cases list`)"),
+    }
+}
+
+fn print_summary(path: &std::path::Path, config: &Config) {
+    println!("{}: OK", path.display());
+    println!(
+        "homeserver  {} ({})",
+        config.homeserver.url, config.homeserver.server_name
+    );
+    println!(
+        "appservice  {} listening on {}, reached at {}",
+        config.appservice.id, config.appservice.listen, config.appservice.url
+    );
+    let db = config
+        .secrets()
+        .map(|s| {
+            s.database_url
+                .expose()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    println!("database    {db}");
+    for (key, team) in &config.teams {
+        println!(
+            "team        {key}{}: {} member(s), {} on call",
+            team.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            team.members.len(),
+            team.on_call.len()
+        );
+    }
+    for (key, bridge) in &config.bridges {
+        println!(
+            "bridge      {key}: {} answered by {}",
+            bridge.kind, bridge.team
+        );
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ExportRow {
+    case: String,
+    id: i64,
+    direction: String,
+    channel: String,
+    instance: String,
+    upstream_id: Option<String>,
+    event_id: Option<String>,
+    body: String,
+    state: String,
+    error: Option<String>,
+    sent_at: Option<String>,
+    received_at: String,
+    relayed_at: Option<String>,
+    delivered_at: Option<String>,
+}
+
+impl ExportRow {
+    fn new(case: &str, m: casebridge_gateway::store::message::Model) -> Self {
+        Self {
+            case: case.to_owned(),
+            id: m.id,
+            direction: m.direction,
+            channel: m.channel,
+            instance: m.instance,
+            upstream_id: m.upstream_id,
+            event_id: m.event_id,
+            body: m.body,
+            state: m.state,
+            error: m.error,
+            sent_at: m.sent_at.map(|t| t.to_rfc3339()),
+            received_at: m.received_at.to_rfc3339(),
+            relayed_at: m.relayed_at.map(|t| t.to_rfc3339()),
+            delivered_at: m.delivered_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// RFC 4180 CSV: every field quoted, quotes doubled.
+fn to_csv(rows: &[ExportRow]) -> String {
+    let value = serde_json::to_value(rows).expect("rows serialise");
+    let header = [
+        "case",
+        "id",
+        "direction",
+        "channel",
+        "instance",
+        "upstream_id",
+        "event_id",
+        "body",
+        "state",
+        "error",
+        "sent_at",
+        "received_at",
+        "relayed_at",
+        "delivered_at",
+    ];
+    let mut out = header.join(",") + "\r\n";
+    for row in value.as_array().into_iter().flatten() {
+        let fields: Vec<String> = header
+            .iter()
+            .map(|k| {
+                let v = match &row[*k] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("\"{}\"", v.replace('"', "\"\""))
+            })
+            .collect();
+        out += &(fields.join(",") + "\r\n");
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,293 @@
+//! The gateway's client-server API calls as the appservice: ruma's request types, sent with
+//! reqwest, asserting the identity of the bot or a ghost.
+
+use std::{borrow::Cow, collections::BTreeSet, time::Duration};
+
+use ruma::{
+    api::{
+        auth_scheme::{AuthScheme, SendAccessToken},
+        client::{
+            account::register::{self, LoginType},
+            alias::get_alias,
+            membership::{invite_user, join_room_by_id},
+            message::send_message_event,
+            profile::set_display_name,
+            room::{create_room, Visibility},
+        },
+        path_builder::{PathBuilder, SinglePath, VersionHistory},
+        AppserviceUserIdentity, IncomingResponse, MatrixVersion, OutgoingRequest,
+        OutgoingRequestAppserviceExt, SupportedVersions,
+    },
+    events::room::message::RoomMessageEventContent,
+    OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, TransactionId, UserId,
+};
+
+/// A failed homeserver call.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {detail}")]
+pub struct MatrixError {
+    operation: &'static str,
+    /// HTTP status, if the homeserver answered.
+    pub status: Option<u16>,
+    /// Matrix errcode, if the homeserver gave one.
+    pub errcode: Option<String>,
+    detail: String,
+}
+
+impl MatrixError {
+    /// A failure before anything was sent (a value the gateway could not form).
+    pub fn local(operation: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            operation,
+            status: Some(400),
+            errcode: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Whether a retry may succeed: no answer, 5xx, or rate limiting.
+    pub fn is_transient(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s >= 500 || s == 429 || s == 408,
+        }
+    }
+}
+
+/// The appservice's client to its homeserver.
+#[derive(Clone, Debug)]
+pub struct MatrixClient {
+    http: reqwest::Client,
+    base: String,
+    as_token: String,
+    versions: SupportedVersions,
+}
+
+/// Fills in the path-builder input of an endpoint, whichever kind of path it has.
+pub trait PathInput: PathBuilder {
+    /// The input for `versions`.
+    fn input(versions: &SupportedVersions) -> Self::Input<'_>;
+}
+
+impl PathInput for VersionHistory {
+    fn input(versions: &SupportedVersions) -> Self::Input<'_> {
+        Cow::Borrowed(versions)
+    }
+}
+
+impl PathInput for SinglePath {
+    fn input(_: &SupportedVersions) -> Self::Input<'_> {}
+}
+
+impl MatrixClient {
+    /// A client for the homeserver at `base` using the appservice token.
+    pub fn new(base: &str, as_token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .expect("a TLS backend is compiled in");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            as_token: as_token.to_owned(),
+            versions: SupportedVersions {
+                versions: BTreeSet::from([MatrixVersion::V1_1, MatrixVersion::V1_11]),
+                features: BTreeSet::new(),
+            },
+        }
+    }
+
+    /// Sends `request` as `user` (the appservice's sender when `None`).
+    pub async fn send<R>(
+        &self,
+        operation: &'static str,
+        request: R,
+        user: Option<&UserId>,
+    ) -> Result<R::IncomingResponse, MatrixError>
+    where
+        R: OutgoingRequest + OutgoingRequestAppserviceExt,
+        R::PathBuilder: PathInput,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+    {
+        let err = |status, errcode, detail: String| MatrixError {
+            operation,
+            status,
+            errcode,
+            detail,
+        };
+        let identity = user.map(AppserviceUserIdentity::new).unwrap_or_default();
+        let request = request
+            .try_into_http_request_with_identity::<Vec<u8>>(
+                &self.base,
+                SendAccessToken::Appservice(&self.as_token),
+                identity,
+                R::PathBuilder::input(&self.versions),
+            )
+            .map_err(|e| err(None, None, format!("cannot build request: {e}")))?;
+        let (parts, body) = request.into_parts();
+        let response = self
+            .http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| err(None, None, format!("homeserver unreachable: {e}")))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| err(None, None, format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let errcode = body
+                .get("errcode")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            let message = body
+                .get("error")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            return Err(err(
+                Some(status.as_u16()),
+                errcode.clone(),
+                format!(
+                    "{} {} {message}",
+                    status.as_u16(),
+                    errcode.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        let http_response = http::Response::builder()
+            .status(status)
+            .body(bytes.to_vec())
+            .expect("status and body are valid");
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            err(
+                Some(status.as_u16()),
+                None,
+                format!("unexpected answer: {e}"),
+            )
+        })
+    }
+
+    /// Registers the ghost (or bot) `localpart`; one that exists already is fine.
+    pub async fn ensure_registered(&self, localpart: &str) -> Result<(), MatrixError> {
+        let mut request = register::v3::Request::new();
+        request.username = Some(localpart.to_owned());
+        request.login_type = Some(LoginType::ApplicationService);
+        request.inhibit_login = true;
+        match self.send("register user", request, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.errcode.as_deref() == Some("M_USER_IN_USE") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the display name of `user`.
+    pub async fn set_display_name(&self, user: &UserId, name: &str) -> Result<(), MatrixError> {
+        // The per-field profile endpoint is newer than many homeservers; this one is universal.
+        #[allow(deprecated)]
+        let request = set_display_name::v3::Request::new(user.to_owned(), Some(name.to_owned()));
+        self.send("set display name", request, Some(user))
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates a private case room as the bot, or finds the one an earlier try created under
+    /// the same alias (creating a room is not idempotent; the alias makes it so).
+    pub async fn create_case_room(
+        &self,
+        alias_localpart: &str,
+        alias: &OwnedRoomAliasId,
+        name: &str,
+        topic: &str,
+        invite: Vec<OwnedUserId>,
+    ) -> Result<OwnedRoomId, MatrixError> {
+        if let Some(room) = self.resolve_alias(alias).await? {
+            return Ok(room);
+        }
+        let mut request = create_room::v3::Request::new();
+        request.room_alias_name = Some(alias_localpart.to_owned());
+        request.name = Some(name.to_owned());
+        request.topic = Some(topic.to_owned());
+        request.invite = invite;
+        request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+        request.visibility = Visibility::Private;
+        match self.send("create room", request, None).await {
+            Ok(response) => Ok(response.room_id),
+            Err(e) if e.errcode.as_deref() == Some("M_ROOM_IN_USE") => {
+                self.resolve_alias(alias).await?.ok_or(MatrixError {
+                    operation: "create room",
+                    status: None,
+                    errcode: None,
+                    detail: format!("{alias} is in use but does not resolve"),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The room an alias points to, if any.
+    pub async fn resolve_alias(
+        &self,
+        alias: &OwnedRoomAliasId,
+    ) -> Result<Option<OwnedRoomId>, MatrixError> {
+        match self
+            .send(
+                "resolve alias",
+                get_alias::v3::Request::new(alias.clone()),
+                None,
+            )
+            .await
+        {
+            Ok(response) => Ok(Some(response.room_id)),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Invites `user` to `room` as the bot; one already in the room is fine.
+    pub async fn invite(&self, room: &RoomId, user: &UserId) -> Result<(), MatrixError> {
+        let request = invite_user::v3::Request::new(
+            room.to_owned(),
+            invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(
+                user.to_owned(),
+            )),
+        );
+        match self.send("invite", request, None).await {
+            Ok(_) => Ok(()),
+            // Synapse answers 403 for a user who is already joined.
+            Err(e) if e.status == Some(403) && e.detail.contains("already in the room") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Joins `room` as `user`.
+    pub async fn join(&self, room: &RoomId, user: &UserId) -> Result<(), MatrixError> {
+        let request = join_room_by_id::v3::Request::new(room.to_owned());
+        self.send("join", request, Some(user)).await.map(|_| ())
+    }
+
+    /// Sends a message as `user` (the bot when `None`). The transaction id makes a retry of the
+    /// same send return the same event instead of a second one.
+    pub async fn send_message(
+        &self,
+        room: &RoomId,
+        txn_id: &TransactionId,
+        content: &RoomMessageEventContent,
+        user: Option<&UserId>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let request =
+            send_message_event::v3::Request::new(room.to_owned(), txn_id.to_owned(), content)
+                .map_err(|e| MatrixError {
+                    operation: "send message",
+                    status: None,
+                    errcode: None,
+                    detail: format!("cannot serialise content: {e}"),
+                })?;
+        Ok(self.send("send message", request, user).await?.event_id)
+    }
+}

@@ -1,0 +1,655 @@
+//! The relay: inbound messages into records and case rooms, case-team replies into records and
+//! out through their bridge, each step taken from the durable queue.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use casebridge_bridges::{
+    Accepted, Bridge, Capabilities, InboundEnvelope, OutboundMessage, SubmitError,
+};
+use casebridge_config::{Config, Secrets};
+use casebridge_policies::outbound::strip_reply_fallback;
+use chrono::Utc;
+use ruma::{
+    events::{
+        room::message::{MessageType, OriginalRoomMessageEvent, Relation, RoomMessageEventContent},
+        AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
+    },
+    serde::Raw,
+    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
+};
+use sea_orm::ConnectionTrait;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    matrix::{MatrixClient, MatrixError},
+    metrics::Metrics,
+    store::{direction, identity, queue_item, target, NewInbound, NewOutbound, Store, StoreError},
+};
+
+/// A bridge instance the gateway runs.
+pub struct RunningBridge {
+    /// The bridge.
+    pub bridge: Arc<dyn Bridge>,
+    /// Its capabilities, read once at start.
+    pub capabilities: Capabilities,
+    /// Wakes its delivery worker when a reply is queued.
+    pub wake: Notify,
+}
+
+/// Everything the relay tasks share.
+pub struct Core {
+    /// The configuration.
+    pub config: Config,
+    /// Resolved secrets.
+    pub secrets: Secrets,
+    /// The records store.
+    pub store: Store,
+    /// The homeserver client.
+    pub matrix: MatrixClient,
+    /// Running bridge instances by key.
+    pub bridges: BTreeMap<String, RunningBridge>,
+    /// Wakes the Matrix relay worker.
+    pub matrix_wake: Notify,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// The bot user.
+    pub bot: OwnedUserId,
+    bot_ready: tokio::sync::OnceCell<()>,
+}
+
+/// Items a worker takes from the queue per round.
+const BATCH: u64 = 64;
+/// Attempts after which a request the homeserver refuses for good is given up (the record
+/// keeps the message, marked failed).
+const MAX_PERMANENT_ATTEMPTS: i32 = 5;
+
+impl Core {
+    /// Assembles the core.
+    pub fn new(
+        config: Config,
+        secrets: Secrets,
+        store: Store,
+        bridges: BTreeMap<String, RunningBridge>,
+        metrics: Metrics,
+    ) -> Self {
+        let matrix = MatrixClient::new(config.homeserver.url.as_str(), secrets.as_token.expose());
+        let bot = UserId::parse(format!(
+            "@{}:{}",
+            config.appservice.bot_localpart, config.homeserver.server_name
+        ))
+        .expect("bot_localpart and server_name are checked at load");
+        Self {
+            config,
+            secrets,
+            store,
+            matrix,
+            bridges,
+            matrix_wake: Notify::new(),
+            metrics,
+            bot,
+            bot_ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The ghost localpart that speaks for `address` on `instance`.
+    pub fn ghost_localpart(&self, instance: &str, address: &str) -> String {
+        format!(
+            "{}{}_{}",
+            self.config.appservice.ghost_prefix,
+            escape_localpart(instance),
+            escape_localpart(address)
+        )
+    }
+
+    fn user_id(&self, localpart: &str) -> Result<OwnedUserId, MatrixError> {
+        UserId::parse(format!(
+            "@{localpart}:{}",
+            self.config.homeserver.server_name
+        ))
+        .map_err(|e| MatrixError::local("user id", format!("@{localpart}: {e}")))
+    }
+
+    fn case_alias(&self, number: &str) -> (String, Result<OwnedRoomAliasId, MatrixError>) {
+        let localpart = format!("{}case_{number}", self.config.appservice.ghost_prefix);
+        let alias = RoomAliasId::parse(format!(
+            "#{localpart}:{}",
+            self.config.homeserver.server_name
+        ))
+        .map_err(|e| MatrixError::local("alias", e.to_string()));
+        (localpart, alias)
+    }
+
+    fn label(&self, instance: &str, channel: &str) -> String {
+        self.bridges
+            .get(instance)
+            .map_or_else(|| channel.to_owned(), |b| b.capabilities.label.to_owned())
+    }
+
+    // ----- inbound: channel -> record -----
+
+    /// Consumes inbound envelopes, committing each batch in one transaction before answering.
+    pub async fn run_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<InboundEnvelope>) {
+        let mut envelopes = Vec::with_capacity(256);
+        while rx.recv_many(&mut envelopes, 256).await > 0 {
+            let mut batch = Vec::with_capacity(envelopes.len());
+            let mut replies = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes.drain(..) {
+                let Some(instance) = self.config.bridges.get(&*envelope.instance) else {
+                    let _ = envelope.reply.send(Err(SubmitError(format!(
+                        "unknown bridge instance {}",
+                        envelope.instance
+                    ))));
+                    continue;
+                };
+                batch.push(NewInbound {
+                    ghost_localpart: self
+                        .ghost_localpart(&envelope.instance, envelope.message.from.as_str()),
+                    instance: envelope.instance.to_string(),
+                    channel: envelope.capabilities.channel.to_owned(),
+                    team: instance.team.clone(),
+                    message: envelope.message,
+                });
+                replies.push(envelope.reply);
+            }
+            match self.store.record_inbound(&batch).await {
+                Ok(answers) => {
+                    for ((item, answer), reply) in batch.iter().zip(answers).zip(replies) {
+                        if matches!(answer, Accepted::Recorded { .. }) {
+                            self.metrics
+                                .messages_in
+                                .with_label_values(&[&item.channel])
+                                .inc();
+                        }
+                        let _ = reply.send(Ok(answer));
+                    }
+                    self.matrix_wake.notify_one();
+                }
+                Err(e) => {
+                    error!(error = %e, count = batch.len(), "could not record inbound messages");
+                    self.metrics.errors.with_label_values(&["store"]).inc();
+                    for reply in replies {
+                        let _ = reply.send(Err(SubmitError(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- record -> case room -----
+
+    /// Relays queued messages into their case rooms, in order, until `shutdown` fires.
+    pub async fn run_matrix_worker(self: Arc<Self>, shutdown: Arc<Notify>) {
+        loop {
+            let pause = match self.matrix_round().await {
+                Ok(true) => continue,
+                Ok(false) => self.until_next_due(target::MATRIX, "").await,
+                Err(pause) => pause,
+            };
+            tokio::select! {
+                () = self.matrix_wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.notified() => return,
+            }
+        }
+    }
+
+    /// One round: true if it did work and should go on at once; an error carries the pause
+    /// before the next round (the homeserver is down or refusing).
+    async fn matrix_round(&self) -> Result<bool, Duration> {
+        let items = match self.store.due(target::MATRIX, "", BATCH).await {
+            Ok(items) => items,
+            Err(e) => {
+                error!(error = %e, "reading the Matrix queue");
+                return Err(Duration::from_secs(1));
+            }
+        };
+        if items.is_empty() {
+            return Ok(false);
+        }
+        for item in items {
+            match self.relay(&item).await {
+                Ok(event_id) => {
+                    if let Err(e) = self.store.relayed(&item, &event_id).await {
+                        error!(error = %e, "recording a relayed message");
+                        return Err(Duration::from_secs(1));
+                    }
+                }
+                Err(RelayError::Store(e)) => {
+                    error!(error = %e, queue_item = item.id, "records store failed while relaying");
+                    return Err(Duration::from_secs(1));
+                }
+                Err(RelayError::Matrix(e)) => {
+                    self.metrics.errors.with_label_values(&["matrix"]).inc();
+                    if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
+                        error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
+                        let _ = self.store.failed(&item, &e.to_string(), "").await;
+                        continue;
+                    }
+                    let pause = self.backoff(item.attempts);
+                    warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "relay to the homeserver failed");
+                    let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+                    let _ = self.store.retry_later(&item, &e.to_string(), at).await;
+                    // Later items wait too, so a room's messages keep their order.
+                    return Err(pause);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn relay(&self, item: &queue_item::Model) -> Result<String, RelayError> {
+        let message = self.store.message(item.message_id).await?;
+        if message.direction == direction::NOTICE && message.body.is_empty() {
+            return Ok(String::new());
+        }
+        let room = self.ensure_room(item.case_id).await?;
+        let txn_id: OwnedTransactionId = format!("cb-m{}", message.id).into();
+        let (content, sender) = match message.direction.as_str() {
+            direction::INBOUND => {
+                let identity_id = message.identity_id.ok_or_else(|| {
+                    StoreError::Missing(format!("identity of message {}", message.id))
+                })?;
+                let identity = Store::identity(self.store.connection(), identity_id).await?;
+                let ghost = self.ensure_ghost_in_room(&identity, &room).await?;
+                let content = match &message.html {
+                    Some(html) => RoomMessageEventContent::text_html(&message.body, html),
+                    None => RoomMessageEventContent::text_plain(&message.body),
+                };
+                (content, Some(ghost))
+            }
+            _ => (RoomMessageEventContent::notice_plain(&message.body), None),
+        };
+        let event = self
+            .matrix
+            .send_message(&room, &txn_id, &content, sender.as_deref())
+            .await?;
+        let latency = (Utc::now() - message.received_at)
+            .to_std()
+            .unwrap_or_default();
+        self.metrics.relay_latency.observe(latency.as_secs_f64());
+        debug!(message = message.id, %event, "relayed into the case room");
+        Ok(event.to_string())
+    }
+
+    async fn ensure_bot(&self) -> Result<(), MatrixError> {
+        self.bot_ready
+            .get_or_try_init(|| async {
+                self.matrix
+                    .ensure_registered(&self.config.appservice.bot_localpart)
+                    .await?;
+                self.matrix
+                    .set_display_name(&self.bot, &self.config.appservice.bot_displayname)
+                    .await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The case's room, created (with the team invited) on its first message.
+    async fn ensure_room(&self, case_id: i64) -> Result<OwnedRoomId, RelayError> {
+        let case = self.store.case(case_id).await?;
+        if let Some(room) = &case.room_id {
+            return Ok(OwnedRoomId::try_from(room.as_str())
+                .map_err(|e| MatrixError::local("room id", e.to_string()))?);
+        }
+        self.ensure_bot().await?;
+        let identities = self.store.identities(case_id).await?;
+        let first = identities.first();
+        let label = first
+            .map(|i| self.label(&i.instance, &i.channel))
+            .unwrap_or_default();
+        let name = match first {
+            Some(i) => format!("{} ({label})", i.display_name),
+            None => format!("Case {}", case.number),
+        };
+        let topic = format!(
+            "Case {} · {label} · answered by team {}",
+            case.number, case.team
+        );
+        let invite = self
+            .config
+            .teams
+            .get(&case.team)
+            .map(|t| t.members.clone())
+            .unwrap_or_default();
+        let (alias_localpart, alias) = self.case_alias(&case.number);
+        let room = self
+            .matrix
+            .create_case_room(&alias_localpart, &alias?, &name, &topic, invite)
+            .await?;
+        self.store.set_room(case_id, room.as_str()).await?;
+        info!(case = %case.number, %room, "case room created");
+        Ok(room)
+    }
+
+    /// The identity's ghost, registered, named and joined to `room`.
+    async fn ensure_ghost_in_room(
+        &self,
+        identity: &identity::Model,
+        room: &OwnedRoomId,
+    ) -> Result<OwnedUserId, RelayError> {
+        let ghost = self.user_id(&identity.ghost_localpart)?;
+        if identity.joined_at.is_none() {
+            self.matrix
+                .ensure_registered(&identity.ghost_localpart)
+                .await?;
+            let label = self.label(&identity.instance, &identity.channel);
+            self.matrix
+                .set_display_name(&ghost, &format!("{} ({label})", identity.display_name))
+                .await?;
+            self.matrix.invite(room, &ghost).await?;
+            self.matrix.join(room, &ghost).await?;
+            self.store.set_joined(identity.id).await?;
+        }
+        Ok(ghost)
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let q = &self.config.queue;
+        let factor = 1u64 << attempts.clamp(0, 16);
+        Duration::from_millis(
+            q.initial_backoff_ms
+                .saturating_mul(factor)
+                .min(q.max_backoff_ms),
+        )
+    }
+
+    async fn until_next_due(&self, target: &str, instance: &str) -> Duration {
+        match self.store.next_due(target, instance).await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(10)),
+            _ => Duration::from_secs(60),
+        }
+    }
+
+    // ----- record -> channel -----
+
+    /// Delivers queued replies through bridge `instance`, in order, until `shutdown` fires.
+    pub async fn run_bridge_worker(self: Arc<Self>, instance: String, shutdown: Arc<Notify>) {
+        let Some(running) = self.bridges.get(&instance) else {
+            return;
+        };
+        loop {
+            let pause = match self.bridge_round(&instance, running).await {
+                Ok(true) => continue,
+                Ok(false) => self.until_next_due(target::BRIDGE, &instance).await,
+                Err(pause) => pause,
+            };
+            tokio::select! {
+                () = running.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.notified() => return,
+            }
+        }
+    }
+
+    async fn bridge_round(
+        &self,
+        instance: &str,
+        running: &RunningBridge,
+    ) -> Result<bool, Duration> {
+        let items = match self.store.due(target::BRIDGE, instance, BATCH).await {
+            Ok(items) => items,
+            Err(e) => {
+                error!(error = %e, "reading the bridge queue");
+                return Err(Duration::from_secs(1));
+            }
+        };
+        if items.is_empty() {
+            return Ok(false);
+        }
+        let channel = running.capabilities.channel;
+        for item in items {
+            let outbound = match self.outbound_message(&item).await {
+                Ok(m) => m,
+                Err(e) => {
+                    error!(error = %e, queue_item = item.id, "reading a queued reply");
+                    return Err(Duration::from_secs(1));
+                }
+            };
+            let result = running.bridge.deliver(&outbound).await;
+            let stored = match result {
+                Ok(delivered) => {
+                    self.metrics
+                        .messages_out
+                        .with_label_values(&[channel])
+                        .inc();
+                    self.store
+                        .sent(&item, delivered.remote_id.as_ref().map(|id| id.as_str()))
+                        .await
+                }
+                Err(e) if e.is_permanent() => {
+                    self.metrics.errors.with_label_values(&[channel]).inc();
+                    warn!(error = %e, message = item.message_id, "channel refused a reply");
+                    let notice = format!(
+                        "Not delivered to the client ({}): {e}",
+                        running.capabilities.label
+                    );
+                    let stored = self.store.failed(&item, &e.to_string(), &notice).await;
+                    self.matrix_wake.notify_one();
+                    stored
+                }
+                Err(e) => {
+                    self.metrics.errors.with_label_values(&[channel]).inc();
+                    let pause = e
+                        .retry_after()
+                        .unwrap_or_else(|| self.backoff(item.attempts));
+                    warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "channel delivery failed");
+                    let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+                    let _ = self.store.retry_later(&item, &e.to_string(), at).await;
+                    return Err(pause);
+                }
+            };
+            if let Err(e) = stored {
+                error!(error = %e, "recording a delivery");
+                return Err(Duration::from_secs(1));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn outbound_message(
+        &self,
+        item: &queue_item::Model,
+    ) -> Result<OutboundMessage, StoreError> {
+        let message = self.store.message(item.message_id).await?;
+        let case = self.store.case(item.case_id).await?;
+        let identity_id = message
+            .identity_id
+            .ok_or_else(|| StoreError::Missing(format!("identity of message {}", message.id)))?;
+        let identity = Store::identity(self.store.connection(), identity_id).await?;
+        Ok(OutboundMessage {
+            record_id: message.id,
+            case_number: case.number,
+            to: casebridge_bridges::RemoteAddress::new(identity.address),
+            body: message.body,
+            html: message.html,
+        })
+    }
+
+    // ----- case room -> record -----
+
+    /// Processes one appservice transaction exactly once: a replay is acknowledged only.
+    pub async fn handle_transaction(
+        &self,
+        txn_id: &str,
+        events: &[Raw<AnyTimelineEvent>],
+    ) -> Result<(), StoreError> {
+        let txn = self.store.begin().await?;
+        if !Store::claim_transaction(&txn, txn_id).await? {
+            debug!(txn_id, "transaction replayed; acknowledged again");
+            return Ok(());
+        }
+        let mut queued = Vec::new();
+        for raw in events {
+            match raw.deserialize() {
+                Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
+                    MessageLikeEvent::Original(event),
+                ))) => {
+                    if let Some(instance) = self.handle_room_message(&txn, &event).await? {
+                        queued.push(instance);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warn!(txn_id, error = %e, "skipping an event the gateway cannot read"),
+            }
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        self.matrix_wake.notify_one();
+        for instance in queued {
+            if let Some(b) = self.bridges.get(&instance) {
+                b.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// A message in a room: a reply to queue, a refusal to note, or nothing of ours. Returns the
+    /// bridge instance a reply was queued for.
+    async fn handle_room_message<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        event: &OriginalRoomMessageEvent,
+    ) -> Result<Option<String>, StoreError> {
+        // Our own bot and ghosts: never echoed back.
+        if self.config.is_appservice_user(&event.sender) {
+            return Ok(None);
+        }
+        let Some(case) = Store::case_by_room(conn, event.room_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let members = self
+            .config
+            .teams
+            .get(&case.team)
+            .map(|t| t.members.as_slice())
+            .unwrap_or(&[]);
+        if !members.contains(&event.sender) {
+            Store::record_notice(
+                conn,
+                case.id,
+                &format!(
+                    "Only members of team {} can write to the client. This message was not sent.",
+                    case.team
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        if matches!(event.content.relates_to, Some(Relation::Replacement(_))) {
+            Store::record_notice(
+                conn,
+                case.id,
+                "Edits are not sent to the client: the first version was sent. Send a new message to correct it.",
+            )
+            .await?;
+            return Ok(None);
+        }
+        let (body, html) = match &event.content.msgtype {
+            MessageType::Text(text) => (
+                text.body.clone(),
+                text.formatted.as_ref().map(|f| f.body.clone()),
+            ),
+            MessageType::Emote(emote) => (
+                emote.body.clone(),
+                emote.formatted.as_ref().map(|f| f.body.clone()),
+            ),
+            // Notices are the convention for bot output, never client-facing text.
+            MessageType::Notice(_) => return Ok(None),
+            other => {
+                Store::record_notice(
+                    conn,
+                    case.id,
+                    &format!(
+                        "Messages of type {} cannot be sent to the client yet. Nothing was sent.",
+                        other.msgtype()
+                    ),
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        let Some(identity_id) = case.last_identity_id else {
+            return Ok(None);
+        };
+        let identity = Store::identity(conn, identity_id).await?;
+        if !self.bridges.contains_key(&identity.instance) {
+            Store::record_notice(
+                conn,
+                case.id,
+                &format!(
+                    "The client's channel ({}) is not running on this gateway. Nothing was sent.",
+                    identity.instance
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        let text = strip_reply_fallback(&body, html.as_deref());
+        let instance = identity.instance.clone();
+        let queued = Store::record_outbound(
+            conn,
+            NewOutbound {
+                case_id: case.id,
+                identity,
+                event_id: event.event_id.to_string(),
+                sender: event.sender.to_string(),
+                body: text.body,
+                html: text.html,
+            },
+        )
+        .await?;
+        Ok(queued.then_some(instance))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+}
+
+/// Maps any string into the characters a Matrix localpart allows, one-to-one: `a-z0-9.-` stay,
+/// `_` doubles, capitals become `_` plus the small letter, anything else `=xx` per UTF-8 byte
+/// (the spec's suggested mapping for other character sets).
+pub fn escape_localpart(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for byte in s.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => out.push(byte as char),
+            b'_' => out.push_str("__"),
+            b'A'..=b'Z' => {
+                out.push('_');
+                out.push(byte.to_ascii_lowercase() as char);
+            }
+            _ => out.push_str(&format!("={byte:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_localpart;
+
+    #[test]
+    fn localpart_escaping_is_valid_and_one_to_one() {
+        assert_eq!(escape_localpart("+46701234567"), "=2b46701234567");
+        assert_eq!(
+            escape_localpart("Anna_B@Example.org"),
+            "_anna___b=40_example.org"
+        );
+        assert_eq!(escape_localpart("Åsa"), "=c3=85sa");
+        assert_ne!(escape_localpart("a_b"), escape_localpart("a_B"));
+        for s in ["+46 70", "x@y.z", "Zoë", "_", "=2b"] {
+            assert!(escape_localpart(s)
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-')));
+        }
+    }
+}

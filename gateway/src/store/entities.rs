@@ -1,0 +1,144 @@
+//! The tables of the records store, as sea-orm entities.
+
+/// A client case: one client, one room, one or more channel identities.
+pub mod case {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "cases")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Human case number, `2026-000123`.
+        #[sea_orm(unique)]
+        pub number: String,
+        pub year: i32,
+        pub seq: i32,
+        /// The team key that answers this case.
+        pub team: String,
+        /// `open` or `closed`.
+        pub status: String,
+        /// The case room, once created.
+        pub room_id: Option<String>,
+        /// The identity the client wrote from last: replies go out there.
+        pub last_identity_id: Option<i64>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A client's address on one bridge instance, and the ghost that speaks for it.
+pub mod identity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "identities")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub case_id: i64,
+        pub instance: String,
+        pub channel: String,
+        pub address: String,
+        pub display_name: String,
+        pub ghost_localpart: String,
+        /// Set once the ghost has joined the case room.
+        pub joined_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every message of a case: inbound, outbound, and the gateway's notices to the team.
+pub mod message {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub case_id: i64,
+        pub identity_id: Option<i64>,
+        /// `inbound`, `outbound` or `notice`.
+        pub direction: String,
+        /// Bridge instance and channel (empty for notices).
+        pub instance: String,
+        pub channel: String,
+        /// The channel's id: of the client's message (inbound) or of our sent one (outbound).
+        pub upstream_id: Option<String>,
+        /// The Matrix event: the ghost's (inbound), the worker's (outbound), the bot's (notice).
+        pub event_id: Option<String>,
+        /// The worker's Matrix ID for outbound messages; internal, never sent.
+        pub sender: Option<String>,
+        pub body: String,
+        pub html: Option<String>,
+        /// Attachment metadata (name, type, size) as JSON.
+        pub attachments: Option<Json>,
+        /// `received`, `relayed`, `queued`, `sent`, `delivered` or `failed`.
+        pub state: String,
+        pub error: Option<String>,
+        pub sent_at: Option<DateTimeUtc>,
+        pub received_at: DateTimeUtc,
+        pub relayed_at: Option<DateTimeUtc>,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Durable outbound work: a message to relay into Matrix or to deliver on a channel.
+pub mod queue_item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "queue")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// `matrix` (relay into the case room) or `bridge` (deliver to the client).
+        pub target: String,
+        /// For `bridge`: the instance; empty for `matrix`.
+        pub instance: String,
+        pub message_id: i64,
+        pub case_id: i64,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Appservice transactions already processed: a replay is acknowledged, not processed again.
+pub mod transaction {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transactions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub txn_id: String,
+        pub received_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,685 @@
+//! The records store: cases, identities, every message, the durable outbound queue and the
+//! processed appservice transactions, on SQLite (default) or PostgreSQL through sea-orm.
+
+pub mod entities;
+mod migration;
+
+use std::time::Duration;
+
+use casebridge_bridges::{Accepted, InboundMessage};
+use chrono::{DateTime, Datelike, Utc};
+use sea_orm::{
+    sea_query::{Expr, OnConflict},
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlxSqliteConnector,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use self::entities::{case, identity, message, queue_item, transaction};
+
+/// A store error, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("records store: {0}")]
+    Db(#[from] DbErr),
+    /// The database URL is not one the store supports.
+    #[error("database.url: {0}")]
+    Url(String),
+    /// A row that must exist does not.
+    #[error("records store: {0} not found")]
+    Missing(String),
+}
+
+/// Message directions as stored.
+pub mod direction {
+    /// From a client.
+    pub const INBOUND: &str = "inbound";
+    /// To a client.
+    pub const OUTBOUND: &str = "outbound";
+    /// From the gateway to the case team.
+    pub const NOTICE: &str = "notice";
+}
+
+/// Queue targets as stored.
+pub mod target {
+    /// Relay into the case room.
+    pub const MATRIX: &str = "matrix";
+    /// Deliver to the client through a bridge instance.
+    pub const BRIDGE: &str = "bridge";
+}
+
+/// An inbound message with what the core knows of where it came from.
+#[derive(Debug, Clone)]
+pub struct NewInbound {
+    /// Bridge instance key.
+    pub instance: String,
+    /// Channel name (`sms`, `email`).
+    pub channel: String,
+    /// Team that answers this instance.
+    pub team: String,
+    /// Ghost localpart for the sender's address.
+    pub ghost_localpart: String,
+    /// The message itself.
+    pub message: InboundMessage,
+}
+
+/// A reply from the case team, ready to queue for a bridge.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    /// The case.
+    pub case_id: i64,
+    /// The identity it goes to.
+    pub identity: identity::Model,
+    /// The worker's event.
+    pub event_id: String,
+    /// The worker's Matrix ID (kept internally).
+    pub sender: String,
+    /// Text after the outbound policies.
+    pub body: String,
+    /// HTML after the outbound policies.
+    pub html: Option<String>,
+}
+
+/// Handle to the records store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://FILE`, `sqlite::memory:`, `postgres://...`), creating an
+    /// SQLite file when missing, and runs pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let db = if url.starts_with("sqlite:") {
+            let options: SqliteConnectOptions = url
+                .parse()
+                .map_err(|e| StoreError::Url(format!("cannot parse {url:?}: {e}")))?;
+            // WAL with FULL sync: a committed record survives a crash of the process and of
+            // the machine; busy_timeout lets the pool's writers wait for each other.
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            let in_memory = url.contains(":memory:");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if in_memory { 1 } else { max_connections.max(1) })
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Db(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))))?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut options = ConnectOptions::new(url.to_owned());
+            options
+                .max_connections(max_connections.max(1))
+                .sqlx_logging(false);
+            Database::connect(options).await?
+        } else {
+            return Err(StoreError::Url(format!(
+                "unsupported scheme in {:?}: use sqlite://FILE or postgres://...",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        migration::Migrator::up(&db, None).await?;
+        Ok(Self { db })
+    }
+
+    /// The connection, for queries the store has no method for.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Records a batch of inbound messages in one transaction (group commit). Each answer says
+    /// whether the message is new or a duplicate of one recorded before (same instance and
+    /// upstream id). Nothing of the batch is recorded if the transaction fails.
+    pub async fn record_inbound(&self, batch: &[NewInbound]) -> Result<Vec<Accepted>, StoreError> {
+        let txn = self.db.begin().await?;
+        let now = Utc::now();
+        let mut answers = Vec::with_capacity(batch.len());
+        for item in batch {
+            let existing = message::Entity::find()
+                .filter(message::Column::Direction.eq(direction::INBOUND))
+                .filter(message::Column::Instance.eq(&item.instance))
+                .filter(message::Column::UpstreamId.eq(item.message.message_id.as_str()))
+                .one(&txn)
+                .await?;
+            if existing.is_some() {
+                answers.push(Accepted::Duplicate);
+                continue;
+            }
+            let (case, identity) = match identity::Entity::find()
+                .filter(identity::Column::Instance.eq(&item.instance))
+                .filter(identity::Column::Address.eq(item.message.from.as_str()))
+                .one(&txn)
+                .await?
+            {
+                Some(identity) => {
+                    let case = case::Entity::find_by_id(identity.case_id)
+                        .one(&txn)
+                        .await?
+                        .ok_or_else(|| StoreError::Missing(format!("case {}", identity.case_id)))?;
+                    (case, identity)
+                }
+                None => {
+                    let case = new_case(&txn, &item.team, now).await?;
+                    let identity = identity::ActiveModel {
+                        case_id: Set(case.id),
+                        instance: Set(item.instance.clone()),
+                        channel: Set(item.channel.clone()),
+                        address: Set(item.message.from.as_str().to_owned()),
+                        display_name: Set(item.message.display_name.clone()),
+                        ghost_localpart: Set(item.ghost_localpart.clone()),
+                        joined_at: Set(None),
+                        created_at: Set(now),
+                        ..Default::default()
+                    }
+                    .insert(&txn)
+                    .await?;
+                    (case, identity)
+                }
+            };
+            if case.last_identity_id != Some(identity.id) {
+                case::Entity::update_many()
+                    .col_expr(case::Column::LastIdentityId, Expr::value(identity.id))
+                    .filter(case::Column::Id.eq(case.id))
+                    .exec(&txn)
+                    .await?;
+            }
+            let m = message::ActiveModel {
+                case_id: Set(case.id),
+                identity_id: Set(Some(identity.id)),
+                direction: Set(direction::INBOUND.into()),
+                instance: Set(item.instance.clone()),
+                channel: Set(item.channel.clone()),
+                upstream_id: Set(Some(item.message.message_id.as_str().to_owned())),
+                event_id: Set(None),
+                sender: Set(None),
+                body: Set(item.message.body.clone()),
+                html: Set(item.message.html.clone()),
+                attachments: Set(None),
+                state: Set("received".into()),
+                error: Set(None),
+                sent_at: Set(Some(item.message.sent_at)),
+                received_at: Set(now),
+                relayed_at: Set(None),
+                delivered_at: Set(None),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            enqueue(&txn, target::MATRIX, "", m.id, case.id, now).await?;
+            answers.push(Accepted::Recorded {
+                case_number: case.number,
+            });
+        }
+        txn.commit().await?;
+        Ok(answers)
+    }
+
+    /// Marks an appservice transaction as processed inside `txn`; false if it was before.
+    pub async fn claim_transaction<C: ConnectionTrait>(
+        conn: &C,
+        txn_id: &str,
+    ) -> Result<bool, StoreError> {
+        let inserted = transaction::Entity::insert(transaction::ActiveModel {
+            txn_id: Set(txn_id.to_owned()),
+            received_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::column(transaction::Column::TxnId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Starts a transaction for work that must commit as one.
+    pub async fn begin(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// The case whose room is `room_id`.
+    pub async fn case_by_room<C: ConnectionTrait>(
+        conn: &C,
+        room_id: &str,
+    ) -> Result<Option<case::Model>, StoreError> {
+        Ok(case::Entity::find()
+            .filter(case::Column::RoomId.eq(room_id))
+            .one(conn)
+            .await?)
+    }
+
+    /// Records a reply and queues it for its bridge, inside `txn`. False if the event was
+    /// recorded before.
+    pub async fn record_outbound<C: ConnectionTrait>(
+        conn: &C,
+        out: NewOutbound,
+    ) -> Result<bool, StoreError> {
+        let seen = message::Entity::find()
+            .filter(message::Column::EventId.eq(&out.event_id))
+            .one(conn)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let m = message::ActiveModel {
+            case_id: Set(out.case_id),
+            identity_id: Set(Some(out.identity.id)),
+            direction: Set(direction::OUTBOUND.into()),
+            instance: Set(out.identity.instance.clone()),
+            channel: Set(out.identity.channel.clone()),
+            upstream_id: Set(None),
+            event_id: Set(Some(out.event_id)),
+            sender: Set(Some(out.sender)),
+            body: Set(out.body),
+            html: Set(out.html),
+            attachments: Set(None),
+            state: Set("queued".into()),
+            error: Set(None),
+            sent_at: Set(None),
+            received_at: Set(now),
+            relayed_at: Set(None),
+            delivered_at: Set(None),
+            ..Default::default()
+        }
+        .insert(conn)
+        .await?;
+        enqueue(
+            conn,
+            target::BRIDGE,
+            &out.identity.instance,
+            m.id,
+            out.case_id,
+            now,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Records a notice to the case team and queues it for the room, inside `conn`.
+    pub async fn record_notice<C: ConnectionTrait>(
+        conn: &C,
+        case_id: i64,
+        body: &str,
+    ) -> Result<i64, StoreError> {
+        let now = Utc::now();
+        let m = message::ActiveModel {
+            case_id: Set(case_id),
+            identity_id: Set(None),
+            direction: Set(direction::NOTICE.into()),
+            instance: Set(String::new()),
+            channel: Set(String::new()),
+            upstream_id: Set(None),
+            event_id: Set(None),
+            sender: Set(None),
+            body: Set(body.to_owned()),
+            html: Set(None),
+            attachments: Set(None),
+            state: Set("received".into()),
+            error: Set(None),
+            sent_at: Set(None),
+            received_at: Set(now),
+            relayed_at: Set(None),
+            delivered_at: Set(None),
+            ..Default::default()
+        }
+        .insert(conn)
+        .await?;
+        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        Ok(m.id)
+    }
+
+    /// Queue items for `target`/`instance` that are due, oldest first.
+    pub async fn due(
+        &self,
+        target: &str,
+        instance: &str,
+        limit: u64,
+    ) -> Result<Vec<queue_item::Model>, StoreError> {
+        Ok(queue_item::Entity::find()
+            .filter(queue_item::Column::Target.eq(target))
+            .filter(queue_item::Column::Instance.eq(instance))
+            .filter(queue_item::Column::NextAttemptAt.lte(Utc::now()))
+            .order_by_asc(queue_item::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// When the next item for `target`/`instance` falls due, if any is queued.
+    pub async fn next_due(
+        &self,
+        target: &str,
+        instance: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(queue_item::Entity::find()
+            .filter(queue_item::Column::Target.eq(target))
+            .filter(queue_item::Column::Instance.eq(instance))
+            .order_by_asc(queue_item::Column::NextAttemptAt)
+            .one(&self.db)
+            .await?
+            .map(|q| q.next_attempt_at))
+    }
+
+    /// Items waiting in the queue for `target`.
+    pub async fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
+        use sea_orm::PaginatorTrait;
+        Ok(queue_item::Entity::find()
+            .filter(queue_item::Column::Target.eq(target))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Puts an item back with a later due time after a transient failure.
+    pub async fn retry_later(
+        &self,
+        item: &queue_item::Model,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        queue_item::Entity::update_many()
+            .col_expr(queue_item::Column::Attempts, Expr::value(item.attempts + 1))
+            .col_expr(queue_item::Column::NextAttemptAt, Expr::value(at))
+            .col_expr(queue_item::Column::LastError, Expr::value(error))
+            .filter(queue_item::Column::Id.eq(item.id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A message was relayed into its room as `event_id`: record it and drop the queue item.
+    pub async fn relayed(
+        &self,
+        item: &queue_item::Model,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        message::Entity::update_many()
+            .col_expr(message::Column::EventId, Expr::value(event_id))
+            .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
+            .col_expr(message::Column::State, Expr::value("relayed"))
+            .filter(message::Column::Id.eq(item.message_id))
+            .exec(&txn)
+            .await?;
+        queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A bridge accepted a reply: record it and drop the queue item.
+    pub async fn sent(
+        &self,
+        item: &queue_item::Model,
+        remote_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::UpstreamId,
+                Expr::value(remote_id.map(str::to_owned)),
+            )
+            .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
+            .col_expr(message::Column::State, Expr::value("sent"))
+            .filter(message::Column::Id.eq(item.message_id))
+            .exec(&txn)
+            .await?;
+        queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A bridge refused a reply for good: record why, tell the team, drop the queue item.
+    pub async fn failed(
+        &self,
+        item: &queue_item::Model,
+        error: &str,
+        notice: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        message::Entity::update_many()
+            .col_expr(message::Column::Error, Expr::value(error))
+            .col_expr(message::Column::State, Expr::value("failed"))
+            .filter(message::Column::Id.eq(item.message_id))
+            .exec(&txn)
+            .await?;
+        queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
+        Self::record_notice(&txn, item.case_id, notice).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Records the room of a case.
+    pub async fn set_room(&self, case_id: i64, room_id: &str) -> Result<(), StoreError> {
+        case::Entity::update_many()
+            .col_expr(case::Column::RoomId, Expr::value(room_id))
+            .filter(case::Column::Id.eq(case_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that an identity's ghost is in the case room.
+    pub async fn set_joined(&self, identity_id: i64) -> Result<(), StoreError> {
+        identity::Entity::update_many()
+            .col_expr(identity::Column::JoinedAt, Expr::value(Utc::now()))
+            .filter(identity::Column::Id.eq(identity_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// One message by id.
+    pub async fn message(&self, id: i64) -> Result<message::Model, StoreError> {
+        message::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::Missing(format!("message {id}")))
+    }
+
+    /// One case by id.
+    pub async fn case(&self, id: i64) -> Result<case::Model, StoreError> {
+        case::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::Missing(format!("case {id}")))
+    }
+
+    /// One case by its number (`2026-000123`).
+    pub async fn case_by_number(&self, number: &str) -> Result<Option<case::Model>, StoreError> {
+        Ok(case::Entity::find()
+            .filter(case::Column::Number.eq(number))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// One identity by id.
+    pub async fn identity<C: ConnectionTrait>(
+        conn: &C,
+        id: i64,
+    ) -> Result<identity::Model, StoreError> {
+        identity::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .ok_or_else(|| StoreError::Missing(format!("identity {id}")))
+    }
+
+    /// All cases, newest first.
+    pub async fn cases(&self) -> Result<Vec<case::Model>, StoreError> {
+        Ok(case::Entity::find()
+            .order_by_desc(case::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The identities of a case.
+    pub async fn identities(&self, case_id: i64) -> Result<Vec<identity::Model>, StoreError> {
+        Ok(identity::Entity::find()
+            .filter(identity::Column::CaseId.eq(case_id))
+            .order_by_asc(identity::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The messages of a case in the order they were recorded.
+    pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::CaseId.eq(case_id))
+            .order_by_asc(message::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+}
+
+async fn new_case<C: ConnectionTrait>(
+    conn: &C,
+    team: &str,
+    now: DateTime<Utc>,
+) -> Result<case::Model, StoreError> {
+    let year = now.year();
+    let last: Option<i32> = case::Entity::find()
+        .select_only()
+        .column_as(case::Column::Seq.max(), "max_seq")
+        .filter(case::Column::Year.eq(year))
+        .into_tuple::<Option<i32>>()
+        .one(conn)
+        .await?
+        .flatten();
+    let seq = last.unwrap_or(0) + 1;
+    Ok(case::ActiveModel {
+        number: Set(format!("{year}-{seq:06}")),
+        year: Set(year),
+        seq: Set(seq),
+        team: Set(team.to_owned()),
+        status: Set("open".into()),
+        room_id: Set(None),
+        last_identity_id: Set(None),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?)
+}
+
+async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    target: &str,
+    instance: &str,
+    message_id: i64,
+    case_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    queue_item::ActiveModel {
+        target: Set(target.to_owned()),
+        instance: Set(instance.to_owned()),
+        message_id: Set(message_id),
+        case_id: Set(case_id),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_bridges::{RemoteAddress, RemoteMessageId};
+
+    use super::*;
+
+    fn inbound(id: &str, from: &str) -> NewInbound {
+        NewInbound {
+            instance: "sms".into(),
+            channel: "sms".into(),
+            team: "social".into(),
+            ghost_localpart: format!("_cb_sms_{from}"),
+            message: InboundMessage {
+                message_id: RemoteMessageId::new(id),
+                from: RemoteAddress::new(from),
+                display_name: from.into(),
+                body: format!("text of {id}"),
+                html: None,
+                sent_at: Utc::now(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn inbound_creates_cases_and_deduplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let answers = store
+            .record_inbound(&[
+                inbound("m1", "a"),
+                inbound("m2", "a"),
+                inbound("m1", "a"),
+                inbound("m3", "b"),
+            ])
+            .await
+            .unwrap();
+        let year = Utc::now().year();
+        assert_eq!(
+            answers,
+            vec![
+                Accepted::Recorded {
+                    case_number: format!("{year}-000001")
+                },
+                Accepted::Recorded {
+                    case_number: format!("{year}-000001")
+                },
+                Accepted::Duplicate,
+                Accepted::Recorded {
+                    case_number: format!("{year}-000002")
+                },
+            ]
+        );
+        // A retry after a restart is still a duplicate.
+        drop(store);
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert_eq!(
+            store.record_inbound(&[inbound("m2", "a")]).await.unwrap(),
+            vec![Accepted::Duplicate]
+        );
+        let cases = store.cases().await.unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(store.messages(cases[1].id).await.unwrap().len(), 2);
+        assert_eq!(store.due(target::MATRIX, "", 10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn transactions_are_claimed_once() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        assert!(Store::claim_transaction(store.connection(), "t1")
+            .await
+            .unwrap());
+        assert!(!Store::claim_transaction(store.connection(), "t1")
+            .await
+            .unwrap());
+        assert!(Store::claim_transaction(store.connection(), "t2")
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn unsupported_url_is_named() {
+        let err = Store::connect("mysql://x", 1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "database.url: unsupported scheme in \"mysql\": use sqlite://FILE or postgres://..."
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Shared helpers of casebridge's end-to-end tests and the local demo: a real Synapse per test,
+//! a worker's Matrix client, the spool-backed loopback bridge, PostgreSQL databases, and gateway
+//! configurations that tie them together.
+
+pub mod loopback;
+pub mod postgres;
+pub mod synapse;
+pub mod worker;
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+pub use loopback::{LoopbackFactory, Spool};
+pub use synapse::Synapse;
+pub use worker::Worker;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repo")
+        .to_owned()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Settings of one test gateway.
+pub struct GatewaySetup {
+    /// Homeserver client URL.
+    pub homeserver_url: String,
+    /// Port the gateway listens on.
+    pub port: u16,
+    /// Database URL.
+    pub database_url: String,
+    /// The loopback spool directory.
+    pub spool: PathBuf,
+    /// Team members' Matrix IDs.
+    pub members: Vec<String>,
+    /// Longest retry pause, in ms.
+    pub max_backoff_ms: u64,
+}
+
+/// The appservice tokens every test registration uses.
+pub const AS_TOKEN: &str = "test-as-token-0123456789";
+/// See [`AS_TOKEN`].
+pub const HS_TOKEN: &str = "test-hs-token-9876543210";
+
+impl GatewaySetup {
+    /// The gateway's TOML configuration.
+    pub fn toml(&self) -> String {
+        let members: Vec<String> = self.members.iter().map(|m| format!("{m:?}")).collect();
+        format!(
+            r#"
+[homeserver]
+url = "{hs}"
+server_name = "localhost"
+
+[appservice]
+listen = "127.0.0.1:{port}"
+url = "http://127.0.0.1:{port}"
+as_token = "{AS_TOKEN}"
+hs_token = "{HS_TOKEN}"
+
+[database]
+url = "{db}"
+
+[queue]
+initial_backoff_ms = 100
+max_backoff_ms = {backoff}
+
+[teams.social]
+name = "Social services"
+members = [{members}]
+
+[bridges.loop]
+kind = "loopback"
+team = "social"
+spool = "{spool}"
+"#,
+            hs = self.homeserver_url,
+            port = self.port,
+            db = self.database_url,
+            backoff = self.max_backoff_ms,
+            members = members.join(", "),
+            spool = self.spool.display(),
+        )
+    }
+
+    /// The parsed configuration.
+    pub fn config(&self) -> casebridge_config::Config {
+        casebridge_config::Config::from_toml_str(&self.toml()).expect("test config parses")
+    }
+
+    /// The appservice registration YAML for this gateway.
+    pub fn registration_yaml(&self) -> String {
+        casebridge_gateway::registration::registration_yaml(&self.config()).unwrap()
+    }
+}
+
+/// Logs of a test, once per process, to stderr (`RUST_LOG` to tune).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,casebridge_gateway=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,272 @@
+//! The loopback bridge: a channel backed by a directory, for tests and the demo only.
+//!
+//! It behaves like a real upstream: a message waits in `inbox/` as `ID.json` until the gateway
+//! has committed it (then the file is removed), and every delivered reply is appended, fsynced,
+//! to `outbox.jsonl`. A file `fail-transient` in the spool makes deliveries fail as an outage
+//! would; a body containing `PERMANENT-FAIL` is refused for good.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use casebridge_bridges::{
+    Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundMessage,
+    InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
+};
+use casebridge_config::BridgeInstance;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::Notify, task::JoinHandle};
+
+/// A message waiting in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpoolMessage {
+    /// The upstream id.
+    pub id: String,
+    /// The sender's address.
+    pub from: String,
+    /// The text.
+    pub body: String,
+}
+
+/// One delivered reply, as the loopback "client" received it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboxLine {
+    /// The gateway's record id.
+    pub record_id: i64,
+    /// The case number.
+    pub case_number: String,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub body: String,
+    /// The HTML, if any.
+    pub html: Option<String>,
+}
+
+/// The directory behind a loopback bridge, seen from the test.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// A spool at `root` (created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("inbox")).unwrap();
+        Self { root }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Puts a client's message into the inbox (atomically).
+    pub fn put(&self, id: &str, from: &str, body: &str) {
+        let message = SpoolMessage {
+            id: id.into(),
+            from: from.into(),
+            body: body.into(),
+        };
+        let tmp = self.root.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&message).unwrap()).unwrap();
+        std::fs::rename(tmp, self.root.join("inbox").join(format!("{id}.json"))).unwrap();
+    }
+
+    /// Messages not yet taken by the gateway.
+    pub fn inbox_len(&self) -> usize {
+        std::fs::read_dir(self.root.join("inbox"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every reply delivered so far.
+    pub fn outbox(&self) -> Vec<OutboxLine> {
+        std::fs::read_to_string(self.root.join("outbox.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("outbox lines are JSON"))
+            .collect()
+    }
+
+    /// Makes deliveries fail transiently (an outage) or work again.
+    pub fn set_failing(&self, failing: bool) {
+        let flag = self.root.join("fail-transient");
+        if failing {
+            std::fs::write(flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+}
+
+/// `[bridges.X] kind = "loopback"`: its own option is `spool`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoopbackOptions {
+    spool: PathBuf,
+}
+
+/// Builds loopback bridges.
+pub struct LoopbackFactory;
+
+impl BridgeFactory for LoopbackFactory {
+    fn kind(&self) -> &'static str {
+        "loopback"
+    }
+
+    fn build(&self, name: &str, config: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError> {
+        let options: LoopbackOptions = config.options(name)?;
+        Ok(Arc::new(Loopback {
+            spool: Spool::new(options.spool),
+            stop: Arc::new(Notify::new()),
+            task: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// All factories a test gateway uses: the built-in ones plus loopback.
+pub fn test_factories() -> Vec<Arc<dyn BridgeFactory>> {
+    let mut factories = casebridge_bridges::builtin_factories();
+    factories.push(Arc::new(LoopbackFactory));
+    factories
+}
+
+struct Loopback {
+    spool: Spool,
+    stop: Arc<Notify>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+#[async_trait]
+impl Bridge for Loopback {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            channel: "loopback",
+            label: "Loopback",
+            attachments: false,
+            max_length: None,
+            delivery_reports: false,
+            html: true,
+        }
+    }
+
+    async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        let inbox = self.spool.root.join("inbox");
+        let stop = self.stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                take_inbox(&inbox, &inbound).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    () = stop.notified() => return,
+                }
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        self.stop.notify_waiters();
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError> {
+        if self.spool.root.join("fail-transient").exists() {
+            return Err(DeliveryError::transient(
+                "loopback upstream is down (fail-transient)",
+            ));
+        }
+        if message.body.contains("PERMANENT-FAIL") {
+            return Err(DeliveryError::permanent(
+                "loopback upstream refused the message",
+            ));
+        }
+        let line = OutboxLine {
+            record_id: message.record_id,
+            case_number: message.case_number.clone(),
+            to: message.to.to_string(),
+            body: message.body.clone(),
+            html: message.html.clone(),
+        };
+        let path = self.spool.root.join("outbox.jsonl");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| DeliveryError::transient(format!("{}: {e}", path.display())))?;
+        let mut bytes = serde_json::to_vec(&line).expect("serialisable");
+        bytes.push(b'\n');
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| DeliveryError::transient(format!("{}: {e}", path.display())))?;
+        Ok(Delivered {
+            remote_id: Some(RemoteMessageId::new(format!("loop-{}", message.record_id))),
+        })
+    }
+}
+
+/// Submits every inbox file, oldest name first; removes a file only once the gateway has it.
+async fn take_inbox(inbox: &Path, sink: &InboundSink) {
+    let Ok(dir) = std::fs::read_dir(inbox) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut pending = Vec::new();
+    for path in files {
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<SpoolMessage>(&b).map_err(|e| e.to_string()));
+        let message = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "malformed spool file set aside");
+                let _ = std::fs::rename(&path, path.with_extension("bad"));
+                continue;
+            }
+        };
+        let sink = sink.clone();
+        // Submitted concurrently, so the gateway can commit them as one batch.
+        pending.push(async move {
+            let result = sink
+                .submit(InboundMessage {
+                    message_id: RemoteMessageId::new(message.id),
+                    from: RemoteAddress::new(message.from.clone()),
+                    display_name: message.from,
+                    body: message.body,
+                    html: None,
+                    sent_at: chrono::Utc::now(),
+                })
+                .await;
+            (path, result)
+        });
+    }
+    for (path, result) in futures::future::join_all(pending).await {
+        match result {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "not accepted; kept for a retry")
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The path of a message: channel -> case room -> reply -> channel, on SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use casebridge_tests::eventually;
+use serde_json::json;
+
+use crate::{Db, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_on_sqlite() {
+    round_trip(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_on_postgres() {
+    round_trip(Db::Postgres).await;
+}
+
+async fn round_trip(db: Db) {
+    let mut stack = Stack::new(db, "roundtrip").await;
+    let gateway = stack.start_gateway().await;
+
+    // A client we have never heard from writes.
+    stack
+        .spool
+        .put("sms-1", "+46701234567", "Hej, jag behöver hjälp med hyran.");
+    let room = stack.join_case_room().await;
+    let inbound = stack
+        .ghost_messages(&room, 1, Duration::from_secs(10))
+        .await;
+
+    // The room is the case's: named after the contact and channel, case number in the topic,
+    // the team invited, the ghost joined and speaking.
+    let name = stack.worker.state(&room, "m.room.name", "").await.unwrap();
+    assert_eq!(name["name"], "+46701234567 (Loopback)");
+    let topic = stack.worker.state(&room, "m.room.topic", "").await.unwrap();
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(
+        topic["topic"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Case {year}-000001")),
+        "{topic}"
+    );
+    let members = stack.worker.members(&room).await;
+    let ghost = "@_cb_loop_=2b46701234567:localhost";
+    assert!(
+        members.contains(&(ghost.to_owned(), "join".to_owned())),
+        "{members:?}"
+    );
+    assert!(
+        members.contains(&("@bo:localhost".to_owned(), "invite".to_owned())),
+        "{members:?}"
+    );
+    assert_eq!(
+        stack.worker.display_name(ghost).await.as_deref(),
+        Some("+46701234567 (Loopback)")
+    );
+    assert_eq!(inbound[0]["sender"], ghost);
+    assert_eq!(
+        inbound[0]["content"]["body"],
+        "Hej, jag behöver hjälp med hyran."
+    );
+
+    // A second message from the same client lands in the same room.
+    stack.spool.put("sms-2", "+46701234567", "Är ni där?");
+    stack
+        .ghost_messages(&room, 2, Duration::from_secs(10))
+        .await;
+
+    // The worker answers as a reply (whose fallback quotes the client and names the worker's
+    // client's view) with a formatted body.
+    let original = inbound[0]["event_id"].as_str().unwrap();
+    stack
+        .worker
+        .send(
+            &room,
+            json!({
+                "msgtype": "m.text",
+                "body": format!("> <{ghost}> Hej, jag behöver hjälp med hyran.\n\nVi ringer dig i morgon kl. 10."),
+                "format": "org.matrix.custom.html",
+                "formatted_body": format!(
+                    "<mx-reply><blockquote><a href=\"https://matrix.to/#/{room}/{original}\">In reply to</a> \
+                     <a href=\"https://matrix.to/#/@anna:localhost\">@anna:localhost</a><br>Hej</blockquote></mx-reply>\
+                     Vi ringer dig i morgon kl. 10."
+                ),
+                "m.relates_to": {"m.in_reply_to": {"event_id": original}},
+            }),
+        )
+        .await;
+    let delivered = eventually(
+        Duration::from_secs(10),
+        "the reply at the loopback client",
+        || async {
+            let outbox = stack.spool.outbox();
+            (!outbox.is_empty()).then_some(outbox)
+        },
+    )
+    .await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].to, "+46701234567");
+    assert_eq!(delivered[0].body, "Vi ringer dig i morgon kl. 10.");
+    assert_eq!(
+        delivered[0].html.as_deref(),
+        Some("Vi ringer dig i morgon kl. 10.")
+    );
+    for line in &delivered {
+        let all = format!("{} {:?}", line.body, line.html);
+        assert!(
+            !all.contains("anna") && !all.contains("@") && !all.contains("localhost"),
+            "{all}"
+        );
+    }
+
+    // Someone who is not on the team is refused with a notice, and nothing goes out.
+    let mut eve = casebridge_tests::Worker::login(&stack.synapse.url, "eve", "eve-password").await;
+    // Eve is invited by a team member (e.g. by mistake) and joins.
+    let (status, _) = invite(&stack, &room, &eve.user_id).await;
+    assert_eq!(status, 200);
+    eve.join(&room).await;
+    eve.send_text(&room, "Ring mig privat på 070-000 00 00")
+        .await;
+    eventually(Duration::from_secs(10), "a refusal notice", || async {
+        stack
+            .worker
+            .messages(&room)
+            .await
+            .iter()
+            .any(|e| {
+                e["content"]["msgtype"] == "m.notice"
+                    && e["content"]["body"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("Only members of team social")
+            })
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stack.spool.outbox().len(),
+        1,
+        "a non-member's message went out"
+    );
+
+    // Both directions are in the records.
+    let store = gateway.store().clone();
+    let case = store
+        .case_by_number(&format!("{year}-000001"))
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = store.messages(case.id).await.unwrap();
+    let kinds: Vec<_> = messages
+        .iter()
+        .map(|m| (m.direction.as_str(), m.state.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("inbound", "relayed"),
+            ("inbound", "relayed"),
+            ("outbound", "sent"),
+            ("notice", "relayed")
+        ],
+        "{messages:#?}"
+    );
+    assert_eq!(messages[2].sender.as_deref(), Some("@anna:localhost"));
+    gateway.shutdown().await;
+}
+
+async fn invite(stack: &Stack, room: &str, user: &str) -> (u16, serde_json::Value) {
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{}/_matrix/client/v3/login", stack.synapse.url))
+        .json(&json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "anna"}, "password": "anna-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .post(format!(
+            "{}/_matrix/client/v3/rooms/{room}/invite",
+            stack.synapse.url
+        ))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or_default(),
+    )
+}
