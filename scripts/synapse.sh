@@ -20,7 +20,13 @@ install() {
   fi
   echo "synapse.sh: installing matrix-synapse into $venv" >&2
   mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's own python3 needs its venv module from a package.
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'matrix-synapse>=1.100' >&2
 }
 
@@ -110,7 +116,7 @@ start() {
     </dev/null >>"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/homeserver.pid.start"
   for _ in $(seq 1 600); do
-    if curl -fsS "http://127.0.0.1:$port/_matrix/client/versions" >/dev/null 2>&1; then
+    if "$venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/_matrix/client/versions', timeout=2)" 2>/dev/null; then
       return 0
     fi
     if ! kill -0 "$(cat "$dir/homeserver.pid.start")" 2>/dev/null; then

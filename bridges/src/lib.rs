@@ -227,6 +227,19 @@ pub enum Accepted {
 #[error("the gateway could not record the message: {0}")]
 pub struct SubmitError(pub String);
 
+/// The core's answer to an enqueued message, still to come.
+#[derive(Debug)]
+pub struct PendingAck(oneshot::Receiver<Result<Accepted, SubmitError>>);
+
+impl PendingAck {
+    /// Waits until the message is durably recorded (or could not be).
+    pub async fn recorded(self) -> Result<Accepted, SubmitError> {
+        self.0
+            .await
+            .map_err(|_| SubmitError("the gateway dropped the message".into()))?
+    }
+}
+
 /// One inbound message on its way into the core.
 #[derive(Debug)]
 pub struct InboundEnvelope {
@@ -265,6 +278,13 @@ impl InboundSink {
     /// Hands one message to the core and waits until it is durably recorded. Only after `Ok`
     /// may the bridge acknowledge it upstream.
     pub async fn submit(&self, message: InboundMessage) -> Result<Accepted, SubmitError> {
+        self.enqueue(message).await?.recorded().await
+    }
+
+    /// Hands one message to the core without waiting for the commit: messages enqueued one
+    /// after another keep their order, and the core can commit them as one batch. Await
+    /// [`PendingAck::recorded`] before acknowledging upstream.
+    pub async fn enqueue(&self, message: InboundMessage) -> Result<PendingAck, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let envelope = InboundEnvelope {
             instance: self.instance.clone(),
@@ -276,9 +296,7 @@ impl InboundSink {
             .send(envelope)
             .await
             .map_err(|_| SubmitError("the gateway is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| SubmitError("the gateway dropped the message".into()))?
+        Ok(PendingAck(answer))
     }
 
     /// The instance this sink belongs to.

@@ -243,23 +243,24 @@ async fn take_inbox(inbox: &Path, sink: &InboundSink) {
                 continue;
             }
         };
-        let sink = sink.clone();
-        // Submitted concurrently, so the gateway can commit them as one batch.
-        pending.push(async move {
-            let result = sink
-                .submit(InboundMessage {
-                    message_id: RemoteMessageId::new(message.id),
-                    from: RemoteAddress::new(message.from.clone()),
-                    display_name: message.from,
-                    body: message.body,
-                    html: None,
-                    sent_at: chrono::Utc::now(),
-                })
-                .await;
-            (path, result)
-        });
+        // Enqueued in name order (the upstream's order); acknowledged once all are committed.
+        let ack = sink
+            .enqueue(InboundMessage {
+                message_id: RemoteMessageId::new(message.id),
+                from: RemoteAddress::new(message.from.clone()),
+                display_name: message.from,
+                body: message.body,
+                html: None,
+                sent_at: chrono::Utc::now(),
+            })
+            .await;
+        pending.push((path, ack));
     }
-    for (path, result) in futures::future::join_all(pending).await {
+    for (path, ack) in pending {
+        let result = match ack {
+            Ok(ack) => ack.recorded().await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(_) => {
                 let _ = std::fs::remove_file(&path);

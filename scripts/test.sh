@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of casebridge: unit and property tests, and the end-to-end tests against a
+# real Synapse (one per test, from a venv) and a real PostgreSQL. Installs what is missing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cache=${CASEBRIDGE_CACHE:-$root/.cache}
+
+bash scripts/synapse.sh install
+
+pgdir=$cache/test-postgres
+pgport=${CASEBRIDGE_TEST_PG_PORT:-55432}
+CASEBRIDGE_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pgdir" "$pgport")
+export CASEBRIDGE_TEST_POSTGRES
+trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
