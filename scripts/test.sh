@@ -9,7 +9,7 @@ cache=${CASEBRIDGE_CACHE:-$root/.cache}
 bash scripts/synapse.sh install
 
 pgdir=$cache/test-postgres
-pgport=${CASEBRIDGE_TEST_PG_PORT:-55432}
+pgport=${CASEBRIDGE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 CASEBRIDGE_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pgdir" "$pgport")
 export CASEBRIDGE_TEST_POSTGRES
 trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT

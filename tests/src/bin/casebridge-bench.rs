@@ -1,0 +1,397 @@
+//! Benchmarks of the gateway; prints figures, asserts nothing. Run in release:
+//!   cargo run --release -p casebridge-tests --bin casebridge-bench
+//!
+//! 1. The gateway's own cost per inbound message (record in SQLite, relay worker, send request)
+//!    against an in-process stub homeserver, with the gateway on one core (a current-thread
+//!    runtime): messages/s under a burst, and p50/p99 latency of single messages.
+//! 2. End to end through a real Synapse, beside Synapse's own direct client-send rate measured in
+//!    the same run with the same concurrency.
+//! 3. Resident memory of an idle gateway process.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use axum::{body::Bytes, extract::Request, http::StatusCode, response::IntoResponse, Json, Router};
+use casebridge_bridges::{
+    Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundMessage,
+    InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
+};
+use casebridge_config::BridgeInstance;
+use casebridge_gateway::Gateway;
+use casebridge_tests::{free_port, GatewaySetup, Synapse, Worker};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// Messages in the burst of the gateway-only benchmark.
+    #[arg(long, default_value_t = 20_000)]
+    burst: usize,
+    /// Messages sent end to end through Synapse (and directly, for comparison).
+    #[arg(long, default_value_t = 400)]
+    e2e: usize,
+    /// Concurrent senders / cases in the end-to-end run.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Skip the Synapse part.
+    #[arg(long)]
+    no_synapse: bool,
+}
+
+// ----- a bridge whose sink the benchmark drives directly -----
+
+static SINK: Mutex<Option<InboundSink>> = Mutex::new(None);
+
+fn sink() -> InboundSink {
+    SINK.lock()
+        .unwrap()
+        .clone()
+        .expect("the bench bridge started")
+}
+
+struct BenchFactory;
+struct BenchBridge;
+
+impl BridgeFactory for BenchFactory {
+    fn kind(&self) -> &'static str {
+        "loopback"
+    }
+    fn build(&self, _: &str, _: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError> {
+        Ok(Arc::new(BenchBridge))
+    }
+}
+
+#[async_trait]
+impl Bridge for BenchBridge {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            channel: "bench",
+            label: "Bench",
+            attachments: false,
+            max_length: None,
+            delivery_reports: false,
+            html: false,
+        }
+    }
+    async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        *SINK.lock().unwrap() = Some(inbound);
+        Ok(())
+    }
+    async fn stop(&self) {}
+    async fn deliver(&self, _: &OutboundMessage) -> Result<Delivered, DeliveryError> {
+        Ok(Delivered::default())
+    }
+}
+
+fn message(seq: usize, contact: usize) -> InboundMessage {
+    InboundMessage {
+        message_id: RemoteMessageId::new(format!("bench-{seq}")),
+        from: RemoteAddress::new(format!("+4670{contact:07}")),
+        display_name: format!("+4670{contact:07}"),
+        body: format!("b{seq}"),
+        html: None,
+        sent_at: chrono::Utc::now(),
+    }
+}
+
+// ----- a stub homeserver that answers what the gateway calls, and notes each send -----
+
+#[derive(Default)]
+struct StubState {
+    rooms: usize,
+    sent: BTreeMap<usize, Instant>,
+}
+
+async fn stub(state: Arc<Mutex<StubState>>, request: Request) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let ok = |v: Value| (StatusCode::OK, Json(v)).into_response();
+    if path.ends_with("/register") {
+        return ok(json!({"user_id": "@x:localhost"}));
+    }
+    if path.contains("/directory/room/") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND", "error": "no"})),
+        )
+            .into_response();
+    }
+    if path.ends_with("/createRoom") {
+        let mut s = state.lock().unwrap();
+        s.rooms += 1;
+        return ok(json!({"room_id": format!("!room{}:localhost", s.rooms)}));
+    }
+    if path.contains("/send/m.room.message/") && method == "PUT" {
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(seq) = v["body"]
+            .as_str()
+            .and_then(|b| b.strip_prefix('b'))
+            .and_then(|n| n.parse().ok())
+        {
+            state.lock().unwrap().sent.insert(seq, Instant::now());
+        }
+        return ok(json!({"event_id": "$e"}));
+    }
+    if path.ends_with("/join") {
+        return ok(json!({"room_id": "!r:localhost"}));
+    }
+    ok(json!({}))
+}
+
+fn start_stub() -> (String, Arc<Mutex<StubState>>) {
+    let state = Arc::new(Mutex::new(StubState::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app_state = state.clone();
+    // The homeserver runs on its own thread: only the gateway is on the measured core.
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = Router::new().fallback(move |r: Request| stub(app_state.clone(), r));
+                axum::serve(listener, app).await.unwrap();
+            });
+    });
+    (url, state)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn setup(dir: &std::path::Path, homeserver: &str) -> GatewaySetup {
+    GatewaySetup {
+        homeserver_url: homeserver.to_owned(),
+        port: free_port(),
+        database_url: format!("sqlite://{}", dir.join("bench.db").display()),
+        spool: dir.join("spool"),
+        members: vec!["@anna:localhost".into()],
+        max_backoff_ms: 1000,
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: timed out");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Part 1, on a current-thread runtime: the gateway uses one core.
+fn gateway_only(burst: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, state) = start_stub();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let gateway = Gateway::start(setup(dir.path(), &url).config(), &[Arc::new(BenchFactory) as Arc<dyn BridgeFactory>])
+            .await
+            .unwrap();
+        let sink = sink();
+        let contacts = 100;
+        // Warm up: every case and room exists before measuring.
+        for c in 0..contacts {
+            sink.submit(message(c, c)).await.unwrap();
+        }
+        wait_until("warm-up", Duration::from_secs(60), || state.lock().unwrap().sent.len() == contacts).await;
+
+        // Latency of single messages, one at a time.
+        let mut latencies = Vec::new();
+        for i in 0..500 {
+            let seq = contacts + i;
+            let t0 = Instant::now();
+            sink.submit(message(seq, i % contacts)).await.unwrap();
+            wait_until("single", Duration::from_secs(10), || state.lock().unwrap().sent.contains_key(&seq)).await;
+            latencies.push(state.lock().unwrap().sent[&seq] - t0);
+        }
+        latencies.sort();
+
+        // Throughput under a burst.
+        let first = contacts + 500;
+        let t0 = Instant::now();
+        let mut acks = Vec::with_capacity(burst);
+        for i in 0..burst {
+            acks.push(sink.enqueue(message(first + i, i % contacts)).await.unwrap());
+        }
+        for ack in acks {
+            ack.recorded().await.unwrap();
+        }
+        let recorded = t0.elapsed();
+        let total = first + burst;
+        wait_until("burst", Duration::from_secs(600), || state.lock().unwrap().sent.len() == total).await;
+        let elapsed = t0.elapsed();
+        println!("gateway only (one core, SQLite, stub homeserver):");
+        println!("  burst of {burst}: recorded in {:.2} s ({:.0}/s), relayed in {:.2} s ({:.0} messages/s)",
+            recorded.as_secs_f64(), burst as f64 / recorded.as_secs_f64(),
+            elapsed.as_secs_f64(), burst as f64 / elapsed.as_secs_f64());
+        println!("  single-message latency, record -> send request: p50 {} µs, p99 {} µs",
+            percentile(&latencies, 0.50).as_micros(), percentile(&latencies, 0.99).as_micros());
+        gateway.shutdown().await;
+    });
+}
+
+/// Part 2: through a real Synapse, beside Synapse's own rate.
+async fn end_to_end(n: usize, concurrency: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path(), "http://127.0.0.1:1");
+    let synapse = Synapse::start(&[s.registration_yaml()]).await;
+    s.homeserver_url = synapse.url.clone();
+    synapse.register_user("anna", "anna-password").await;
+
+    // Direct: the worker's client sends into `concurrency` rooms, one sender per room.
+    let http = reqwest::Client::new();
+    let mut rooms = Vec::new();
+    let anna = Worker::login(&synapse.url, "anna", "anna-password").await;
+    let token: Value = http.post(format!("{}/_matrix/client/v3/login", synapse.url))
+        .json(&json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "anna"}, "password": "anna-password"}))
+        .send().await.unwrap().json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..concurrency {
+        let r: Value = http
+            .post(format!("{}/_matrix/client/v3/createRoom", synapse.url))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rooms.push(r["room_id"].as_str().unwrap().to_owned());
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, room) in rooms.iter().enumerate() {
+        let (http, token, base, room) = (
+            http.clone(),
+            token.clone(),
+            synapse.url.clone(),
+            room.clone(),
+        );
+        let count = n / concurrency;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..count {
+                let r = http
+                    .put(format!(
+                        "{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/d{k}-{i}"
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({"msgtype": "m.text", "body": "direct"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let direct = (n / concurrency * concurrency) as f64 / t0.elapsed().as_secs_f64();
+    drop(anna);
+
+    // Through the gateway: `concurrency` clients (cases) writing at once.
+    let gateway = Gateway::start(
+        s.config(),
+        &[Arc::new(BenchFactory) as Arc<dyn BridgeFactory>],
+    )
+    .await
+    .unwrap();
+    let sink = sink();
+    for c in 0..concurrency {
+        sink.submit(message(1_000_000 + c, 5000 + c)).await.unwrap();
+    }
+    let store = gateway.store().clone();
+    let drained = || async { store.queue_depth("matrix").await.unwrap() == 0 };
+    while !drained().await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let per = n / concurrency;
+    let t0 = Instant::now();
+    let mut acks = Vec::new();
+    for i in 0..per * concurrency {
+        acks.push(
+            sink.enqueue(message(2_000_000 + i, 5000 + i % concurrency))
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.recorded().await.unwrap();
+    }
+    while !drained().await {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let e2e = (per * concurrency) as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "end to end through Synapse ({} messages, {concurrency} rooms):",
+        per * concurrency
+    );
+    println!("  Synapse direct client sends: {direct:.1} messages/s");
+    println!(
+        "  through the gateway:         {e2e:.1} messages/s ({:.2} x direct)",
+        e2e / direct
+    );
+    gateway.shutdown().await;
+}
+
+/// Part 3: RSS of the gateway binary, idle.
+fn idle_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), &format!("http://127.0.0.1:{}", free_port()));
+    std::fs::create_dir_all(&s.spool).unwrap();
+    let config = dir.path().join("casebridge.toml");
+    std::fs::write(&config, s.toml()).unwrap();
+    let exe = std::env::current_exe()
+        .unwrap()
+        .with_file_name("casebridge-testgw");
+    let mut child = std::process::Command::new(&exe)
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (cargo build --release -p casebridge-tests --bins)",
+                exe.display()
+            )
+        });
+    std::thread::sleep(Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ?")
+        .to_owned();
+    println!(
+        "idle gateway process (with the loopback bridge): {}",
+        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    let args = Args::parse();
+    gateway_only(args.burst);
+    if !args.no_synapse {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(end_to_end(args.e2e, args.concurrency));
+    }
+    idle_rss();
+}
