@@ -1,7 +1,13 @@
 //! The relay: inbound messages into records and case rooms, case-team replies into records and
 //! out through their bridge, each step taken from the durable queue.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
 
 use casebridge_bridges::{
     Accepted, Bridge, Capabilities, InboundEnvelope, OutboundMessage, SubmitError,
@@ -24,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     matrix::{MatrixClient, MatrixError},
     metrics::Metrics,
-    store::{direction, identity, queue_item, target, NewInbound, NewOutbound, Store, StoreError},
+    store::{direction, message, queue_item, target, NewInbound, NewOutbound, Store, StoreError},
 };
 
 /// A bridge instance the gateway runs.
@@ -56,10 +62,20 @@ pub struct Core {
     /// The bot user.
     pub bot: OwnedUserId,
     bot_ready: tokio::sync::OnceCell<()>,
+    /// Rooms of cases, once known (a case's room never changes).
+    rooms: Mutex<HashMap<i64, OwnedRoomId>>,
+    /// Ghosts known to be in their case room, by identity.
+    ghosts: Mutex<HashMap<i64, OwnedUserId>>,
 }
 
 /// Items a worker takes from the queue per round.
 const BATCH: u64 = 64;
+/// Items of the queue's head the Matrix worker looks at per round.
+const HEAD: u64 = 512;
+/// Case rooms relayed to at once.
+const PARALLEL_ROOMS: usize = 8;
+/// The longest a worker sleeps with nothing to do (it is woken for new work).
+const IDLE: Duration = Duration::from_secs(60);
 /// Attempts after which a request the homeserver refuses for good is given up (the record
 /// keeps the message, marked failed).
 const MAX_PERMANENT_ATTEMPTS: i32 = 5;
@@ -89,6 +105,8 @@ impl Core {
             metrics,
             bot,
             bot_ready: tokio::sync::OnceCell::new(),
+            rooms: Mutex::new(HashMap::new()),
+            ghosts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -178,14 +196,14 @@ impl Core {
 
     // ----- record -> case room -----
 
-    /// Relays queued messages into their case rooms, in order, until `shutdown` fires.
+    /// Relays queued messages into their case rooms until `shutdown` fires: cases in parallel,
+    /// each case's messages in order.
     pub async fn run_matrix_worker(self: Arc<Self>, shutdown: Arc<Notify>) {
         loop {
-            let pause = match self.matrix_round().await {
-                Ok(true) => continue,
-                Ok(false) => self.until_next_due(target::MATRIX, "").await,
-                Err(pause) => pause,
-            };
+            let pause = self.matrix_round().await;
+            if pause.is_zero() {
+                continue;
+            }
             tokio::select! {
                 () = self.matrix_wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
@@ -194,52 +212,103 @@ impl Core {
         }
     }
 
-    /// One round: true if it did work and should go on at once; an error carries the pause
-    /// before the next round (the homeserver is down or refusing).
-    async fn matrix_round(&self) -> Result<bool, Duration> {
-        let items = match self.store.due(target::MATRIX, "", BATCH).await {
+    /// One round over the head of the queue; returns how long to wait before the next one
+    /// (zero when it did work).
+    async fn matrix_round(&self) -> Duration {
+        let items = match self.store.head(target::MATRIX, "", HEAD).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the Matrix queue");
-                return Err(Duration::from_secs(1));
+                return Duration::from_secs(1);
             }
         };
-        if items.is_empty() {
-            return Ok(false);
+        let (groups, next_due) = due_groups(items);
+        if groups.is_empty() {
+            return next_due.unwrap_or(IDLE);
         }
-        for item in items {
-            match self.relay(&item).await {
-                Ok(event_id) => {
-                    if let Err(e) = self.store.relayed(&item, &event_id).await {
-                        error!(error = %e, "recording a relayed message");
-                        return Err(Duration::from_secs(1));
-                    }
-                }
+        let messages = match self
+            .store
+            .messages_by_id(groups.iter().flatten().map(|item| item.message_id))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                error!(error = %e, "reading queued messages");
+                return Duration::from_secs(1);
+            }
+        };
+        let results = futures::stream::iter(groups)
+            .map(|group| self.relay_group(group, &messages))
+            .buffer_unordered(PARALLEL_ROOMS)
+            .collect::<Vec<_>>()
+            .await;
+        if results.iter().all(|worked| *worked) {
+            Duration::ZERO
+        } else {
+            // Some case failed and waits for its backoff; the others may go on at once.
+            Duration::from_millis(10)
+        }
+    }
+
+    /// Relays one case's due items in order; stops at the first failure, which waits for its
+    /// backoff and keeps the case's later items behind it. True if every item went through.
+    async fn relay_group(
+        &self,
+        group: Vec<queue_item::Model>,
+        messages: &HashMap<i64, message::Model>,
+    ) -> bool {
+        let mut done = Vec::with_capacity(group.len());
+        let mut worked = true;
+        for item in group {
+            let Some(message) = messages.get(&item.message_id) else {
+                error!(
+                    queue_item = item.id,
+                    "queued message is missing from the records"
+                );
+                worked = false;
+                break;
+            };
+            match self.relay(&item, message).await {
+                Ok(event_id) => done.push((item, event_id)),
                 Err(RelayError::Store(e)) => {
                     error!(error = %e, queue_item = item.id, "records store failed while relaying");
-                    return Err(Duration::from_secs(1));
+                    worked = false;
+                    break;
                 }
                 Err(RelayError::Matrix(e)) => {
+                    worked = false;
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
                         error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
-                        let _ = self.store.failed(&item, &e.to_string(), "").await;
-                        continue;
+                        if let Err(e) = self.store.failed(&item, &e.to_string(), "").await {
+                            error!(error = %e, "recording a failed relay");
+                        }
+                        break;
                     }
                     let pause = self.backoff(item.attempts);
                     warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "relay to the homeserver failed");
                     let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
-                    let _ = self.store.retry_later(&item, &e.to_string(), at).await;
-                    // Later items wait too, so a room's messages keep their order.
-                    return Err(pause);
+                    if let Err(e) = self.store.retry_later(&item, &e.to_string(), at).await {
+                        error!(error = %e, "recording a retry");
+                    }
+                    break;
                 }
             }
         }
-        Ok(true)
+        if let Err(e) = self.store.relayed(&done).await {
+            // Sent but not marked: the retry reuses each send's transaction id, so the
+            // homeserver answers with the same event instead of a second one.
+            error!(error = %e, "recording relayed messages");
+            return false;
+        }
+        worked
     }
 
-    async fn relay(&self, item: &queue_item::Model) -> Result<String, RelayError> {
-        let message = self.store.message(item.message_id).await?;
+    async fn relay(
+        &self,
+        item: &queue_item::Model,
+        message: &message::Model,
+    ) -> Result<String, RelayError> {
         if message.direction == direction::NOTICE && message.body.is_empty() {
             return Ok(String::new());
         }
@@ -250,8 +319,7 @@ impl Core {
                 let identity_id = message.identity_id.ok_or_else(|| {
                     StoreError::Missing(format!("identity of message {}", message.id))
                 })?;
-                let identity = Store::identity(self.store.connection(), identity_id).await?;
-                let ghost = self.ensure_ghost_in_room(&identity, &room).await?;
+                let ghost = self.ensure_ghost_in_room(identity_id, &room).await?;
                 let content = match &message.html {
                     Some(html) => RoomMessageEventContent::text_html(&message.body, html),
                     None => RoomMessageEventContent::text_plain(&message.body),
@@ -288,10 +356,18 @@ impl Core {
 
     /// The case's room, created (with the team invited) on its first message.
     async fn ensure_room(&self, case_id: i64) -> Result<OwnedRoomId, RelayError> {
+        if let Some(room) = self.rooms.lock().expect("not poisoned").get(&case_id) {
+            return Ok(room.clone());
+        }
         let case = self.store.case(case_id).await?;
         if let Some(room) = &case.room_id {
-            return Ok(OwnedRoomId::try_from(room.as_str())
-                .map_err(|e| MatrixError::local("room id", e.to_string()))?);
+            let room = OwnedRoomId::try_from(room.as_str())
+                .map_err(|e| MatrixError::local("room id", e.to_string()))?;
+            self.rooms
+                .lock()
+                .expect("not poisoned")
+                .insert(case_id, room.clone());
+            return Ok(room);
         }
         self.ensure_bot().await?;
         let identities = self.store.identities(case_id).await?;
@@ -319,6 +395,10 @@ impl Core {
             .create_case_room(&alias_localpart, &alias?, &name, &topic, invite)
             .await?;
         self.store.set_room(case_id, room.as_str()).await?;
+        self.rooms
+            .lock()
+            .expect("not poisoned")
+            .insert(case_id, room.clone());
         info!(case = %case.number, %room, "case room created");
         Ok(room)
     }
@@ -326,9 +406,13 @@ impl Core {
     /// The identity's ghost, registered, named and joined to `room`.
     async fn ensure_ghost_in_room(
         &self,
-        identity: &identity::Model,
+        identity_id: i64,
         room: &OwnedRoomId,
     ) -> Result<OwnedUserId, RelayError> {
+        if let Some(ghost) = self.ghosts.lock().expect("not poisoned").get(&identity_id) {
+            return Ok(ghost.clone());
+        }
+        let identity = Store::identity(self.store.connection(), identity_id).await?;
         let ghost = self.user_id(&identity.ghost_localpart)?;
         if identity.joined_at.is_none() {
             self.matrix
@@ -342,6 +426,10 @@ impl Core {
             self.matrix.join(room, &ghost).await?;
             self.store.set_joined(identity.id).await?;
         }
+        self.ghosts
+            .lock()
+            .expect("not poisoned")
+            .insert(identity_id, ghost.clone());
         Ok(ghost)
     }
 
@@ -606,6 +694,36 @@ impl Core {
     }
 }
 
+/// Groups the queue's head by case, in id order, keeping only cases whose first item is due;
+/// also returns how long until the earliest head that is not due yet.
+fn due_groups(items: Vec<queue_item::Model>) -> (Vec<Vec<queue_item::Model>>, Option<Duration>) {
+    let now = Utc::now();
+    let mut order = Vec::new();
+    let mut groups: HashMap<i64, Vec<queue_item::Model>> = HashMap::new();
+    for item in items {
+        let group = groups.entry(item.case_id).or_insert_with(|| {
+            order.push(item.case_id);
+            Vec::new()
+        });
+        group.push(item);
+    }
+    let mut due = Vec::new();
+    let mut next: Option<Duration> = None;
+    for case in order {
+        let group = groups
+            .remove(&case)
+            .expect("every case in order has a group");
+        let head = group[0].next_attempt_at;
+        if head <= now {
+            due.push(group);
+        } else {
+            let wait = (head - now).to_std().unwrap_or_default();
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+        }
+    }
+    (due, next)
+}
+
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error(transparent)]
@@ -635,7 +753,47 @@ pub fn escape_localpart(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_localpart;
+    use chrono::Utc;
+
+    use super::{due_groups, escape_localpart, queue_item};
+
+    fn item(id: i64, case_id: i64, due_in_ms: i64) -> queue_item::Model {
+        queue_item::Model {
+            id,
+            target: "matrix".into(),
+            instance: String::new(),
+            message_id: id,
+            case_id,
+            attempts: 0,
+            next_attempt_at: Utc::now() + chrono::Duration::milliseconds(due_in_ms),
+            last_error: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_case_waits_behind_its_first_item() {
+        // Case 1's head failed and waits; its second item is due but must not overtake it.
+        let items = vec![
+            item(1, 1, 5_000),
+            item(2, 2, -1),
+            item(3, 1, -1),
+            item(4, 2, -1),
+            item(5, 3, 60_000),
+        ];
+        let (groups, next) = due_groups(items);
+        let ids: Vec<Vec<i64>> = groups
+            .iter()
+            .map(|g| g.iter().map(|i| i.id).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![2, 4]]);
+        let next = next.unwrap();
+        assert!(
+            next <= std::time::Duration::from_millis(5_000)
+                && next > std::time::Duration::from_millis(4_000),
+            "{next:?}"
+        );
+    }
 
     #[test]
     fn localpart_escaping_is_valid_and_one_to_one() {

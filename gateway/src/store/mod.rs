@@ -353,6 +353,37 @@ impl Store {
             .await?)
     }
 
+    /// The oldest `limit` items for `target`/`instance`, due or not: a worker keeps each case's
+    /// order by taking a case's items only while its first one is due.
+    pub async fn head(
+        &self,
+        target: &str,
+        instance: &str,
+        limit: u64,
+    ) -> Result<Vec<queue_item::Model>, StoreError> {
+        Ok(queue_item::Entity::find()
+            .filter(queue_item::Column::Target.eq(target))
+            .filter(queue_item::Column::Instance.eq(instance))
+            .order_by_asc(queue_item::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Messages by id.
+    pub async fn messages_by_id(
+        &self,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<std::collections::HashMap<i64, message::Model>, StoreError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect())
+    }
+
     /// When the next item for `target`/`instance` falls due, if any is queued.
     pub async fn next_due(
         &self,
@@ -394,21 +425,27 @@ impl Store {
         Ok(())
     }
 
-    /// A message was relayed into its room as `event_id`: record it and drop the queue item.
-    pub async fn relayed(
-        &self,
-        item: &queue_item::Model,
-        event_id: &str,
-    ) -> Result<(), StoreError> {
+    /// Messages were relayed into their rooms: record their events and drop the queue items,
+    /// in one transaction.
+    pub async fn relayed(&self, done: &[(queue_item::Model, String)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin().await?;
-        message::Entity::update_many()
-            .col_expr(message::Column::EventId, Expr::value(event_id))
-            .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
-            .col_expr(message::Column::State, Expr::value("relayed"))
-            .filter(message::Column::Id.eq(item.message_id))
+        let now = Utc::now();
+        for (item, event_id) in done {
+            message::Entity::update_many()
+                .col_expr(message::Column::EventId, Expr::value(event_id.as_str()))
+                .col_expr(message::Column::RelayedAt, Expr::value(now))
+                .col_expr(message::Column::State, Expr::value("relayed"))
+                .filter(message::Column::Id.eq(item.message_id))
+                .exec(&txn)
+                .await?;
+        }
+        queue_item::Entity::delete_many()
+            .filter(queue_item::Column::Id.is_in(done.iter().map(|(item, _)| item.id)))
             .exec(&txn)
             .await?;
-        queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
         txn.commit().await?;
         Ok(())
     }
