@@ -50,15 +50,16 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
-/// Checks the homeserver's token (header, or the legacy query parameter) in constant time.
-fn authorize(core: &Core, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Response> {
+/// Checks the homeserver's token (header, or the legacy query parameter) in constant time;
+/// the refusal to answer when it is missing or wrong.
+fn refusal(core: &Core, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .or(query.access_token.as_deref());
     let Some(presented) = presented else {
-        return Err(matrix_error(
+        return Some(matrix_error(
             StatusCode::UNAUTHORIZED,
             "M_MISSING_TOKEN",
             "missing hs_token",
@@ -66,10 +67,10 @@ fn authorize(core: &Core, headers: &HeaderMap, query: &TokenQuery) -> Result<(),
     };
     let expected = core.secrets.hs_token.expose().as_bytes();
     if bool::from(presented.as_bytes().ct_eq(expected)) {
-        Ok(())
+        None
     } else {
         warn!("appservice request with a wrong hs_token refused");
-        Err(matrix_error(
+        Some(matrix_error(
             StatusCode::FORBIDDEN,
             "M_FORBIDDEN",
             "wrong hs_token",
@@ -89,7 +90,7 @@ async fn put_transaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorize(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, &query) {
         return refused;
     }
     let value: serde_json::Value = match serde_json::from_slice(&body) {
@@ -133,7 +134,7 @@ async fn get_user(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, &query) {
         return refused;
     }
     // Ghosts are created when a client first writes; the bot at start. Nobody else is ours.
@@ -157,7 +158,7 @@ async fn get_room_alias(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, &query) {
         return refused;
     }
     // Case rooms are created with their alias; an unknown alias is no room of ours.
@@ -173,7 +174,7 @@ async fn ping(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, &query) {
         return refused;
     }
     Json(json!({})).into_response()

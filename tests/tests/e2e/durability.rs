@@ -46,10 +46,8 @@ async fn sigkill_during_200_inbound_messages() {
         .await;
 
     let expected: Vec<String> = (0..200).map(|i| format!("message {i:03}")).collect();
-    for i in 1..200 {
-        stack
-            .spool
-            .put(&format!("m-{i:03}"), "+46700000001", &expected[i]);
+    for (i, body) in expected.iter().enumerate().skip(1) {
+        stack.spool.put(&format!("m-{i:03}"), "+46700000001", body);
     }
     // Kill it hard while the burst is half through the homeserver.
     eventually(
@@ -90,18 +88,14 @@ async fn homeserver_down_for_30_seconds_during_a_burst() {
         .await;
 
     let expected: Vec<String> = (0..100).map(|i| format!("message {i:03}")).collect();
-    for i in 1..40 {
-        stack
-            .spool
-            .put(&format!("m-{i:03}"), "+46700000002", &expected[i]);
+    for (i, body) in expected.iter().enumerate().take(40).skip(1) {
+        stack.spool.put(&format!("m-{i:03}"), "+46700000002", body);
     }
     stack.synapse.stop().await;
     let down = tokio::time::Instant::now();
     // The client keeps writing while the homeserver is away; every message is accepted.
-    for i in 40..100 {
-        stack
-            .spool
-            .put(&format!("m-{i:03}"), "+46700000002", &expected[i]);
+    for (i, body) in expected.iter().enumerate().skip(40) {
+        stack.spool.put(&format!("m-{i:03}"), "+46700000002", body);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     eventually(
