@@ -1,0 +1,188 @@
+//! The `casebridge` command as an admin uses it.
+
+use std::process::Command;
+
+use casebridge_bridges::{InboundMessage, RemoteAddress, RemoteMessageId};
+use casebridge_gateway::store::{NewInbound, Store};
+
+fn casebridge(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CASEBRIDGE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn example_without_bridges(dir: &std::path::Path) -> std::path::PathBuf {
+    // The shipped binary has no loopback bridge; drop that table from the example.
+    let example = include_str!("../../casebridge.example.toml");
+    let cut = example.find("[bridges.test-channel]").unwrap();
+    let text = example[..cut].replace(
+        "url = \"sqlite://casebridge.db\"",
+        &format!("url = \"sqlite://{}\"", dir.join("cb.db").display()),
+    );
+    let path = dir.join("casebridge.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn config_check_summarises_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_without_bridges(dir.path());
+    let (ok, out, err) = casebridge(&path, &["config", "check"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(": OK"), "{out}");
+    assert!(
+        out.contains(
+            "team        socialtjanst (Socialtjänsten, mottagningen): 2 member(s), 1 on call"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn config_check_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_without_bridges(dir.path());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_connections = 8", "max_connections = \"many\"");
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = casebridge(&path, &["config", "check"]);
+    assert!(!ok);
+    assert!(err.contains("database.max_connections"), "{err}");
+    assert!(
+        err.contains("casebridge.toml"),
+        "the error names the file: {err}"
+    );
+
+    let (ok, _, err) = casebridge(&dir.path().join("missing.toml"), &["config", "check"]);
+    assert!(!ok);
+    assert!(err.contains("missing.toml not found"), "{err}");
+
+    // A bridge kind this build does not have.
+    let with_bridge = format!(
+        "{}\n[bridges.office]\nkind = \"carrier-pigeon\"\nteam = \"socialtjanst\"\n",
+        std::fs::read_to_string(example_without_bridges(dir.path())).unwrap()
+    );
+    std::fs::write(&path, with_bridge).unwrap();
+    let (ok, _, err) = casebridge(&path, &["config", "check"]);
+    assert!(!ok);
+    assert!(
+        err.contains("bridges.office.kind: unknown bridge kind \"carrier-pigeon\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn registration_is_yaml_the_homeserver_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_without_bridges(dir.path());
+    let (ok, out, err) = casebridge(&path, &["registration"]);
+    assert!(ok, "{err}");
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(value["url"].as_str(), Some("http://127.0.0.1:29330"));
+    assert_eq!(value["sender_localpart"].as_str(), Some("casebridge"));
+    assert_eq!(
+        value["namespaces"]["aliases"][0]["regex"].as_str(),
+        Some("#_cb_.*:localhost")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cases_and_records_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_without_bridges(dir.path());
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("cb.db").display()),
+        1,
+    )
+    .await
+    .unwrap();
+    let message = |id: &str, body: &str| NewInbound {
+        instance: "sms".into(),
+        channel: "sms".into(),
+        team: "socialtjanst".into(),
+        ghost_localpart: "_cb_sms_x".into(),
+        message: InboundMessage {
+            message_id: RemoteMessageId::new(id),
+            from: RemoteAddress::new("+46701234567"),
+            display_name: "+46 70 123 45 67".into(),
+            body: body.into(),
+            html: None,
+            sent_at: chrono::Utc::now(),
+        },
+    };
+    let answers = store
+        .record_inbound(&[
+            message("a", "Hej, \"snälla\" ring mig"),
+            message("b", "rad ett\nrad två"),
+        ])
+        .await
+        .unwrap();
+    let casebridge_bridges::Accepted::Recorded { case_number } = &answers[0] else {
+        panic!()
+    };
+    drop(store);
+
+    let (ok, out, err) = casebridge(&path, &["cases", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(case_number)
+            && out.contains("socialtjanst")
+            && out.contains("(not yet created)"),
+        "{out}"
+    );
+
+    let (ok, out, err) = casebridge(&path, &["cases", "show", case_number]);
+    assert!(ok, "{err}");
+    assert!(out.contains("contact  +46 70 123 45 67 via sms"), "{out}");
+
+    let (ok, out, err) = casebridge(
+        &path,
+        &[
+            "records",
+            "export",
+            "--case",
+            case_number,
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[1]["body"], "rad ett\nrad två");
+    assert_eq!(rows[0]["upstream_id"], "a");
+
+    let (ok, out, err) = casebridge(
+        &path,
+        &[
+            "records",
+            "export",
+            "--case",
+            case_number,
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("case,id,direction,"), "{out}");
+    assert!(
+        out.contains("\"Hej, \"\"snälla\"\" ring mig\""),
+        "quotes are doubled: {out}"
+    );
+    assert_eq!(out.matches("\r\n").count(), 3, "header and two rows: {out}");
+
+    let (ok, _, err) = casebridge(&path, &["records", "export", "--case", "1999-000001"]);
+    assert!(!ok);
+    assert!(err.contains("no case 1999-000001"), "{err}");
+}
