@@ -194,6 +194,22 @@ pub trait Bridge: Send + Sync + 'static {
     /// Sends one message to a client. Called from the durable queue, so it may be called again
     /// with the same `record_id` after a crash.
     async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError>;
+
+    /// Optional capability: the bridge receives its provider's HTTP calls.
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        None
+    }
+}
+
+/// Optional capability of a bridge whose provider calls it over HTTP (inbound SMS, delivery
+/// reports, a Telegram webhook). The gateway serves it at `/webhook/{instance}` and below, and
+/// answers the provider with what the bridge returns. A bridge checks the provider's signature
+/// or secret itself and answers success only once [`InboundSink::submit`] has returned `Ok`.
+#[async_trait]
+pub trait Webhook: Send + Sync {
+    /// Handles one request. Its URI is the one the provider called, path and query included,
+    /// relative to the gateway (`/webhook/{instance}/...`).
+    async fn handle(&self, request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>>;
 }
 
 /// Builds bridge instances of one kind from their configuration.

@@ -8,7 +8,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{header::AUTHORIZATION, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{any, get, post, put},
     Json, Router,
 };
 use ruma::{events::AnyTimelineEvent, serde::Raw};
@@ -31,6 +31,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/_matrix/app/v1/ping", post(ping))
         .fallback(unknown_endpoint);
     Router::new()
+        .route("/webhook/{instance}", any(webhook))
+        .route("/webhook/{instance}/{*rest}", any(webhook))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(appservice)
@@ -179,6 +181,35 @@ async fn ping(
     }
     Json(json!({})).into_response()
 }
+
+/// Hands a provider's request to the bridge instance it names, if that bridge takes webhooks.
+async fn webhook(
+    State(core): State<Arc<Core>>,
+    Path(params): Path<Vec<(String, String)>>,
+    request: axum::extract::Request,
+) -> Response {
+    let instance = params.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+    let Some(hook) = core.bridges.get(instance).and_then(|b| b.bridge.webhook()) else {
+        return (StatusCode::NOT_FOUND, "no webhook here\n").into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await {
+        Ok(b) => b.to_vec(),
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body over the webhook limit\n",
+            )
+                .into_response()
+        }
+    };
+    let response = hook.handle(http::Request::from_parts(parts, body)).await;
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The largest webhook body the gateway reads (providers post small forms and JSON).
+const WEBHOOK_BODY_LIMIT: usize = 1 << 20;
 
 async fn unknown_endpoint() -> Response {
     matrix_error(

@@ -68,6 +68,8 @@ pub struct GatewaySetup {
 pub const AS_TOKEN: &str = "test-as-token-0123456789";
 /// See [`AS_TOKEN`].
 pub const HS_TOKEN: &str = "test-hs-token-9876543210";
+/// The loopback bridge's webhook secret in test configurations.
+pub const WEBHOOK_SECRET: &str = "loop-webhook-secret";
 
 impl GatewaySetup {
     /// The gateway's TOML configuration.
@@ -100,6 +102,7 @@ members = [{members}]
 kind = "loopback"
 team = "social"
 spool = "{spool}"
+secret = "{WEBHOOK_SECRET}"
 "#,
             hs = self.homeserver_url,
             port = self.port,

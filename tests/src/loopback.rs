@@ -4,6 +4,10 @@
 //! has committed it (then the file is removed), and every delivered reply is appended, fsynced,
 //! to `outbox.jsonl`. A file `fail-transient` in the spool makes deliveries fail as an outage
 //! would; a body containing `PERMANENT-FAIL` is refused for good.
+//!
+//! It also takes messages as a webhook: `POST /webhook/{instance}` with a JSON body
+//! `{"id": ..., "from": ..., "body": ...}` and the header `x-loopback-secret` matching its
+//! `secret` option; it answers 200 only after the gateway has recorded the message.
 
 use std::{
     io::Write,
@@ -14,8 +18,8 @@ use std::{
 
 use async_trait::async_trait;
 use casebridge_bridges::{
-    Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundMessage,
-    InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
+    Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
+    InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId, Webhook,
 };
 use casebridge_config::BridgeInstance;
 use serde::{Deserialize, Serialize};
@@ -114,6 +118,8 @@ impl Spool {
 #[serde(deny_unknown_fields)]
 struct LoopbackOptions {
     spool: PathBuf,
+    /// Shared secret of the webhook; without it the webhook refuses everything.
+    secret: Option<String>,
 }
 
 /// Builds loopback bridges.
@@ -128,6 +134,8 @@ impl BridgeFactory for LoopbackFactory {
         let options: LoopbackOptions = config.options(name)?;
         Ok(Arc::new(Loopback {
             spool: Spool::new(options.spool),
+            secret: options.secret,
+            sink: std::sync::Mutex::new(None),
             stop: Arc::new(Notify::new()),
             task: std::sync::Mutex::new(None),
         }))
@@ -143,6 +151,8 @@ pub fn test_factories() -> Vec<Arc<dyn BridgeFactory>> {
 
 struct Loopback {
     spool: Spool,
+    secret: Option<String>,
+    sink: std::sync::Mutex<Option<InboundSink>>,
     stop: Arc<Notify>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -161,6 +171,7 @@ impl Bridge for Loopback {
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        *self.sink.lock().unwrap() = Some(inbound.clone());
         let inbox = self.spool.root.join("inbox");
         let stop = self.stop.clone();
         let task = tokio::spawn(async move {
@@ -182,6 +193,10 @@ impl Bridge for Loopback {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        Some(self)
     }
 
     async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError> {
@@ -216,6 +231,55 @@ impl Bridge for Loopback {
         Ok(Delivered {
             remote_id: Some(RemoteMessageId::new(format!("loop-{}", message.record_id))),
         })
+    }
+}
+
+#[async_trait]
+impl Webhook for Loopback {
+    async fn handle(&self, request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+        let answer = |status: u16, text: &str| {
+            http::Response::builder()
+                .status(status)
+                .body(format!("{text}\n").into_bytes())
+                .unwrap()
+        };
+        if request.method() != http::Method::POST {
+            return answer(405, "use POST");
+        }
+        let presented = request
+            .headers()
+            .get("x-loopback-secret")
+            .and_then(|v| v.to_str().ok());
+        match (&self.secret, presented) {
+            (_, None) => return answer(401, "missing x-loopback-secret"),
+            (Some(secret), Some(p)) if p == secret => {}
+            _ => return answer(403, "wrong x-loopback-secret"),
+        }
+        let message: SpoolMessage = match serde_json::from_slice(request.body()) {
+            Ok(m) => m,
+            Err(e) => return answer(400, &format!("body: {e}")),
+        };
+        let Some(sink) = self.sink.lock().unwrap().clone() else {
+            return answer(503, "not started");
+        };
+        let submitted = sink
+            .submit(InboundMessage {
+                message_id: RemoteMessageId::new(message.id),
+                from: RemoteAddress::new(message.from.clone()),
+                display_name: message.from,
+                body: message.body,
+                html: None,
+                sent_at: chrono::Utc::now(),
+            })
+            .await;
+        match submitted {
+            Ok(Accepted::Recorded { case_number }) => {
+                answer(200, &format!("recorded in {case_number}"))
+            }
+            Ok(Accepted::Duplicate) => answer(200, "duplicate"),
+            // The provider retries: nothing is lost.
+            Err(e) => answer(503, &e.to_string()),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use casebridge_gateway::Gateway;
 use casebridge_tests::{
     eventually, free_port, init_logging, loopback::test_factories, GatewaySetup, Spool, HS_TOKEN,
+    WEBHOOK_SECRET,
 };
 use serde_json::{json, Value};
 
@@ -122,6 +123,47 @@ async fn tokens_bodies_and_replays() {
     assert_eq!(outbox[0].body, "Vi ses på torsdag.");
     assert_eq!(outbox[0].to, "client");
 
+    // A provider's webhook: refused without or with a wrong secret, 400 for a malformed body,
+    // 200 once recorded, 200 again for a retry, which is not recorded twice.
+    let hook = format!("{base}/webhook/loop");
+    let post = |secret: Option<&str>, body: &str| {
+        let mut r = client.post(&hook).body(body.to_owned());
+        if let Some(secret) = secret {
+            r = r.header("x-loopback-secret", secret);
+        }
+        r.send()
+    };
+    let sms = r#"{"id": "w1", "from": "client", "body": "via webhook"}"#;
+    assert_eq!(post(None, sms).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        post(Some("guess"), sms).await.unwrap().status().as_u16(),
+        403
+    );
+    let bad = post(Some(WEBHOOK_SECRET), r#"{"id": "w1"}"#).await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("missing field `from`"));
+    let first = post(Some(WEBHOOK_SECRET), sms).await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert!(first.text().await.unwrap().starts_with("recorded in "));
+    let retry = post(Some(WEBHOOK_SECRET), sms).await.unwrap();
+    assert_eq!(retry.status().as_u16(), 200);
+    assert_eq!(retry.text().await.unwrap(), "duplicate\n");
+    let inbound: Vec<_> = store
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "inbound")
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(inbound, ["hello", "via webhook"]);
+    let nowhere = client
+        .post(format!("{base}/webhook/nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status().as_u16(), 404);
+
     // Still serving: health, ping, user and alias queries.
     let health: Value = client
         .get(format!("{base}/health"))
@@ -169,7 +211,7 @@ async fn tokens_bodies_and_replays() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("casebridge_messages_in_total{channel=\"loopback\"} 1"),
+        metrics.contains("casebridge_messages_in_total{channel=\"loopback\"} 2"),
         "{metrics}"
     );
     assert!(
