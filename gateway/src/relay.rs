@@ -566,7 +566,7 @@ impl Core {
         txn_id: &str,
         events: &[Raw<AnyTimelineEvent>],
     ) -> Result<(), StoreError> {
-        let txn = self.store.begin().await?;
+        let txn = self.store.begin_write().await?;
         if !Store::claim_transaction(&txn, txn_id).await? {
             debug!(txn_id, "transaction replayed; acknowledged again");
             return Ok(());

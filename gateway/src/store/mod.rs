@@ -12,7 +12,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
     sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlxSqliteConnector,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlxSqliteConnector,
     TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -137,7 +137,7 @@ impl Store {
     /// whether the message is new or a duplicate of one recorded before (same instance and
     /// upstream id). Nothing of the batch is recorded if the transaction fails.
     pub async fn record_inbound(&self, batch: &[NewInbound]) -> Result<Vec<Accepted>, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let now = Utc::now();
         let mut answers = Vec::with_capacity(batch.len());
         for item in batch {
@@ -239,9 +239,18 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Starts a transaction for work that must commit as one.
-    pub async fn begin(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
-        Ok(self.db.begin().await?)
+    /// Starts a transaction that reads and then writes, and must commit as one.
+    ///
+    /// On SQLite it takes the write lock at once, as `BEGIN IMMEDIATE` would: a deferred
+    /// transaction that reads first cannot upgrade to a writer once another connection has
+    /// committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+        let txn = self.db.begin().await?;
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            txn.execute_unprepared("UPDATE transactions SET txn_id = txn_id WHERE 0")
+                .await?;
+        }
+        Ok(txn)
     }
 
     /// The case whose room is `room_id`.
@@ -692,6 +701,33 @@ mod tests {
         assert_eq!(cases.len(), 2);
         assert_eq!(store.messages(cases[1].id).await.unwrap().len(), 2);
         assert_eq!(store.due(target::MATRIX, "", 10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_do_not_fail_on_sqlite() {
+        // A reader-then-writer batch racing single-statement writers on other connections:
+        // without taking the write lock first this fails with SQLITE_BUSY_SNAPSHOT.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    Store::claim_transaction(store.connection(), &format!("w{i}"))
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        for i in 0..150 {
+            let batch = [
+                inbound(&format!("a{i}"), "a"),
+                inbound(&format!("b{i}"), "b"),
+            ];
+            store.record_inbound(&batch).await.unwrap();
+        }
+        writer.await.unwrap();
     }
 
     #[tokio::test]
