@@ -74,6 +74,8 @@ const BATCH: u64 = 64;
 const HEAD: u64 = 512;
 /// Case rooms relayed to at once.
 const PARALLEL_ROOMS: usize = 8;
+/// Pause after the records store failed, before trying again.
+const STORE_PAUSE: Duration = Duration::from_secs(1);
 /// The longest a worker sleeps with nothing to do (it is woken for new work).
 const IDLE: Duration = Duration::from_secs(60);
 /// Attempts after which a request the homeserver refuses for good is given up (the record
@@ -272,6 +274,7 @@ impl Core {
                 Ok(event_id) => done.push((item, event_id)),
                 Err(RelayError::Store(e)) => {
                     error!(error = %e, queue_item = item.id, "records store failed while relaying");
+                    tokio::time::sleep(STORE_PAUSE).await;
                     worked = false;
                     break;
                 }
@@ -299,6 +302,7 @@ impl Core {
             // Sent but not marked: the retry reuses each send's transaction id, so the
             // homeserver answers with the same event instead of a second one.
             error!(error = %e, "recording relayed messages");
+            tokio::time::sleep(STORE_PAUSE).await;
             return false;
         }
         worked

@@ -103,6 +103,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
 #[derive(Default)]
 struct StubState {
     rooms: usize,
+    events: usize,
     sent: BTreeMap<usize, Instant>,
 }
 
@@ -130,14 +131,16 @@ async fn stub(state: Arc<Mutex<StubState>>, request: Request) -> axum::response:
     }
     if path.contains("/send/m.room.message/") && method == "PUT" {
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut s = state.lock().unwrap();
         if let Some(seq) = v["body"]
             .as_str()
             .and_then(|b| b.strip_prefix('b'))
             .and_then(|n| n.parse().ok())
         {
-            state.lock().unwrap().sent.insert(seq, Instant::now());
+            s.sent.insert(seq, Instant::now());
         }
-        return ok(json!({"event_id": "$e"}));
+        s.events += 1;
+        return ok(json!({"event_id": format!("$e{}", s.events)}));
     }
     if path.ends_with("/join") {
         return ok(json!({"room_id": "!r:localhost"}));
@@ -386,6 +389,12 @@ fn idle_rss() {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     gateway_only(args.burst);
     if !args.no_synapse {
