@@ -244,7 +244,15 @@ impl Core {
             .buffer_unordered(PARALLEL_ROOMS)
             .collect::<Vec<_>>()
             .await;
-        if results.iter().all(|worked| *worked) {
+        let all_worked = results.iter().all(|(_, worked)| *worked);
+        let done: Vec<_> = results.into_iter().flat_map(|(done, _)| done).collect();
+        if let Err(e) = self.store.relayed(&done).await {
+            // Sent but not marked: the retry reuses each send's transaction id, so the
+            // homeserver answers with the same event instead of a second one.
+            error!(error = %e, "recording relayed messages");
+            return STORE_PAUSE;
+        }
+        if all_worked {
             Duration::ZERO
         } else {
             // Some case failed and waits for its backoff; the others may go on at once.
@@ -253,40 +261,37 @@ impl Core {
     }
 
     /// Relays one case's due items in order; stops at the first failure, which waits for its
-    /// backoff and keeps the case's later items behind it. True if every item went through.
+    /// backoff and keeps the case's later items behind it. Returns what was relayed, and
+    /// whether every item went through.
     async fn relay_group(
         &self,
         group: Vec<queue_item::Model>,
         messages: &HashMap<i64, message::Model>,
-    ) -> bool {
+    ) -> (Vec<(queue_item::Model, String)>, bool) {
         let mut done = Vec::with_capacity(group.len());
-        let mut worked = true;
         for item in group {
             let Some(message) = messages.get(&item.message_id) else {
                 error!(
                     queue_item = item.id,
                     "queued message is missing from the records"
                 );
-                worked = false;
-                break;
+                return (done, false);
             };
             match self.relay(&item, message).await {
                 Ok(event_id) => done.push((item, event_id)),
                 Err(RelayError::Store(e)) => {
                     error!(error = %e, queue_item = item.id, "records store failed while relaying");
                     tokio::time::sleep(STORE_PAUSE).await;
-                    worked = false;
-                    break;
+                    return (done, false);
                 }
                 Err(RelayError::Matrix(e)) => {
-                    worked = false;
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
                         error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
                         if let Err(e) = self.store.failed(&item, &e.to_string(), "").await {
                             error!(error = %e, "recording a failed relay");
                         }
-                        break;
+                        return (done, false);
                     }
                     let pause = self.backoff(item.attempts);
                     warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "relay to the homeserver failed");
@@ -294,18 +299,11 @@ impl Core {
                     if let Err(e) = self.store.retry_later(&item, &e.to_string(), at).await {
                         error!(error = %e, "recording a retry");
                     }
-                    break;
+                    return (done, false);
                 }
             }
         }
-        if let Err(e) = self.store.relayed(&done).await {
-            // Sent but not marked: the retry reuses each send's transaction id, so the
-            // homeserver answers with the same event instead of a second one.
-            error!(error = %e, "recording relayed messages");
-            tokio::time::sleep(STORE_PAUSE).await;
-            return false;
-        }
-        worked
+        (done, true)
     }
 
     async fn relay(
@@ -313,9 +311,6 @@ impl Core {
         item: &queue_item::Model,
         message: &message::Model,
     ) -> Result<String, RelayError> {
-        if message.direction == direction::NOTICE && message.body.is_empty() {
-            return Ok(String::new());
-        }
         let room = self.ensure_room(item.case_id).await?;
         let txn_id: OwnedTransactionId = format!("cb-m{}", message.id).into();
         let (content, sender) = match message.direction.as_str() {

@@ -4,16 +4,20 @@
 pub mod entities;
 mod migration;
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use casebridge_bridges::{Accepted, InboundMessage};
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
     sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlxSqliteConnector,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    SqlxSqliteConnector, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -83,10 +87,20 @@ pub struct NewOutbound {
     pub html: Option<String>,
 }
 
+/// Where a known client address leads. An identity never moves to another case, so this is
+/// safe to remember.
+#[derive(Clone, Debug)]
+struct Contact {
+    identity_id: i64,
+    case_id: i64,
+    case_number: String,
+}
+
 /// Handle to the records store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    contacts: Arc<Mutex<HashMap<(String, String), Contact>>>,
 }
 
 impl Store {
@@ -125,7 +139,10 @@ impl Store {
             )));
         };
         migration::Migrator::up(&db, None).await?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            contacts: Arc::default(),
+        })
     }
 
     /// The connection, for queries the store has no method for.
@@ -136,34 +153,50 @@ impl Store {
     /// Records a batch of inbound messages in one transaction (group commit). Each answer says
     /// whether the message is new or a duplicate of one recorded before (same instance and
     /// upstream id). Nothing of the batch is recorded if the transaction fails.
+    ///
+    /// The statements are per batch, not per message: one duplicate check, one look-up of
+    /// unknown contacts, one insert of the messages and one of their queue items (plus the
+    /// rare new case).
     pub async fn record_inbound(&self, batch: &[NewInbound]) -> Result<Vec<Accepted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let txn = self.begin_write().await?;
         let now = Utc::now();
+
+        let mut seen: HashSet<(String, String)> = message::Entity::find()
+            .select_only()
+            .column(message::Column::Instance)
+            .column(message::Column::UpstreamId)
+            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(
+                message::Column::UpstreamId
+                    .is_in(batch.iter().map(|i| i.message.message_id.as_str())),
+            )
+            .into_tuple::<(String, Option<String>)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter_map(|(instance, id)| Some((instance, id?)))
+            .collect();
+
+        let mut contacts = self.known_contacts(&txn, batch).await?;
+        let mut fresh = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut last_identity: HashMap<i64, i64> = HashMap::new();
         for item in batch {
-            let existing = message::Entity::find()
-                .filter(message::Column::Direction.eq(direction::INBOUND))
-                .filter(message::Column::Instance.eq(&item.instance))
-                .filter(message::Column::UpstreamId.eq(item.message.message_id.as_str()))
-                .one(&txn)
-                .await?;
-            if existing.is_some() {
+            let key = (
+                item.instance.clone(),
+                item.message.message_id.as_str().to_owned(),
+            );
+            if !seen.insert(key) {
                 answers.push(Accepted::Duplicate);
                 continue;
             }
-            let (case, identity) = match identity::Entity::find()
-                .filter(identity::Column::Instance.eq(&item.instance))
-                .filter(identity::Column::Address.eq(item.message.from.as_str()))
-                .one(&txn)
-                .await?
-            {
-                Some(identity) => {
-                    let case = case::Entity::find_by_id(identity.case_id)
-                        .one(&txn)
-                        .await?
-                        .ok_or_else(|| StoreError::Missing(format!("case {}", identity.case_id)))?;
-                    (case, identity)
-                }
+            let address = (item.instance.clone(), item.message.from.as_str().to_owned());
+            let contact = match contacts.get(&address) {
+                Some(c) => c.clone(),
                 None => {
                     let case = new_case(&txn, &item.team, now).await?;
                     let identity = identity::ActiveModel {
@@ -179,19 +212,20 @@ impl Store {
                     }
                     .insert(&txn)
                     .await?;
-                    (case, identity)
+                    let contact = Contact {
+                        identity_id: identity.id,
+                        case_id: case.id,
+                        case_number: case.number,
+                    };
+                    contacts.insert(address.clone(), contact.clone());
+                    fresh.push((address, contact.clone()));
+                    contact
                 }
             };
-            if case.last_identity_id != Some(identity.id) {
-                case::Entity::update_many()
-                    .col_expr(case::Column::LastIdentityId, Expr::value(identity.id))
-                    .filter(case::Column::Id.eq(case.id))
-                    .exec(&txn)
-                    .await?;
-            }
-            let m = message::ActiveModel {
-                case_id: Set(case.id),
-                identity_id: Set(Some(identity.id)),
+            last_identity.insert(contact.case_id, contact.identity_id);
+            rows.push(message::ActiveModel {
+                case_id: Set(contact.case_id),
+                identity_id: Set(Some(contact.identity_id)),
                 direction: Set(direction::INBOUND.into()),
                 instance: Set(item.instance.clone()),
                 channel: Set(item.channel.clone()),
@@ -208,16 +242,98 @@ impl Store {
                 relayed_at: Set(None),
                 delivered_at: Set(None),
                 ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
-            enqueue(&txn, target::MATRIX, "", m.id, case.id, now).await?;
+            });
             answers.push(Accepted::Recorded {
-                case_number: case.number,
+                case_number: contact.case_number,
             });
         }
+
+        // Replies go out where the client wrote last.
+        for (case_id, identity_id) in last_identity {
+            case::Entity::update_many()
+                .col_expr(case::Column::LastIdentityId, Expr::value(identity_id))
+                .filter(case::Column::Id.eq(case_id))
+                .filter(
+                    Condition::any()
+                        .add(case::Column::LastIdentityId.is_null())
+                        .add(case::Column::LastIdentityId.ne(identity_id)),
+                )
+                .exec(&txn)
+                .await?;
+        }
+        if !rows.is_empty() {
+            let inserted = message::Entity::insert_many(rows)
+                .exec_with_returning_many(&txn)
+                .await?;
+            queue_item::Entity::insert_many(inserted.iter().map(|m| queue_item::ActiveModel {
+                target: Set(target::MATRIX.to_owned()),
+                instance: Set(String::new()),
+                message_id: Set(m.id),
+                case_id: Set(m.case_id),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                last_error: Set(None),
+                created_at: Set(now),
+                ..Default::default()
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+        }
         txn.commit().await?;
+        // Only committed contacts are remembered.
+        self.contacts.lock().expect("not poisoned").extend(fresh);
         Ok(answers)
+    }
+
+    /// The case and identity of every address in `batch` that has one, from memory or the store.
+    async fn known_contacts<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        batch: &[NewInbound],
+    ) -> Result<HashMap<(String, String), Contact>, StoreError> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.contacts.lock().expect("not poisoned");
+            for item in batch {
+                let key = (item.instance.clone(), item.message.from.as_str().to_owned());
+                match cache.get(&key) {
+                    Some(c) => {
+                        found.insert(key, c.clone());
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let identities = identity::Entity::find()
+            .filter(identity::Column::Address.is_in(missing.iter().map(|(_, a)| a.as_str())))
+            .all(conn)
+            .await?;
+        let cases: HashMap<i64, String> = case::Entity::find()
+            .filter(case::Column::Id.is_in(identities.iter().map(|i| i.case_id)))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.number))
+            .collect();
+        let mut cache = self.contacts.lock().expect("not poisoned");
+        for identity in identities {
+            let Some(number) = cases.get(&identity.case_id) else {
+                continue;
+            };
+            let contact = Contact {
+                identity_id: identity.id,
+                case_id: identity.case_id,
+                case_number: number.clone(),
+            };
+            let key = (identity.instance, identity.address);
+            cache.insert(key.clone(), contact.clone());
+            found.insert(key, contact);
+        }
+        Ok(found)
     }
 
     /// Marks an appservice transaction as processed inside `txn`; false if it was before.
@@ -441,16 +557,18 @@ impl Store {
             return Ok(());
         }
         let txn = self.db.begin().await?;
-        let now = Utc::now();
+        // One statement for the whole round: each message gets its own event id.
+        let mut event_ids = sea_orm::sea_query::CaseStatement::new();
         for (item, event_id) in done {
-            message::Entity::update_many()
-                .col_expr(message::Column::EventId, Expr::value(event_id.as_str()))
-                .col_expr(message::Column::RelayedAt, Expr::value(now))
-                .col_expr(message::Column::State, Expr::value("relayed"))
-                .filter(message::Column::Id.eq(item.message_id))
-                .exec(&txn)
-                .await?;
+            event_ids = event_ids.case(message::Column::Id.eq(item.message_id), event_id.as_str());
         }
+        message::Entity::update_many()
+            .col_expr(message::Column::EventId, event_ids.into())
+            .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
+            .col_expr(message::Column::State, Expr::value("relayed"))
+            .filter(message::Column::Id.is_in(done.iter().map(|(item, _)| item.message_id)))
+            .exec(&txn)
+            .await?;
         queue_item::Entity::delete_many()
             .filter(queue_item::Column::Id.is_in(done.iter().map(|(item, _)| item.id)))
             .exec(&txn)
@@ -481,7 +599,8 @@ impl Store {
         Ok(())
     }
 
-    /// A bridge refused a reply for good: record why, tell the team, drop the queue item.
+    /// A message cannot be delivered for good: record why, tell the team (unless `notice` is
+    /// empty), drop the queue item.
     pub async fn failed(
         &self,
         item: &queue_item::Model,
@@ -496,7 +615,9 @@ impl Store {
             .exec(&txn)
             .await?;
         queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
-        Self::record_notice(&txn, item.case_id, notice).await?;
+        if !notice.is_empty() {
+            Self::record_notice(&txn, item.case_id, notice).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
