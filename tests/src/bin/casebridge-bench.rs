@@ -2,8 +2,10 @@
 //!   cargo run --release -p casebridge-tests --bin casebridge-bench
 //!
 //! 1. The gateway's own cost per inbound message (record in SQLite, relay worker, send request)
-//!    against an in-process stub homeserver, with the gateway on one core (a current-thread
-//!    runtime): messages/s under a burst, and p50/p99 latency of single messages.
+//!    against an in-process stub homeserver, with the gateway on one thread (a current-thread
+//!    runtime; sqlx's SQLite connections and the stub run on threads of their own): messages/s
+//!    under a burst, and p50/p99 latency of single messages. `taskset -c 0` puts the whole
+//!    process, stub included, on one CPU.
 //! 2. End to end through a real Synapse, beside Synapse's own direct client-send rate measured in
 //!    the same run with the same concurrency.
 //! 3. Resident memory of an idle gateway process.
@@ -237,7 +239,7 @@ fn gateway_only(burst: usize) {
         let total = first + burst;
         wait_until("burst", Duration::from_secs(600), || state.lock().unwrap().sent.len() == total).await;
         let elapsed = t0.elapsed();
-        println!("gateway only (one core, SQLite, stub homeserver):");
+        println!("gateway only (gateway runtime on one thread, SQLite, stub homeserver):");
         println!("  burst of {burst}: recorded in {:.2} s ({:.0}/s), relayed in {:.2} s ({:.0} messages/s)",
             recorded.as_secs_f64(), burst as f64 / recorded.as_secs_f64(),
             elapsed.as_secs_f64(), burst as f64 / elapsed.as_secs_f64());
