@@ -1,6 +1,7 @@
 //! End-to-end tests against a real Synapse (and PostgreSQL), one binary: `mod` per area.
 
 mod appservice_api;
+mod binary;
 mod durability;
 mod relay;
 
