@@ -70,8 +70,32 @@ pub struct InboundMessage {
     pub body: String,
     /// Sanitised HTML body, when the channel has one.
     pub html: Option<String>,
+    /// Files that came with the message, in order.
+    pub attachments: Vec<Attachment>,
     /// When the channel says the message was sent or received.
     pub sent_at: DateTime<Utc>,
+}
+
+/// A file a client sent. The bridge applies its own size limit before handing it over (and
+/// says so in the message when it leaves one out); the gateway records every byte it receives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name the client gave, or one the bridge made up.
+    pub filename: String,
+    /// The MIME type, e.g. `image/jpeg`.
+    pub mime: String,
+    /// The content.
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("mime", &self.mime)
+            .field("size", &self.data.len())
+            .finish()
+    }
 }
 
 /// A reply from the case team, ready for one channel.
@@ -364,6 +388,7 @@ mod tests {
             display_name: "a".into(),
             body: "hi".into(),
             html: None,
+            attachments: Vec::new(),
             sent_at: Utc::now(),
         };
         assert_eq!(

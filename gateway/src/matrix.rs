@@ -9,6 +9,7 @@ use ruma::{
         client::{
             account::register::{self, LoginType},
             alias::get_alias,
+            media::create_content,
             membership::{invite_user, join_room_by_id},
             message::send_message_event,
             profile::set_display_name,
@@ -19,7 +20,8 @@ use ruma::{
         OutgoingRequestAppserviceExt, SupportedVersions,
     },
     events::room::message::RoomMessageEventContent,
-    OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, TransactionId, UserId,
+    OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, TransactionId,
+    UserId,
 };
 
 /// A failed homeserver call.
@@ -269,6 +271,20 @@ impl MatrixClient {
     pub async fn join(&self, room: &RoomId, user: &UserId) -> Result<(), MatrixError> {
         let request = join_room_by_id::v3::Request::new(room.to_owned());
         self.send("join", request, Some(user)).await.map(|_| ())
+    }
+
+    /// Uploads a file to the media repository as `user`; returns its `mxc://` URI.
+    pub async fn upload(
+        &self,
+        data: Vec<u8>,
+        mime: &str,
+        filename: &str,
+        user: Option<&UserId>,
+    ) -> Result<OwnedMxcUri, MatrixError> {
+        let mut request = create_content::v3::Request::new(data);
+        request.content_type = Some(mime.to_owned());
+        request.filename = Some(filename.to_owned());
+        Ok(self.send("upload media", request, user).await?.content_uri)
     }
 
     /// Sends a message as `user` (the bot when `None`). The transaction id makes a retry of the

@@ -21,7 +21,8 @@ use ruma::{
         AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
     },
     serde::Raw,
-    OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
+    OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
+    RoomAliasId, UserId,
 };
 use sea_orm::ConnectionTrait;
 use tokio::sync::{mpsc, Notify};
@@ -30,7 +31,10 @@ use tracing::{debug, error, info, warn};
 use crate::{
     matrix::{MatrixClient, MatrixError},
     metrics::Metrics,
-    store::{direction, message, queue_item, target, NewInbound, NewOutbound, Store, StoreError},
+    store::{
+        attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Store,
+        StoreError,
+    },
 };
 
 /// A bridge instance the gateway runs.
@@ -313,30 +317,92 @@ impl Core {
     ) -> Result<String, RelayError> {
         let room = self.ensure_room(item.case_id).await?;
         let txn_id: OwnedTransactionId = format!("cb-m{}", message.id).into();
-        let (content, sender) = match message.direction.as_str() {
+        let event = match message.direction.as_str() {
             direction::INBOUND => {
                 let identity_id = message.identity_id.ok_or_else(|| {
                     StoreError::Missing(format!("identity of message {}", message.id))
                 })?;
                 let ghost = self.ensure_ghost_in_room(identity_id, &room).await?;
-                let content = match &message.html {
-                    Some(html) => RoomMessageEventContent::text_html(&message.body, html),
-                    None => RoomMessageEventContent::text_plain(&message.body),
+                let files = match message.attachments {
+                    Some(_) => self.store.attachments(message.id).await?,
+                    None => Vec::new(),
                 };
-                (content, Some(ghost))
+                let mut first = None;
+                if !message.body.is_empty() || files.is_empty() {
+                    let content = match &message.html {
+                        Some(html) => RoomMessageEventContent::text_html(&message.body, html),
+                        None => RoomMessageEventContent::text_plain(&message.body),
+                    };
+                    first = Some(
+                        self.matrix
+                            .send_message(&room, &txn_id, &content, Some(&ghost))
+                            .await?,
+                    );
+                }
+                for file in files {
+                    let event = self
+                        .relay_attachment(&room, &ghost, message.id, file)
+                        .await?;
+                    first.get_or_insert(event);
+                }
+                first.expect("a text or at least one file was sent")
             }
-            _ => (RoomMessageEventContent::notice_plain(&message.body), None),
+            _ => {
+                let content = RoomMessageEventContent::notice_plain(&message.body);
+                self.matrix
+                    .send_message(&room, &txn_id, &content, None)
+                    .await?
+            }
         };
-        let event = self
-            .matrix
-            .send_message(&room, &txn_id, &content, sender.as_deref())
-            .await?;
         let latency = (Utc::now() - message.received_at)
             .to_std()
             .unwrap_or_default();
         self.metrics.relay_latency.observe(latency.as_secs_f64());
         debug!(message = message.id, %event, "relayed into the case room");
         Ok(event.to_string())
+    }
+
+    /// Uploads one file (once) and posts it as the ghost. A file the homeserver refuses for its
+    /// size becomes a notice naming it: the record keeps it whole.
+    async fn relay_attachment(
+        &self,
+        room: &OwnedRoomId,
+        ghost: &UserId,
+        message_id: i64,
+        file: attachment::Model,
+    ) -> Result<OwnedEventId, RelayError> {
+        let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
+        let uri = match &file.mxc_uri {
+            Some(uri) => OwnedMxcUri::from(uri.as_str()),
+            None => match self
+                .matrix
+                .upload(file.data, &file.mime, &file.filename, Some(ghost))
+                .await
+            {
+                Ok(uri) => {
+                    self.store.set_attachment_uri(file.id, uri.as_str()).await?;
+                    uri
+                }
+                Err(e) if e.status == Some(413) => {
+                    let notice = RoomMessageEventContent::notice_plain(format!(
+                        "The client sent {} ({}, {} bytes), larger than the homeserver accepts. \
+                         It is kept in the case records.",
+                        file.filename, file.mime, file.size
+                    ));
+                    return Ok(self
+                        .matrix
+                        .send_message(room, &txn_id, &notice, None)
+                        .await?);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let content =
+            RoomMessageEventContent::new(media_message(&file.filename, &file.mime, file.size, uri));
+        Ok(self
+            .matrix
+            .send_message(room, &txn_id, &content, Some(ghost))
+            .await?)
     }
 
     async fn ensure_bot(&self) -> Result<(), MatrixError> {
@@ -690,6 +756,48 @@ impl Core {
         )
         .await?;
         Ok(queued.then_some(instance))
+    }
+}
+
+/// The message type for a file: image, audio, video, or any other file.
+fn media_message(filename: &str, mime: &str, size: i64, uri: OwnedMxcUri) -> MessageType {
+    use ruma::events::room::{
+        message::{
+            AudioInfo, AudioMessageEventContent, FileInfo, FileMessageEventContent,
+            ImageMessageEventContent, VideoInfo, VideoMessageEventContent,
+        },
+        ImageInfo,
+    };
+    let name = filename.to_owned();
+    let size = ruma::UInt::new(size.max(0) as u64);
+    let mimetype = Some(mime.to_owned());
+    match mime.split('/').next().unwrap_or_default() {
+        "image" => {
+            let mut info = ImageInfo::new();
+            (info.mimetype, info.size) = (mimetype, size);
+            MessageType::Image(
+                ImageMessageEventContent::plain(name, uri).info(Some(Box::new(info))),
+            )
+        }
+        "audio" => {
+            let mut info = AudioInfo::new();
+            (info.mimetype, info.size) = (mimetype, size);
+            MessageType::Audio(
+                AudioMessageEventContent::plain(name, uri).info(Some(Box::new(info))),
+            )
+        }
+        "video" => {
+            let mut info = VideoInfo::new();
+            (info.mimetype, info.size) = (mimetype, size);
+            MessageType::Video(
+                VideoMessageEventContent::plain(name, uri).info(Some(Box::new(info))),
+            )
+        }
+        _ => {
+            let mut info = FileInfo::new();
+            (info.mimetype, info.size) = (mimetype, size);
+            MessageType::File(FileMessageEventContent::plain(name, uri).info(Some(Box::new(info))))
+        }
     }
 }
 

@@ -118,6 +118,7 @@ async fn cases_and_records_export() {
             display_name: "+46 70 123 45 67".into(),
             body: body.into(),
             html: None,
+            attachments: Vec::new(),
             sent_at: chrono::Utc::now(),
         },
     };

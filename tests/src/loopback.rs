@@ -18,8 +18,9 @@ use std::{
 
 use async_trait::async_trait;
 use casebridge_bridges::{
-    Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
-    InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId, Webhook,
+    Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered,
+    DeliveryError, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
+    Webhook,
 };
 use casebridge_config::BridgeInstance;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,49 @@ pub struct SpoolMessage {
     pub from: String,
     /// The text.
     pub body: String,
+    /// Files, their content in base64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<SpoolAttachment>,
+}
+
+/// A file in a spool message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpoolAttachment {
+    /// File name.
+    pub name: String,
+    /// MIME type.
+    pub mime: String,
+    /// Content, base64.
+    pub base64: String,
+}
+
+impl SpoolMessage {
+    fn into_inbound(self) -> Result<InboundMessage, String> {
+        use base64::Engine as _;
+        let attachments = self
+            .attachments
+            .into_iter()
+            .map(|a| {
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(&a.base64)
+                    .map_err(|e| format!("attachment {}: {e}", a.name))?;
+                Ok(Attachment {
+                    filename: a.name,
+                    mime: a.mime,
+                    data,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(InboundMessage {
+            message_id: RemoteMessageId::new(self.id),
+            from: RemoteAddress::new(self.from.clone()),
+            display_name: self.from,
+            body: self.body,
+            html: None,
+            attachments,
+            sent_at: chrono::Utc::now(),
+        })
+    }
 }
 
 /// One delivered reply, as the loopback "client" received it.
@@ -72,10 +116,25 @@ impl Spool {
 
     /// Puts a client's message into the inbox (atomically).
     pub fn put(&self, id: &str, from: &str, body: &str) {
+        self.put_with_files(id, from, body, &[]);
+    }
+
+    /// Puts a client's message with files (name, MIME type, content) into the inbox.
+    pub fn put_with_files(&self, id: &str, from: &str, body: &str, files: &[(&str, &str, &[u8])]) {
+        use base64::Engine as _;
+        let attachments = files
+            .iter()
+            .map(|(name, mime, data)| SpoolAttachment {
+                name: (*name).into(),
+                mime: (*mime).into(),
+                base64: base64::engine::general_purpose::STANDARD.encode(data),
+            })
+            .collect();
         let message = SpoolMessage {
             id: id.into(),
             from: from.into(),
             body: body.into(),
+            attachments,
         };
         let tmp = self.root.join(format!(".{id}.tmp"));
         std::fs::write(&tmp, serde_json::to_vec(&message).unwrap()).unwrap();
@@ -262,16 +321,11 @@ impl Webhook for Loopback {
         let Some(sink) = self.sink.lock().unwrap().clone() else {
             return answer(503, "not started");
         };
-        let submitted = sink
-            .submit(InboundMessage {
-                message_id: RemoteMessageId::new(message.id),
-                from: RemoteAddress::new(message.from.clone()),
-                display_name: message.from,
-                body: message.body,
-                html: None,
-                sent_at: chrono::Utc::now(),
-            })
-            .await;
+        let inbound = match message.into_inbound() {
+            Ok(m) => m,
+            Err(e) => return answer(400, &e),
+        };
+        let submitted = sink.submit(inbound).await;
         match submitted {
             Ok(Accepted::Recorded { case_number }) => {
                 answer(200, &format!("recorded in {case_number}"))
@@ -308,16 +362,15 @@ async fn take_inbox(inbox: &Path, sink: &InboundSink) {
             }
         };
         // Enqueued in name order (the upstream's order); acknowledged once all are committed.
-        let ack = sink
-            .enqueue(InboundMessage {
-                message_id: RemoteMessageId::new(message.id),
-                from: RemoteAddress::new(message.from.clone()),
-                display_name: message.from,
-                body: message.body,
-                html: None,
-                sent_at: chrono::Utc::now(),
-            })
-            .await;
+        let inbound = match message.into_inbound() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "malformed spool file set aside");
+                let _ = std::fs::rename(&path, path.with_extension("bad"));
+                continue;
+            }
+        };
+        let ack = sink.enqueue(inbound).await;
         pending.push((path, ack));
     }
     for (path, ack) in pending {

@@ -168,6 +168,30 @@ impl Worker {
             .collect()
     }
 
+    /// Downloads an `mxc://` URI through the authenticated media API.
+    pub async fn download(&self, mxc: &str) -> Vec<u8> {
+        let (server, id) = mxc
+            .strip_prefix("mxc://")
+            .and_then(|r| r.split_once('/'))
+            .expect("an mxc URI");
+        let response = self
+            .http
+            .get(format!(
+                "{}/_matrix/client/v1/media/download/{server}/{id}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "download {mxc}: {}",
+            response.status()
+        );
+        response.bytes().await.unwrap().to_vec()
+    }
+
     /// The display name of `user`.
     pub async fn display_name(&self, user: &str) -> Option<String> {
         let (_, body) = self

@@ -142,3 +142,29 @@ pub mod transaction {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The files of a message, kept whole: the room gets a copy through the media repository.
+pub mod attachment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "attachments")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub message_id: i64,
+        /// Order within the message, from 0.
+        pub position: i32,
+        pub filename: String,
+        pub mime: String,
+        pub size: i64,
+        pub data: Vec<u8>,
+        /// The homeserver's copy, once uploaded.
+        pub mxc_uri: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

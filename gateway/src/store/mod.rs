@@ -21,7 +21,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use self::entities::{case, identity, message, queue_item, transaction};
+pub use self::entities::{attachment, case, identity, message, queue_item, transaction};
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +234,7 @@ impl Store {
                 sender: Set(None),
                 body: Set(item.message.body.clone()),
                 html: Set(item.message.html.clone()),
-                attachments: Set(None),
+                attachments: Set(attachment_summary(&item.message.attachments)),
                 state: Set("received".into()),
                 error: Set(None),
                 sent_at: Set(Some(item.message.sent_at)),
@@ -265,6 +265,39 @@ impl Store {
             let inserted = message::Entity::insert_many(rows)
                 .exec_with_returning_many(&txn)
                 .await?;
+            let ids: HashMap<(&str, &str), i64> = inserted
+                .iter()
+                .filter_map(|m| Some(((m.instance.as_str(), m.upstream_id.as_deref()?), m.id)))
+                .collect();
+            let files: Vec<attachment::ActiveModel> = batch
+                .iter()
+                .filter_map(|item| {
+                    let id =
+                        ids.get(&(item.instance.as_str(), item.message.message_id.as_str()))?;
+                    Some(
+                        item.message
+                            .attachments
+                            .iter()
+                            .enumerate()
+                            .map(move |(i, a)| attachment::ActiveModel {
+                                message_id: Set(*id),
+                                position: Set(i as i32),
+                                filename: Set(a.filename.clone()),
+                                mime: Set(a.mime.clone()),
+                                size: Set(a.data.len() as i64),
+                                data: Set(a.data.clone()),
+                                mxc_uri: Set(None),
+                                ..Default::default()
+                            }),
+                    )
+                })
+                .flatten()
+                .collect();
+            if !files.is_empty() {
+                attachment::Entity::insert_many(files)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
             queue_item::Entity::insert_many(inserted.iter().map(|m| queue_item::ActiveModel {
                 target: Set(target::MATRIX.to_owned()),
                 instance: Set(String::new()),
@@ -650,6 +683,25 @@ impl Store {
             .ok_or_else(|| StoreError::Missing(format!("message {id}")))
     }
 
+    /// The files of a message, in order, with their content.
+    pub async fn attachments(&self, message_id: i64) -> Result<Vec<attachment::Model>, StoreError> {
+        Ok(attachment::Entity::find()
+            .filter(attachment::Column::MessageId.eq(message_id))
+            .order_by_asc(attachment::Column::Position)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Records where the homeserver keeps its copy of a file.
+    pub async fn set_attachment_uri(&self, id: i64, mxc: &str) -> Result<(), StoreError> {
+        attachment::Entity::update_many()
+            .col_expr(attachment::Column::MxcUri, Expr::value(mxc))
+            .filter(attachment::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// One case by id.
     pub async fn case(&self, id: i64) -> Result<case::Model, StoreError> {
         case::Entity::find_by_id(id)
@@ -702,6 +754,18 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+}
+
+/// What the export and the room need to know of a message's files, without their content.
+fn attachment_summary(files: &[casebridge_bridges::Attachment]) -> Option<serde_json::Value> {
+    (!files.is_empty()).then(|| {
+        serde_json::Value::Array(
+            files
+                .iter()
+                .map(|a| serde_json::json!({"filename": a.filename, "mime": a.mime, "size": a.data.len()}))
+                .collect(),
+        )
+    })
 }
 
 async fn new_case<C: ConnectionTrait>(
@@ -776,6 +840,7 @@ mod tests {
                 display_name: from.into(),
                 body: format!("text of {id}"),
                 html: None,
+                attachments: Vec::new(),
                 sent_at: Utc::now(),
             },
         }

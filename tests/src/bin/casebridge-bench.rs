@@ -96,6 +96,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         display_name: format!("+4670{contact:07}"),
         body: format!("b{seq}"),
         html: None,
+        attachments: Vec::new(),
         sent_at: chrono::Utc::now(),
     }
 }

@@ -196,3 +196,70 @@ async fn invite(stack: &Stack, room: &str, user: &str) -> (u16, serde_json::Valu
         response.json().await.unwrap_or_default(),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_reach_the_room_and_the_record() {
+    let mut stack = Stack::new(Db::Sqlite, "files").await;
+    let gateway = stack.start_gateway().await;
+    // A tiny PNG and a PDF-ish document, with text.
+    let png: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
+    let pdf = b"%PDF-1.4 beslut om bistand".to_vec();
+    stack.spool.put_with_files(
+        "f-1",
+        "+46700000009",
+        "Här är beslutet och en bild.",
+        &[
+            ("bild.png", "image/png", &png),
+            ("beslut.pdf", "application/pdf", &pdf),
+        ],
+    );
+    let room = stack.join_case_room().await;
+    let events = stack
+        .ghost_messages(&room, 3, Duration::from_secs(20))
+        .await;
+    assert_eq!(events[0]["content"]["body"], "Här är beslutet och en bild.");
+    assert_eq!(events[1]["content"]["msgtype"], "m.image");
+    assert_eq!(events[1]["content"]["body"], "bild.png");
+    assert_eq!(events[1]["content"]["info"]["mimetype"], "image/png");
+    assert_eq!(events[1]["content"]["info"]["size"], 2048);
+    assert_eq!(events[2]["content"]["msgtype"], "m.file");
+    assert_eq!(events[2]["content"]["body"], "beslut.pdf");
+    let image = stack
+        .worker
+        .download(events[1]["content"]["url"].as_str().unwrap())
+        .await;
+    assert_eq!(image, png, "the room's copy is the client's file");
+    let doc = stack
+        .worker
+        .download(events[2]["content"]["url"].as_str().unwrap())
+        .await;
+    assert_eq!(doc, pdf);
+
+    // A file alone, with no text, is one event.
+    stack.spool.put_with_files(
+        "f-2",
+        "+46700000009",
+        "",
+        &[("röst.ogg", "audio/ogg", b"OggS....")],
+    );
+    let events = stack
+        .ghost_messages(&room, 4, Duration::from_secs(20))
+        .await;
+    assert_eq!(events[3]["content"]["msgtype"], "m.audio");
+
+    // The record keeps both files whole, and the summary the export shows.
+    let store = gateway.store();
+    let case = store.cases().await.unwrap().remove(0);
+    let message = store.messages(case.id).await.unwrap().remove(0);
+    let summary = message.attachments.clone().unwrap();
+    assert_eq!(summary[0]["filename"], "bild.png");
+    assert_eq!(summary[1]["size"], pdf.len());
+    let files = store.attachments(message.id).await.unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].data, png);
+    assert!(files.iter().all(|f| f
+        .mxc_uri
+        .as_deref()
+        .is_some_and(|u| u.starts_with("mxc://localhost/"))));
+    gateway.shutdown().await;
+}
