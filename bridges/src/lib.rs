@@ -8,6 +8,8 @@
 //! Ids are opaque newtypes: the core stores and compares them, only the bridge that made them
 //! parses them. Adding a channel is one new module with a [`BridgeFactory`].
 
+pub mod sms;
+
 use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
@@ -247,7 +249,7 @@ pub trait BridgeFactory: Send + Sync + 'static {
 
 /// The factories of the bridges this build ships. Each bridge adds itself here.
 pub fn builtin_factories() -> Vec<Arc<dyn BridgeFactory>> {
-    Vec::new()
+    vec![Arc::new(sms::SmsFactory)]
 }
 
 /// How the core answered an inbound message.
@@ -293,12 +295,58 @@ pub struct InboundEnvelope {
     pub reply: oneshot::Sender<Result<Accepted, SubmitError>>,
 }
 
+/// What a channel says became of a reply it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Handed to the carrier.
+    Sent,
+    /// The client's device has it.
+    Delivered,
+    /// It will not arrive.
+    Failed {
+        /// Why, as the channel says it.
+        reason: String,
+    },
+}
+
+/// A delivery report for a reply, matched by the id the channel gave when it accepted it
+/// ([`Delivered::remote_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The channel's id of the sent message.
+    pub remote_id: RemoteMessageId,
+    /// What became of it.
+    pub status: DeliveryStatus,
+    /// When, as the channel says.
+    pub at: DateTime<Utc>,
+}
+
+/// A delivery report on its way into the core.
+#[derive(Debug)]
+pub struct ReportEnvelope {
+    /// The bridge instance it came from.
+    pub instance: Arc<str>,
+    /// The report.
+    pub report: DeliveryReport,
+    /// Answered once the report is committed: true if it matched a reply.
+    pub reply: oneshot::Sender<Result<bool, SubmitError>>,
+}
+
+/// What a bridge hands to the core.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A client's message.
+    Message(InboundEnvelope),
+    /// A delivery report for a reply.
+    Report(ReportEnvelope),
+}
+
 /// A bridge's handle into the core's inbound queue.
 #[derive(Clone)]
 pub struct InboundSink {
     instance: Arc<str>,
     capabilities: Capabilities,
-    tx: mpsc::Sender<InboundEnvelope>,
+    tx: mpsc::Sender<Inbound>,
 }
 
 impl InboundSink {
@@ -306,7 +354,7 @@ impl InboundSink {
     pub fn new(
         instance: impl Into<Arc<str>>,
         capabilities: Capabilities,
-        tx: mpsc::Sender<InboundEnvelope>,
+        tx: mpsc::Sender<Inbound>,
     ) -> Self {
         Self {
             instance: instance.into(),
@@ -333,10 +381,28 @@ impl InboundSink {
             reply,
         };
         self.tx
-            .send(envelope)
+            .send(Inbound::Message(envelope))
             .await
             .map_err(|_| SubmitError("the gateway is shutting down".into()))?;
         Ok(PendingAck(answer))
+    }
+
+    /// Hands a delivery report to the core and waits until it is recorded: true if it matched
+    /// a reply. Acknowledge the channel's callback only after `Ok`.
+    pub async fn report(&self, report: DeliveryReport) -> Result<bool, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let envelope = ReportEnvelope {
+            instance: self.instance.clone(),
+            report,
+            reply,
+        };
+        self.tx
+            .send(Inbound::Report(envelope))
+            .await
+            .map_err(|_| SubmitError("the gateway is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| SubmitError("the gateway dropped the report".into()))?
     }
 
     /// The instance this sink belongs to.
@@ -378,7 +444,9 @@ mod tests {
         };
         let sink = InboundSink::new("inst", caps, tx);
         let core = tokio::spawn(async move {
-            let env = rx.recv().await.unwrap();
+            let Some(Inbound::Message(env)) = rx.recv().await else {
+                panic!("a message")
+            };
             assert_eq!(&*env.instance, "inst");
             env.reply.send(Ok(Accepted::Duplicate)).unwrap();
         });

@@ -398,7 +398,8 @@ fn is_localpart_byte(b: u8) -> bool {
     matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/')
 }
 
-fn resolve_secret(
+/// Resolves a secret given as a value or as a file (`KEY` or `KEY_file`), naming `key` in errors.
+pub fn resolve_secret(
     key: &str,
     value: &Option<Secret>,
     file: &Option<PathBuf>,

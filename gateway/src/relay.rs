@@ -10,7 +10,8 @@ use std::{
 use futures::StreamExt;
 
 use casebridge_bridges::{
-    Accepted, Bridge, Capabilities, InboundEnvelope, OutboundMessage, SubmitError,
+    Accepted, Bridge, Capabilities, DeliveryReport, DeliveryStatus, Inbound, OutboundMessage,
+    SubmitError,
 };
 use casebridge_config::{Config, Secrets};
 use casebridge_policies::outbound::strip_reply_fallback;
@@ -152,13 +153,22 @@ impl Core {
 
     // ----- inbound: channel -> record -----
 
-    /// Consumes inbound envelopes, committing each batch in one transaction before answering.
-    pub async fn run_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<InboundEnvelope>) {
-        let mut envelopes = Vec::with_capacity(256);
-        while rx.recv_many(&mut envelopes, 256).await > 0 {
-            let mut batch = Vec::with_capacity(envelopes.len());
-            let mut replies = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes.drain(..) {
+    /// Consumes what bridges hand in: messages are committed a batch per transaction before
+    /// they are answered; delivery reports are recorded one by one.
+    pub async fn run_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<Inbound>) {
+        let mut received = Vec::with_capacity(256);
+        while rx.recv_many(&mut received, 256).await > 0 {
+            let mut batch = Vec::with_capacity(received.len());
+            let mut replies = Vec::with_capacity(received.len());
+            let mut reports = Vec::new();
+            for inbound in received.drain(..) {
+                let envelope = match inbound {
+                    Inbound::Message(envelope) => envelope,
+                    Inbound::Report(report) => {
+                        reports.push(report);
+                        continue;
+                    }
+                };
                 let Some(instance) = self.config.bridges.get(&*envelope.instance) else {
                     let _ = envelope.reply.send(Err(SubmitError(format!(
                         "unknown bridge instance {}",
@@ -175,6 +185,17 @@ impl Core {
                     message: envelope.message,
                 });
                 replies.push(envelope.reply);
+            }
+            for envelope in reports {
+                let result = self
+                    .record_report(&envelope.instance, &envelope.report)
+                    .await;
+                let _ = envelope
+                    .reply
+                    .send(result.map_err(|e| SubmitError(e.to_string())));
+            }
+            if batch.is_empty() {
+                continue;
             }
             match self.store.record_inbound(&batch).await {
                 Ok(answers) => {
@@ -198,6 +219,47 @@ impl Core {
                 }
             }
         }
+    }
+
+    async fn record_report(
+        &self,
+        instance: &str,
+        report: &DeliveryReport,
+    ) -> Result<bool, StoreError> {
+        let label = self.label(instance, instance);
+        let (state, error, notice) = match &report.status {
+            DeliveryStatus::Sent => ("sent", None, None),
+            DeliveryStatus::Delivered => (
+                "delivered",
+                None,
+                Some(format!(
+                    "Delivered to the client ({label}) at {}.",
+                    report.at.format("%Y-%m-%d %H:%M UTC")
+                )),
+            ),
+            DeliveryStatus::Failed { reason } => (
+                "failed",
+                Some(reason.clone()),
+                Some(format!("Not delivered to the client ({label}): {reason}")),
+            ),
+        };
+        let matched = self
+            .store
+            .record_delivery(
+                instance,
+                report.remote_id.as_str(),
+                state,
+                error.as_deref(),
+                report.at,
+                notice.as_deref(),
+            )
+            .await?;
+        if matched {
+            self.matrix_wake.notify_one();
+        } else {
+            warn!(instance, remote_id = %report.remote_id, "delivery report for no reply of ours");
+        }
+        Ok(matched)
     }
 
     // ----- record -> case room -----

@@ -20,11 +20,10 @@ fn casebridge(config: &std::path::Path, args: &[&str]) -> (bool, String, String)
     )
 }
 
-fn example_without_bridges(dir: &std::path::Path) -> std::path::PathBuf {
-    // The shipped binary has no loopback bridge; drop that table from the example.
+fn example(dir: &std::path::Path) -> std::path::PathBuf {
+    // The example as shipped, with its SMS bridge, on a database of the test's own.
     let example = include_str!("../../casebridge.example.toml");
-    let cut = example.find("[bridges.test-channel]").unwrap();
-    let text = example[..cut].replace(
+    let text = example.replace(
         "url = \"sqlite://casebridge.db\"",
         &format!("url = \"sqlite://{}\"", dir.join("cb.db").display()),
     );
@@ -36,10 +35,14 @@ fn example_without_bridges(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn config_check_summarises_a_good_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = example_without_bridges(dir.path());
+    let path = example(dir.path());
     let (ok, out, err) = casebridge(&path, &["config", "check"]);
     assert!(ok, "{err}");
     assert!(out.contains(": OK"), "{out}");
+    assert!(
+        out.contains("bridge      sms: sms answered by socialtjanst"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "team        socialtjanst (Socialtjänsten, mottagningen): 2 member(s), 1 on call"
@@ -51,7 +54,7 @@ fn config_check_summarises_a_good_file() {
 #[test]
 fn config_check_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let path = example_without_bridges(dir.path());
+    let path = example(dir.path());
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("max_connections = 8", "max_connections = \"many\"");
@@ -71,7 +74,7 @@ fn config_check_names_what_is_wrong() {
     // A bridge kind this build does not have.
     let with_bridge = format!(
         "{}\n[bridges.office]\nkind = \"carrier-pigeon\"\nteam = \"socialtjanst\"\n",
-        std::fs::read_to_string(example_without_bridges(dir.path())).unwrap()
+        std::fs::read_to_string(example(dir.path())).unwrap()
     );
     std::fs::write(&path, with_bridge).unwrap();
     let (ok, _, err) = casebridge(&path, &["config", "check"]);
@@ -85,7 +88,7 @@ fn config_check_names_what_is_wrong() {
 #[test]
 fn registration_is_yaml_the_homeserver_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let path = example_without_bridges(dir.path());
+    let path = example(dir.path());
     let (ok, out, err) = casebridge(&path, &["registration"]);
     assert!(ok, "{err}");
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).unwrap();
@@ -100,7 +103,7 @@ fn registration_is_yaml_the_homeserver_reads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cases_and_records_export() {
     let dir = tempfile::tempdir().unwrap();
-    let path = example_without_bridges(dir.path());
+    let path = example(dir.path());
     let store = Store::connect(
         &format!("sqlite://{}", dir.path().join("cb.db").display()),
         1,

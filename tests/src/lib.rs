@@ -2,6 +2,7 @@
 //! a worker's Matrix client, the spool-backed loopback bridge, PostgreSQL databases, and gateway
 //! configurations that tie them together.
 
+pub mod elks;
 pub mod loopback;
 pub mod postgres;
 pub mod synapse;
@@ -62,6 +63,8 @@ pub struct GatewaySetup {
     pub members: Vec<String>,
     /// Longest retry pause, in ms.
     pub max_backoff_ms: u64,
+    /// More TOML appended to the configuration (further bridges).
+    pub extra: String,
 }
 
 /// The appservice tokens every test registration uses.
@@ -103,6 +106,7 @@ kind = "loopback"
 team = "social"
 spool = "{spool}"
 secret = "{WEBHOOK_SECRET}"
+{extra}
 "#,
             hs = self.homeserver_url,
             port = self.port,
@@ -110,6 +114,7 @@ secret = "{WEBHOOK_SECRET}"
             backoff = self.max_backoff_ms,
             members = members.join(", "),
             spool = self.spool.display(),
+            extra = self.extra,
         )
     }
 

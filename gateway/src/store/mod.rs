@@ -655,6 +655,55 @@ impl Store {
         Ok(())
     }
 
+    /// Records a channel's delivery report for the reply it accepted as `remote_id`, with a
+    /// notice for the team when the state changes. False if no reply matches.
+    pub async fn record_delivery(
+        &self,
+        instance: &str,
+        remote_id: &str,
+        state: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+        notice: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
+        let Some(reply) = message::Entity::find()
+            .filter(message::Column::Direction.eq(direction::OUTBOUND))
+            .filter(message::Column::Instance.eq(instance))
+            .filter(message::Column::UpstreamId.eq(remote_id))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(false);
+        };
+        // A report the channel repeats, or one older than what is known, changes nothing.
+        let rank = |s: &str| match s {
+            "sent" => 1,
+            "delivered" | "failed" => 2,
+            _ => 0,
+        };
+        if rank(state) > rank(&reply.state) {
+            message::Entity::update_many()
+                .col_expr(message::Column::State, Expr::value(state))
+                .col_expr(
+                    message::Column::Error,
+                    Expr::value(error.map(str::to_owned)),
+                )
+                .col_expr(
+                    message::Column::DeliveredAt,
+                    Expr::value((state == "delivered").then_some(at)),
+                )
+                .filter(message::Column::Id.eq(reply.id))
+                .exec(&txn)
+                .await?;
+            if let Some(notice) = notice {
+                Self::record_notice(&txn, reply.case_id, notice).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
     /// Records the room of a case.
     pub async fn set_room(&self, case_id: i64, room_id: &str) -> Result<(), StoreError> {
         case::Entity::update_many()

@@ -184,6 +184,7 @@ fn setup(dir: &std::path::Path, homeserver: &str) -> GatewaySetup {
         spool: dir.join("spool"),
         members: vec!["@anna:localhost".into()],
         max_backoff_ms: 1000,
+        extra: String::new(),
     }
 }
 

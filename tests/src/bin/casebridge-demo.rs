@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         spool: spool.root().to_owned(),
         members: vec!["@anna:localhost".into(), "@bo:localhost".into()],
         max_backoff_ms: 5000,
+        extra: String::new(),
     };
 
     step("Starting Synapse with the casebridge appservice registration");

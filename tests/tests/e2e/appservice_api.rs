@@ -38,6 +38,7 @@ async fn tokens_bodies_and_replays() {
         spool: spool.root().to_owned(),
         members: vec!["@anna:localhost".into()],
         max_backoff_ms: 1000,
+        extra: String::new(),
     };
     let gateway = Gateway::start(setup.config(), &test_factories())
         .await

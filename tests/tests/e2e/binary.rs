@@ -29,6 +29,7 @@ async fn casebridge_run_answers_the_homeservers_ping() {
         spool: spool.root().to_owned(),
         members: vec!["@anna:localhost".into()],
         max_backoff_ms: 1000,
+        extra: String::new(),
     };
     let synapse = Synapse::start(&[setup.registration_yaml()]).await;
     setup.homeserver_url = synapse.url.clone();

@@ -4,6 +4,7 @@ mod appservice_api;
 mod binary;
 mod durability;
 mod relay;
+mod sms;
 
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ impl Stack {
             spool: spool.root().to_owned(),
             members: vec!["@anna:localhost".into(), "@bo:localhost".into()],
             max_backoff_ms: 1000,
+            extra: String::new(),
         };
         let synapse = Synapse::start(&[setup.registration_yaml()]).await;
         setup.homeserver_url = synapse.url.clone();

@@ -1,0 +1,216 @@
+//! 46elks (Sweden): `POST {api}/a1/sms` with Basic auth and a form (`from`, `to`, `message`,
+//! `whendelivered`); inbound SMS and delivery reports come as forms to our webhooks. 46elks signs
+//! nothing, so the webhook URL carries a secret: as the Basic auth password
+//! (`https://casebridge:SECRET@host/webhook/sms`) or as `?secret=SECRET`.
+//!
+//! An inbound webhook's response body would be sent to the client as a reply SMS: we answer
+//! 204 with none.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use casebridge_config::{resolve_secret, Secret};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use url::Url;
+
+use super::{ProviderEvent, Refusal};
+use crate::{
+    BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
+};
+
+/// `[bridges.KEY.provider]` with `kind = "46elks"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElksOptions {
+    /// The API base, `https://api.46elks.com` unless a test points elsewhere.
+    #[serde(default = "default_api_url")]
+    api_url: Url,
+    /// API username (from the 46elks dashboard).
+    api_username: String,
+    /// API password.
+    api_password: Option<Secret>,
+    /// File holding `api_password`.
+    api_password_file: Option<PathBuf>,
+}
+
+fn default_api_url() -> Url {
+    Url::parse("https://api.46elks.com").expect("a valid URL")
+}
+
+/// The 46elks provider.
+pub struct Elks {
+    http: reqwest::Client,
+    endpoint: Url,
+    username: String,
+    password: Secret,
+    webhook_secret: Secret,
+}
+
+impl Elks {
+    /// Builds the provider; `key` names its config table in errors.
+    pub fn new(
+        key: &str,
+        options: ElksOptions,
+        webhook_secret: Secret,
+    ) -> Result<Self, BridgeError> {
+        let password = resolve_secret(
+            &format!("{key}.api_password"),
+            &options.api_password,
+            &options.api_password_file,
+        )?;
+        let endpoint = options
+            .api_url
+            .join("a1/sms")
+            .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| BridgeError::Failed(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            username: options.api_username,
+            password,
+            webhook_secret,
+        })
+    }
+}
+
+fn form(body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
+    serde_urlencoded::from_bytes(body).map_err(|e| (400, format!("not a form: {e}")))
+}
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
+    form.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| (400, format!("missing field {name:?}")))
+}
+
+/// 46elks writes times as UTC without a zone: `2018-07-13T13:57:23.741000`.
+fn time(value: Option<&String>) -> DateTime<Utc> {
+    value
+        .and_then(|v| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        .map(|t| t.and_utc())
+        .unwrap_or_else(Utc::now)
+}
+
+#[async_trait]
+impl super::Provider for Elks {
+    fn authenticate(&self, request: &http::Request<Vec<u8>>) -> Result<(), Refusal> {
+        let from_basic = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.split_once(':').map(|(_, password)| password.to_owned()));
+        let from_query = request.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "secret")
+                .map(|(_, v)| v.into_owned())
+        });
+        let Some(presented) = from_basic.or(from_query) else {
+            return Err((401, "missing webhook secret".into()));
+        };
+        if bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(self.webhook_secret.expose().as_bytes()),
+        ) {
+            Ok(())
+        } else {
+            Err((403, "wrong webhook secret".into()))
+        }
+    }
+
+    fn parse(
+        &self,
+        request: &http::Request<Vec<u8>>,
+        report: bool,
+    ) -> Result<ProviderEvent, Refusal> {
+        let form = form(request.body())?;
+        if report {
+            let status = match field(&form, "status")? {
+                "sent" => DeliveryStatus::Sent,
+                "delivered" => DeliveryStatus::Delivered,
+                "failed" => DeliveryStatus::Failed {
+                    reason: "the carrier reported it as failed".into(),
+                },
+                other => return Err((400, format!("unknown status {other:?}"))),
+            };
+            return Ok(ProviderEvent::Report(DeliveryReport {
+                remote_id: RemoteMessageId::new(field(&form, "id")?),
+                status,
+                at: time(form.get("delivered")),
+            }));
+        }
+        if let Some(direction) = form.get("direction") {
+            if direction != "incoming" {
+                return Err((400, format!("direction {direction:?} on the inbound route")));
+            }
+        }
+        Ok(ProviderEvent::Message {
+            id: field(&form, "id")?.to_owned(),
+            from: field(&form, "from")?.to_owned(),
+            text: field(&form, "message")?.to_owned(),
+            at: time(form.get("created")),
+        })
+    }
+
+    fn accepted(&self) -> http::Response<Vec<u8>> {
+        http::Response::builder()
+            .status(204)
+            .body(Vec::new())
+            .expect("a valid response")
+    }
+
+    async fn send(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        report_url: Option<&str>,
+    ) -> Result<Delivered, DeliveryError> {
+        let mut fields = vec![("from", from), ("to", to), ("message", text)];
+        if let Some(url) = report_url {
+            fields.push(("whendelivered", url));
+        }
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .basic_auth(&self.username, Some(self.password.expose()))
+            .form(&fields)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::transient(format!("46elks unreachable: {e}")))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        match status {
+            200..=299 => {
+                #[derive(Deserialize)]
+                struct Sent {
+                    id: String,
+                }
+                let sent: Sent = serde_json::from_str(&body).map_err(|e| {
+                    DeliveryError::transient(format!("46elks answered {status} without an id: {e}"))
+                })?;
+                Ok(Delivered {
+                    remote_id: Some(RemoteMessageId::new(sent.id)),
+                })
+            }
+            // Wrong credentials are the office's to fix; keep the reply queued meanwhile.
+            401 | 408 | 429 | 500..=599 => Err(DeliveryError::transient(format!(
+                "46elks answered {status}: {}",
+                body.trim()
+            ))),
+            _ => Err(DeliveryError::permanent(format!(
+                "46elks refused it ({status}): {}",
+                body.trim()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The SMS bridge: one office number, clients by their phone numbers, one module per provider.
+//!
+//! Inbound SMS and delivery reports arrive on the gateway's webhook routes
+//! (`/webhook/{instance}` and `/webhook/{instance}/dlr`); the provider checks its own
+//! authentication. Replies are counted in GSM-7 or UCS-2 segments and refused, with how much to
+//! cut, when they need more parts than the office allows.
+
+pub mod elks;
+pub mod segments;
+
+use std::{path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use casebridge_config::{resolve_secret, BridgeInstance, Secret};
+use chrono::{DateTime, Utc};
+use phonenumber::{country, Mode};
+use serde::Deserialize;
+use tracing::warn;
+use url::Url;
+
+use self::segments::Segments;
+use crate::{
+    Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
+    DeliveryReport, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
+    Webhook,
+};
+
+/// `[bridges.KEY]` with `kind = "sms"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsOptions {
+    /// The office's number clients write to, in E.164; replies come from it.
+    number: String,
+    /// An alphanumeric sender shown instead of the number (clients cannot answer it).
+    sender_id: Option<String>,
+    /// Region for numbers written without a country code, e.g. `SE`.
+    #[serde(default = "default_region")]
+    default_region: String,
+    /// Most parts a reply may take; a longer one is refused with how much to cut.
+    #[serde(default = "default_max_segments")]
+    max_segments: usize,
+    /// How the provider reaches this gateway, for delivery reports (`https://host`).
+    public_url: Option<Url>,
+    /// Secret the provider presents on webhooks (Basic auth password or `?secret=`).
+    webhook_secret: Option<Secret>,
+    /// File holding `webhook_secret`.
+    webhook_secret_file: Option<PathBuf>,
+    /// The provider and its settings.
+    provider: ProviderOptions,
+}
+
+fn default_region() -> String {
+    "SE".to_owned()
+}
+fn default_max_segments() -> usize {
+    3
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+enum ProviderOptions {
+    #[serde(rename = "46elks")]
+    Elks(elks::ElksOptions),
+}
+
+/// What a provider's webhook carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderEvent {
+    /// An SMS from a client.
+    Message {
+        /// The provider's id.
+        id: String,
+        /// Sender as the provider gives it.
+        from: String,
+        /// Text.
+        text: String,
+        /// When the provider received it.
+        at: DateTime<Utc>,
+    },
+    /// A delivery report.
+    Report(DeliveryReport),
+}
+
+/// A refusal of a webhook request: status and reason.
+pub type Refusal = (u16, String);
+
+/// One SMS provider's API.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Checks that the request comes from the provider.
+    fn authenticate(&self, request: &http::Request<Vec<u8>>) -> Result<(), Refusal>;
+    /// Reads an authenticated webhook request; `report` is true on the delivery-report route.
+    fn parse(
+        &self,
+        request: &http::Request<Vec<u8>>,
+        report: bool,
+    ) -> Result<ProviderEvent, Refusal>;
+    /// The answer once the event is recorded.
+    fn accepted(&self) -> http::Response<Vec<u8>>;
+    /// Sends one SMS; `report_url` is where delivery reports should go.
+    async fn send(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        report_url: Option<&str>,
+    ) -> Result<Delivered, DeliveryError>;
+}
+
+/// Builds SMS bridges.
+pub struct SmsFactory;
+
+impl BridgeFactory for SmsFactory {
+    fn kind(&self) -> &'static str {
+        "sms"
+    }
+
+    fn build(&self, name: &str, config: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError> {
+        let options: SmsOptions = config.options(name)?;
+        let key = |k: &str| format!("bridges.{name}.{k}");
+        let invalid = |k: &str, message: String| {
+            BridgeError::Config(casebridge_config::ConfigError::Invalid {
+                key: key(k),
+                message,
+            })
+        };
+        let region: country::Id = options.default_region.parse().map_err(|_| {
+            invalid(
+                "default_region",
+                format!("{:?} is not a region code like SE", options.default_region),
+            )
+        })?;
+        let number = phonenumber::parse(Some(region), &options.number)
+            .ok()
+            .filter(phonenumber::is_valid)
+            .ok_or_else(|| {
+                invalid(
+                    "number",
+                    format!("{:?} is not a valid phone number", options.number),
+                )
+            })?;
+        if options.max_segments == 0 {
+            return Err(invalid("max_segments", "must be at least 1".into()));
+        }
+        let secret = resolve_secret(
+            &key("webhook_secret"),
+            &options.webhook_secret,
+            &options.webhook_secret_file,
+        )?;
+        let provider: Arc<dyn Provider> = match options.provider {
+            ProviderOptions::Elks(elks) => {
+                Arc::new(elks::Elks::new(&key("provider"), elks, secret.clone())?)
+            }
+        };
+        let report_url = options.public_url.map(|base| {
+            let mut url = base
+                .join(&format!("webhook/{name}/dlr"))
+                .expect("a relative path joins");
+            url.query_pairs_mut().append_pair("secret", secret.expose());
+            url.to_string()
+        });
+        Ok(Arc::new(SmsBridge {
+            sender: options
+                .sender_id
+                .unwrap_or_else(|| number.format().mode(Mode::E164).to_string()),
+            region,
+            max_segments: options.max_segments,
+            report_url,
+            provider,
+            sink: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+struct SmsBridge {
+    sender: String,
+    region: country::Id,
+    max_segments: usize,
+    report_url: Option<String>,
+    provider: Arc<dyn Provider>,
+    sink: std::sync::Mutex<Option<InboundSink>>,
+}
+
+impl SmsBridge {
+    /// E.164 address and international display form of a sender; a sender that is no phone
+    /// number (an alphanumeric id) stays as it is.
+    fn normalise(&self, from: &str) -> (String, String) {
+        match phonenumber::parse(Some(self.region), from) {
+            Ok(n) if phonenumber::is_valid(&n) => (
+                n.format().mode(Mode::E164).to_string(),
+                n.format().mode(Mode::International).to_string(),
+            ),
+            _ => (from.to_owned(), from.to_owned()),
+        }
+    }
+}
+
+fn respond(status: u16, text: &str) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(format!("{text}\n").into_bytes())
+        .expect("a valid response")
+}
+
+#[async_trait]
+impl Bridge for SmsBridge {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            channel: "sms",
+            label: "SMS",
+            attachments: false,
+            max_length: Some(Segments::capacity(
+                segments::Encoding::Gsm7,
+                self.max_segments,
+            )),
+            delivery_reports: self.report_url.is_some(),
+            html: false,
+        }
+    }
+
+    async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        *self.sink.lock().expect("not poisoned") = Some(inbound);
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        self.sink.lock().expect("not poisoned").take();
+    }
+
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError> {
+        let segments = Segments::of(&message.body);
+        if segments.parts > self.max_segments {
+            let fits = Segments::capacity(segments.encoding, self.max_segments);
+            let encoding = match segments.encoding {
+                segments::Encoding::Gsm7 => "GSM-7",
+                segments::Encoding::Ucs2 => {
+                    "UCS-2, because of a character outside the GSM alphabet"
+                }
+            };
+            return Err(DeliveryError::permanent(format!(
+                "too long for SMS: {} parts ({encoding}); this office allows {}. Cut about {} characters and send it again.",
+                segments.parts,
+                self.max_segments,
+                segments.units - fits
+            )));
+        }
+        self.provider
+            .send(
+                &self.sender,
+                message.to.as_str(),
+                &message.body,
+                self.report_url.as_deref(),
+            )
+            .await
+    }
+
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Webhook for SmsBridge {
+    async fn handle(&self, request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+        if request.method() != http::Method::POST {
+            return respond(405, "use POST");
+        }
+        if let Err((status, reason)) = self.provider.authenticate(&request) {
+            warn!(status, reason, "SMS webhook refused");
+            return respond(status, &reason);
+        }
+        let report = request.uri().path().trim_end_matches('/').ends_with("/dlr");
+        let event = match self.provider.parse(&request, report) {
+            Ok(e) => e,
+            Err((status, reason)) => {
+                warn!(status, reason, "malformed SMS webhook");
+                return respond(status, &reason);
+            }
+        };
+        let Some(sink) = self.sink.lock().expect("not poisoned").clone() else {
+            return respond(503, "not started");
+        };
+        let recorded = match event {
+            ProviderEvent::Message { id, from, text, at } => {
+                let (address, display_name) = self.normalise(&from);
+                sink.submit(InboundMessage {
+                    message_id: RemoteMessageId::new(id),
+                    from: RemoteAddress::new(address),
+                    display_name,
+                    body: text,
+                    html: None,
+                    attachments: Vec::new(),
+                    sent_at: at,
+                })
+                .await
+                .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))
+            }
+            ProviderEvent::Report(report) => sink.report(report).await,
+        };
+        match recorded {
+            Ok(_) => self.provider.accepted(),
+            // Not recorded: the provider retries.
+            Err(e) => respond(503, &e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(extra: &str) -> BridgeInstance {
+        let text = format!(
+            "[homeserver]\nurl = \"http://127.0.0.1:8008\"\nserver_name = \"localhost\"\n\
+             [appservice]\nurl = \"http://127.0.0.1:29330\"\nas_token = \"a\"\nhs_token = \"h\"\n\
+             [teams.t]\nmembers = [\"@a:localhost\"]\n\
+             [bridges.sms]\nkind = \"sms\"\nteam = \"t\"\n{extra}"
+        );
+        casebridge_config::Config::from_toml_str(&text)
+            .unwrap()
+            .bridges["sms"]
+            .clone()
+    }
+
+    const GOOD: &str = "number = \"0766 86 00 00\"\nwebhook_secret = \"s3cret\"\n\
+        [bridges.sms.provider]\nkind = \"46elks\"\napi_username = \"u\"\napi_password = \"p\"\n";
+
+    #[test]
+    fn config_is_checked_and_named() {
+        assert!(SmsFactory.build("sms", &instance(GOOD)).is_ok());
+        let bad_number = GOOD.replace("0766 86 00 00", "12");
+        let err = SmsFactory
+            .build("sms", &instance(&bad_number))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "bridges.sms.number: \"12\" is not a valid phone number"
+        );
+        let unknown = GOOD.replace("api_username", "api_user");
+        let err = SmsFactory
+            .build("sms", &instance(&unknown))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("api_user"), "{err}");
+        let no_secret = GOOD.replace("webhook_secret = \"s3cret\"\n", "");
+        let err = SmsFactory
+            .build("sms", &instance(&no_secret))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("bridges.sms.webhook_secret: missing"),
+            "{err}"
+        );
+        let provider = GOOD.replace("46elks", "carrier-pigeon");
+        let err = SmsFactory
+            .build("sms", &instance(&provider))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn too_long_replies_say_how_much_to_cut() {
+        let bridge = SmsFactory.build("sms", &instance(GOOD)).unwrap();
+        let message = OutboundMessage {
+            record_id: 1,
+            case_number: "2026-000001".into(),
+            to: RemoteAddress::new("+46701234567"),
+            body: "å".repeat(500),
+            html: None,
+        };
+        let err = bridge.deliver(&message).await.unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(
+            err.to_string(),
+            "too long for SMS: 4 parts (GSM-7); this office allows 3. Cut about 41 characters and send it again."
+        );
+    }
+}

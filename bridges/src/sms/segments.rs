@@ -1,0 +1,126 @@
+//! How many SMS parts a text takes: GSM 03.38 (7-bit) when every character is in its alphabet,
+//! UCS-2 otherwise.
+
+/// The GSM 03.38 basic alphabet (one septet each).
+const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The extension table: an escape plus one septet each.
+const EXTENSION: &str = "\u{c}^{}\\[~]|€";
+
+/// The encoding an SMS needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// GSM 03.38, 7 bits a character: 160 in one part, 153 per part when split.
+    Gsm7,
+    /// UCS-2 (UTF-16 code units): 70 in one part, 67 per part when split.
+    Ucs2,
+}
+
+/// How a text is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    /// The encoding.
+    pub encoding: Encoding,
+    /// Septets (GSM-7) or UTF-16 code units (UCS-2).
+    pub units: usize,
+    /// Parts the text is sent in.
+    pub parts: usize,
+}
+
+impl Segments {
+    /// Counts the parts of `text`.
+    pub fn of(text: &str) -> Self {
+        let mut septets = 0;
+        let mut gsm = true;
+        for c in text.chars() {
+            if BASIC.contains(c) {
+                septets += 1;
+            } else if EXTENSION.contains(c) {
+                septets += 2;
+            } else {
+                gsm = false;
+                break;
+            }
+        }
+        let (encoding, units, single, multi) = if gsm {
+            (Encoding::Gsm7, septets, 160, 153)
+        } else {
+            (Encoding::Ucs2, text.encode_utf16().count(), 70, 67)
+        };
+        let parts = match units {
+            0 => 1,
+            n if n <= single => 1,
+            n => n.div_ceil(multi),
+        };
+        Self {
+            encoding,
+            units,
+            parts,
+        }
+    }
+
+    /// Units that fit in `parts` parts with this encoding.
+    pub fn capacity(encoding: Encoding, parts: usize) -> usize {
+        match (encoding, parts) {
+            (_, 0) => 0,
+            (Encoding::Gsm7, 1) => 160,
+            (Encoding::Gsm7, n) => 153 * n,
+            (Encoding::Ucs2, 1) => 70,
+            (Encoding::Ucs2, n) => 67 * n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swedish(len: usize) -> String {
+        "Hej! Vi har läst ditt meddelande och återkommer på måndag. Ärendet är öppet. "
+            .chars()
+            .cycle()
+            .take(len)
+            .collect()
+    }
+
+    #[test]
+    fn swedish_letters_are_gsm7() {
+        let text = swedish(400);
+        assert_eq!(text.chars().count(), 400);
+        assert_eq!(
+            Segments::of(&text),
+            Segments {
+                encoding: Encoding::Gsm7,
+                units: 400,
+                parts: 3
+            }
+        );
+    }
+
+    #[test]
+    fn an_en_dash_or_an_emoji_makes_it_ucs2() {
+        let dash: String = swedish(399) + "–";
+        assert_eq!(Segments::of(&dash).encoding, Encoding::Ucs2);
+        assert_eq!(Segments::of(&dash).parts, 6);
+        let emoji: String = swedish(399) + "🙂";
+        let segments = Segments::of(&emoji);
+        assert_eq!(
+            (segments.encoding, segments.units, segments.parts),
+            (Encoding::Ucs2, 401, 6)
+        );
+    }
+
+    #[test]
+    fn boundaries() {
+        assert_eq!(Segments::of("").parts, 1);
+        assert_eq!(Segments::of(&"a".repeat(160)).parts, 1);
+        assert_eq!(Segments::of(&"a".repeat(161)).parts, 2);
+        assert_eq!(Segments::of(&"a".repeat(306)).parts, 2);
+        assert_eq!(Segments::of(&"a".repeat(307)).parts, 3);
+        // Extension characters take two septets.
+        assert_eq!(Segments::of(&"€".repeat(80)).units, 160);
+        assert_eq!(Segments::of(&"€".repeat(81)).parts, 2);
+        assert_eq!(Segments::of(&"ж".repeat(70)).parts, 1);
+        assert_eq!(Segments::of(&"ж".repeat(71)).parts, 2);
+    }
+}

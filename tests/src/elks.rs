@@ -1,0 +1,142 @@
+//! A 46elks API double: `POST /a1/sms` as documented (Basic auth with the API credentials, a
+//! form with `from`, `to`, `message` and optional `whendelivered`, a JSON answer with the SMS
+//! `id`), and a client that calls our webhooks the way 46elks does (forms, the secret in the URL).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Form, Json, Router,
+};
+use base64::Engine as _;
+use serde_json::json;
+
+/// The API credentials the double accepts.
+pub const API_USERNAME: &str = "u0123456789abcdef";
+/// See [`API_USERNAME`].
+pub const API_PASSWORD: &str = "elks-api-password";
+
+#[derive(Default)]
+struct Inner {
+    sent: Vec<HashMap<String, String>>,
+    down_until: Option<Instant>,
+}
+
+/// A running double.
+#[derive(Clone)]
+pub struct ElksDouble {
+    /// Base URL (`api_url` in the bridge config).
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl ElksDouble {
+    /// Starts the double on a free port.
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/a1/sms", post(send_sms))
+            .with_state(inner.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, inner }
+    }
+
+    /// Every SMS the double accepted, as the forms it received.
+    pub fn sent(&self) -> Vec<HashMap<String, String>> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    /// Answers 503 to every request for `duration`.
+    pub fn go_down_for(&self, duration: Duration) {
+        self.inner.lock().unwrap().down_until = Some(Instant::now() + duration);
+    }
+
+    /// Posts an incoming SMS to `webhook` as 46elks does; returns the status.
+    pub async fn incoming(webhook: &str, id: &str, from: &str, to: &str, message: &str) -> u16 {
+        let form = [
+            ("direction", "incoming"),
+            ("id", id),
+            ("from", from),
+            ("to", to),
+            ("created", "2026-11-23T21:57:23.741000"),
+            ("message", message),
+        ];
+        reqwest::Client::new()
+            .post(webhook)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Posts a delivery report to the `whendelivered` URL of an SMS.
+    pub async fn report(whendelivered: &str, id: &str, status: &str) -> u16 {
+        let mut form = vec![("id", id), ("status", status)];
+        if status == "delivered" {
+            form.push(("delivered", "2026-11-23T22:01:00.000000"));
+        }
+        reqwest::Client::new()
+            .post(whendelivered)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (status, body.to_owned()).into_response()
+}
+
+async fn send_sms(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if inner
+        .lock()
+        .unwrap()
+        .down_until
+        .is_some_and(|t| Instant::now() < t)
+    {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{API_USERNAME}:{API_PASSWORD}"))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return text(StatusCode::UNAUTHORIZED, "Authorization failed");
+    }
+    for key in ["from", "to", "message"] {
+        if !form.contains_key(key) {
+            return text(StatusCode::FORBIDDEN, &format!("Missing key {key}"));
+        }
+    }
+    let to = &form["to"];
+    if !(to.starts_with('+') && to.len() > 8 && to[1..].bytes().all(|b| b.is_ascii_digit())) {
+        return text(StatusCode::FORBIDDEN, "Invalid to number");
+    }
+    let mut inner = inner.lock().unwrap();
+    let id = format!("s{:032x}", inner.sent.len() as u128 + 0x3633fa8e);
+    inner.sent.push(form.clone());
+    Json(json!({
+        "status": "created", "direction": "outgoing", "from": form["from"], "to": to,
+        "message": form["message"], "created": "2026-11-23T21:58:00.000000", "parts": 1,
+        "cost": 3500, "estimated_cost": 3500, "id": id,
+    }))
+    .into_response()
+}

@@ -1,0 +1,228 @@
+//! The SMS bridge with the 46elks provider, against the 46elks double and a real Synapse.
+
+use std::time::Duration;
+
+use casebridge_tests::{
+    elks::{ElksDouble, API_PASSWORD, API_USERNAME},
+    eventually,
+};
+
+use crate::{Db, Stack};
+
+const OFFICE: &str = "+46766860000";
+const SECRET: &str = "elks-webhook-secret";
+
+async fn sms_stack(name: &str) -> (Stack, ElksDouble, String) {
+    let mut stack = Stack::new(Db::Sqlite, name).await;
+    let elks = ElksDouble::start().await;
+    let gateway = format!("http://127.0.0.1:{}", stack.setup.port);
+    stack.setup.extra = format!(
+        r#"
+[bridges.sms]
+kind = "sms"
+team = "social"
+number = "0766-86 00 00"
+max_segments = 2
+public_url = "{gateway}/"
+webhook_secret = "{SECRET}"
+
+[bridges.sms.provider]
+kind = "46elks"
+api_url = "{elks}"
+api_username = "{API_USERNAME}"
+api_password = "{API_PASSWORD}"
+"#,
+        elks = elks.url
+    );
+    (stack, elks, gateway)
+}
+
+fn notices(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_in_reply_out_delivery_report() {
+    let (mut stack, elks, base) = sms_stack("sms").await;
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/sms?secret={SECRET}");
+
+    // Forged or unauthenticated webhooks are refused, and nothing reaches any room.
+    let no_auth = format!("{base}/webhook/sms");
+    assert_eq!(
+        ElksDouble::incoming(&no_auth, "sx1", "+46701234567", OFFICE, "forged").await,
+        401
+    );
+    let wrong = format!("{base}/webhook/sms?secret=guess");
+    assert_eq!(
+        ElksDouble::incoming(&wrong, "sx2", "+46701234567", OFFICE, "forged").await,
+        403
+    );
+    let basic = format!(
+        "http://casebridge:{SECRET}@127.0.0.1:{}/webhook/sms",
+        stack.setup.port
+    );
+
+    // A client texts the office; 46elks retries the same id: one message.
+    assert_eq!(
+        ElksDouble::incoming(
+            &basic,
+            "s1",
+            "+46701234567",
+            OFFICE,
+            "Hej, kan ni ringa mig?"
+        )
+        .await,
+        204
+    );
+    assert_eq!(
+        ElksDouble::incoming(
+            &webhook,
+            "s1",
+            "+46701234567",
+            OFFICE,
+            "Hej, kan ni ringa mig?"
+        )
+        .await,
+        204
+    );
+    let room = stack.join_case_room().await;
+    let inbound = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    let ghost = inbound[0]["sender"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stack.worker.display_name(&ghost).await.as_deref(),
+        Some("+46 70 123 45 67 (SMS)")
+    );
+    assert_eq!(inbound[0]["content"]["body"], "Hej, kan ni ringa mig?");
+
+    // The reply: exactly one provider request, from the office number, no worker in it.
+    stack
+        .worker
+        .send_text(&room, "Hej! Vi ringer dig i dag före kl. 15.")
+        .await;
+    let sent = eventually(Duration::from_secs(20), "the SMS at 46elks", || async {
+        let sent = elks.sent();
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(elks.sent().len(), 1);
+    assert_eq!(sent[0]["from"], OFFICE);
+    assert_eq!(sent[0]["to"], "+46701234567");
+    assert_eq!(sent[0]["message"], "Hej! Vi ringer dig i dag före kl. 15.");
+    let whendelivered = sent[0]["whendelivered"].clone();
+    assert_eq!(
+        whendelivered,
+        format!("{base}/webhook/sms/dlr?secret={SECRET}")
+    );
+
+    // 46elks reports delivery (twice, as it may): recorded once, shown once.
+    let id = format!("s{:032x}", 0x3633fa8eu128);
+    assert_eq!(
+        ElksDouble::report(&whendelivered, &id, "delivered").await,
+        204
+    );
+    assert_eq!(
+        ElksDouble::report(&whendelivered, &id, "delivered").await,
+        204
+    );
+    let forged = format!("{base}/webhook/sms/dlr?secret=nope");
+    assert_eq!(ElksDouble::report(&forged, &id, "failed").await, 403);
+    eventually(Duration::from_secs(20), "the delivery notice", || async {
+        let n = notices(&stack.worker.messages(&room).await);
+        n.iter()
+            .any(|n| n.starts_with("Delivered to the client (SMS) at 2026-11-23 22:01 UTC"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = notices(&stack.worker.messages(&room).await);
+    assert_eq!(
+        n.iter().filter(|n| n.starts_with("Delivered")).count(),
+        1,
+        "{n:?}"
+    );
+
+    // Too long for two parts: refused with how much to cut, nothing sent.
+    stack
+        .worker
+        .send_text(&room, &"Vi har fått ditt brev. ".repeat(20))
+        .await;
+    eventually(Duration::from_secs(20), "the too-long notice", || async {
+        let n = notices(&stack.worker.messages(&room).await);
+        n.iter().any(|n| n.contains("too long for SMS: 4 parts (GSM-7); this office allows 2. Cut about 154 characters")).then_some(())
+    })
+    .await;
+    assert_eq!(elks.sent().len(), 1);
+
+    let store = gateway.store();
+    let case = store.cases().await.unwrap().remove(0);
+    let states: Vec<_> = store
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction != "notice")
+        .map(|m| (m.direction, m.state, m.upstream_id))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                "inbound".to_owned(),
+                "relayed".to_owned(),
+                Some("s1".to_owned())
+            ),
+            ("outbound".to_owned(), "delivered".to_owned(), Some(id)),
+            ("outbound".to_owned(), "failed".to_owned(), None),
+        ]
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_for_60_seconds() {
+    let (mut stack, elks, base) = sms_stack("smsdown").await;
+    stack.setup.max_backoff_ms = 2000;
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/sms?secret={SECRET}");
+    assert_eq!(
+        ElksDouble::incoming(&webhook, "s1", "+46701234567", OFFICE, "Hallå?").await,
+        204
+    );
+    let room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+
+    elks.go_down_for(Duration::from_secs(60));
+    let replies: Vec<String> = (1..=5).map(|i| format!("Svar nummer {i}.")).collect();
+    for reply in &replies {
+        stack.worker.send_text(&room, reply).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(
+        elks.sent().is_empty(),
+        "nothing gets through while 46elks is down"
+    );
+    let sent = eventually(
+        Duration::from_secs(90),
+        "every reply after the outage",
+        || async {
+            let sent = elks.sent();
+            (sent.len() >= replies.len()).then_some(sent)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let messages: Vec<String> = elks.sent().iter().map(|f| f["message"].clone()).collect();
+    assert_eq!(messages, replies, "each reply once, in order");
+    assert_eq!(sent.len(), replies.len());
+    gateway.shutdown().await;
+}
