@@ -77,6 +77,23 @@ impl Worker {
             .unwrap_or_default()
     }
 
+    /// Invites `user` to a room.
+    pub async fn invite(&self, room: &str, user: &str) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/_matrix/client/v3/rooms/{room}/invite"),
+                Some(json!({ "user_id": user })),
+            )
+            .await;
+        assert_eq!(status, 200, "invite {user} to {room}: {body}");
+    }
+
+    /// The access token, for calls this client has no method for.
+    pub fn access_token(&self) -> &str {
+        &self.token
+    }
+
     /// Joins a room.
     pub async fn join(&self, room: &str) {
         let (status, body) = self

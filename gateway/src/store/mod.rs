@@ -224,24 +224,20 @@ impl Store {
             };
             last_identity.insert(contact.case_id, contact.identity_id);
             rows.push(message::ActiveModel {
-                case_id: Set(contact.case_id),
                 identity_id: Set(Some(contact.identity_id)),
-                direction: Set(direction::INBOUND.into()),
                 instance: Set(item.instance.clone()),
                 channel: Set(item.channel.clone()),
                 upstream_id: Set(Some(item.message.message_id.as_str().to_owned())),
-                event_id: Set(None),
-                sender: Set(None),
-                body: Set(item.message.body.clone()),
                 html: Set(item.message.html.clone()),
                 attachments: Set(attachment_summary(&item.message.attachments)),
-                state: Set("received".into()),
-                error: Set(None),
                 sent_at: Set(Some(item.message.sent_at)),
-                received_at: Set(now),
-                relayed_at: Set(None),
-                delivered_at: Set(None),
-                ..Default::default()
+                ..message_row(
+                    contact.case_id,
+                    direction::INBOUND,
+                    "received",
+                    &item.message.body,
+                    now,
+                )
             });
             answers.push(Accepted::Recorded {
                 case_number: contact.case_number,
@@ -428,24 +424,13 @@ impl Store {
         }
         let now = Utc::now();
         let m = message::ActiveModel {
-            case_id: Set(out.case_id),
             identity_id: Set(Some(out.identity.id)),
-            direction: Set(direction::OUTBOUND.into()),
             instance: Set(out.identity.instance.clone()),
             channel: Set(out.identity.channel.clone()),
-            upstream_id: Set(None),
             event_id: Set(Some(out.event_id)),
             sender: Set(Some(out.sender)),
-            body: Set(out.body),
             html: Set(out.html),
-            attachments: Set(None),
-            state: Set("queued".into()),
-            error: Set(None),
-            sent_at: Set(None),
-            received_at: Set(now),
-            relayed_at: Set(None),
-            delivered_at: Set(None),
-            ..Default::default()
+            ..message_row(out.case_id, direction::OUTBOUND, "queued", &out.body, now)
         }
         .insert(conn)
         .await?;
@@ -468,28 +453,9 @@ impl Store {
         body: &str,
     ) -> Result<i64, StoreError> {
         let now = Utc::now();
-        let m = message::ActiveModel {
-            case_id: Set(case_id),
-            identity_id: Set(None),
-            direction: Set(direction::NOTICE.into()),
-            instance: Set(String::new()),
-            channel: Set(String::new()),
-            upstream_id: Set(None),
-            event_id: Set(None),
-            sender: Set(None),
-            body: Set(body.to_owned()),
-            html: Set(None),
-            attachments: Set(None),
-            state: Set("received".into()),
-            error: Set(None),
-            sent_at: Set(None),
-            received_at: Set(now),
-            relayed_at: Set(None),
-            delivered_at: Set(None),
-            ..Default::default()
-        }
-        .insert(conn)
-        .await?;
+        let m = message_row(case_id, direction::NOTICE, "received", body, now)
+            .insert(conn)
+            .await?;
         enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
@@ -802,6 +768,36 @@ impl Store {
             .order_by_asc(message::Column::Id)
             .all(&self.db)
             .await?)
+    }
+}
+
+/// A message row: its case, direction, state and body, received now, and nothing else known yet.
+fn message_row(
+    case_id: i64,
+    direction: &str,
+    state: &str,
+    body: &str,
+    now: DateTime<Utc>,
+) -> message::ActiveModel {
+    message::ActiveModel {
+        case_id: Set(case_id),
+        identity_id: Set(None),
+        direction: Set(direction.to_owned()),
+        instance: Set(String::new()),
+        channel: Set(String::new()),
+        upstream_id: Set(None),
+        event_id: Set(None),
+        sender: Set(None),
+        body: Set(body.to_owned()),
+        html: Set(None),
+        attachments: Set(None),
+        state: Set(state.to_owned()),
+        error: Set(None),
+        sent_at: Set(None),
+        received_at: Set(now),
+        relayed_at: Set(None),
+        delivered_at: Set(None),
+        ..Default::default()
     }
 }
 

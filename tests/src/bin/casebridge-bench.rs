@@ -263,10 +263,7 @@ async fn end_to_end(n: usize, concurrency: usize) {
     let http = reqwest::Client::new();
     let mut rooms = Vec::new();
     let anna = Worker::login(&synapse.url, "anna", "anna-password").await;
-    let token: Value = http.post(format!("{}/_matrix/client/v3/login", synapse.url))
-        .json(&json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "anna"}, "password": "anna-password"}))
-        .send().await.unwrap().json().await.unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = anna.access_token().to_owned();
     for _ in 0..concurrency {
         let r: Value = http
             .post(format!("{}/_matrix/client/v3/createRoom", synapse.url))

@@ -154,26 +154,11 @@ async fn channel_outage_and_permanent_refusal() {
         .worker
         .send_text(&room, "this one hits a PERMANENT-FAIL")
         .await;
-    eventually(
-        Duration::from_secs(20),
-        "a delivery failure notice",
-        || async {
-            stack
-                .worker
-                .messages(&room)
-                .await
-                .iter()
-                .any(|e| {
-                    e["content"]["msgtype"] == "m.notice"
-                        && e["content"]["body"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .starts_with("Not delivered to the client")
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_for_notice(&room, "a delivery failure notice", |n| {
+            n.starts_with("Not delivered to the client")
+        })
+        .await;
     let case = gateway.store().cases().await.unwrap().remove(0);
     let failed: Vec<_> = gateway
         .store()

@@ -96,6 +96,30 @@ impl Stack {
         room
     }
 
+    /// The bodies of the room's notices, oldest first.
+    pub async fn notices(&self, room: &str) -> Vec<String> {
+        self.worker
+            .messages(room)
+            .await
+            .iter()
+            .filter(|e| e["content"]["msgtype"] == "m.notice")
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits for a notice whose body `matches`, and returns it.
+    pub async fn wait_for_notice(
+        &self,
+        room: &str,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        eventually(Duration::from_secs(20), what, || async {
+            self.notices(room).await.into_iter().find(|n| matches(n))
+        })
+        .await
+    }
+
     /// Waits until the room holds `n` messages from ghosts and returns them.
     pub async fn ghost_messages(
         &self,

@@ -116,27 +116,15 @@ async fn round_trip(db: Db) {
     // Someone who is not on the team is refused with a notice, and nothing goes out.
     let mut eve = casebridge_tests::Worker::login(&stack.synapse.url, "eve", "eve-password").await;
     // Eve is invited by a team member (e.g. by mistake) and joins.
-    let (status, _) = invite(&stack, &room, &eve.user_id).await;
-    assert_eq!(status, 200);
+    stack.worker.invite(&room, &eve.user_id).await;
     eve.join(&room).await;
     eve.send_text(&room, "Ring mig privat på 070-000 00 00")
         .await;
-    eventually(Duration::from_secs(10), "a refusal notice", || async {
-        stack
-            .worker
-            .messages(&room)
-            .await
-            .iter()
-            .any(|e| {
-                e["content"]["msgtype"] == "m.notice"
-                    && e["content"]["body"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .contains("Only members of team social")
-            })
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_for_notice(&room, "a refusal notice", |n| {
+            n.contains("Only members of team social")
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         stack.spool.outbox().len(),
@@ -168,33 +156,6 @@ async fn round_trip(db: Db) {
     );
     assert_eq!(messages[2].sender.as_deref(), Some("@anna:localhost"));
     gateway.shutdown().await;
-}
-
-async fn invite(stack: &Stack, room: &str, user: &str) -> (u16, serde_json::Value) {
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{}/_matrix/client/v3/login", stack.synapse.url))
-        .json(&json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "anna"}, "password": "anna-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let response = http
-        .post(format!(
-            "{}/_matrix/client/v3/rooms/{room}/invite",
-            stack.synapse.url
-        ))
-        .bearer_auth(login["access_token"].as_str().unwrap())
-        .json(&json!({"user_id": user}))
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or_default(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,14 +37,6 @@ api_password = "{API_PASSWORD}"
     (stack, elks, gateway)
 }
 
-fn notices(events: &[serde_json::Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["content"]["msgtype"] == "m.notice")
-        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_in_reply_out_delivery_report() {
     let (mut stack, elks, base) = sms_stack("sms").await;
@@ -134,15 +126,13 @@ async fn sms_in_reply_out_delivery_report() {
     );
     let forged = format!("{base}/webhook/sms/dlr?secret=nope");
     assert_eq!(ElksDouble::report(&forged, &id, "failed").await, 403);
-    eventually(Duration::from_secs(20), "the delivery notice", || async {
-        let n = notices(&stack.worker.messages(&room).await);
-        n.iter()
-            .any(|n| n.starts_with("Delivered to the client (SMS) at 2026-11-23 22:01 UTC"))
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_for_notice(&room, "the delivery notice", |n| {
+            n.starts_with("Delivered to the client (SMS) at 2026-11-23 22:01 UTC")
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let n = notices(&stack.worker.messages(&room).await);
+    let n = stack.notices(&room).await;
     assert_eq!(
         n.iter().filter(|n| n.starts_with("Delivered")).count(),
         1,
@@ -154,11 +144,13 @@ async fn sms_in_reply_out_delivery_report() {
         .worker
         .send_text(&room, &"Vi har fått ditt brev. ".repeat(20))
         .await;
-    eventually(Duration::from_secs(20), "the too-long notice", || async {
-        let n = notices(&stack.worker.messages(&room).await);
-        n.iter().any(|n| n.contains("too long for SMS: 4 parts (GSM-7); this office allows 2. Cut about 154 characters")).then_some(())
-    })
-    .await;
+    stack
+        .wait_for_notice(&room, "the too-long notice", |n| {
+            n.contains(
+                "too long for SMS: 4 parts (GSM-7); this office allows 2. Cut about 154 characters",
+            )
+        })
+        .await;
     assert_eq!(elks.sent().len(), 1);
 
     let store = gateway.store();
