@@ -6,6 +6,7 @@ pub mod elks;
 pub mod loopback;
 pub mod postgres;
 pub mod synapse;
+pub mod twilio;
 pub mod worker;
 
 use std::{future::Future, path::PathBuf, time::Duration};

@@ -10,13 +10,13 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use casebridge_config::{resolve_secret, Secret};
+use casebridge_config::{resolve_secret, ConfigError, Secret};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{ProviderEvent, Refusal};
+use super::{ProviderContext, ProviderEvent, Refusal};
 use crate::{
     BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
 };
@@ -47,20 +47,30 @@ pub struct Elks {
     username: String,
     password: Secret,
     webhook_secret: Secret,
+    report_url: Option<String>,
 }
 
 impl Elks {
-    /// Builds the provider; `key` names its config table in errors.
-    pub fn new(
-        key: &str,
-        options: ElksOptions,
-        webhook_secret: Secret,
-    ) -> Result<Self, BridgeError> {
+    /// Builds the provider from its options and the bridge's context.
+    pub fn new(options: ElksOptions, context: ProviderContext) -> Result<Self, BridgeError> {
+        let key = &context.key;
         let password = resolve_secret(
             &format!("{key}.api_password"),
             &options.api_password,
             &options.api_password_file,
         )?;
+        let webhook_secret = context.webhook_secret.ok_or_else(|| {
+            BridgeError::Config(ConfigError::Invalid {
+                key: format!("{}.webhook_secret", key.trim_end_matches(".provider")),
+                message: "46elks signs nothing: set webhook_secret (or webhook_secret_file) and put it in the webhook URL".into(),
+            })
+        })?;
+        let report_url = context.webhook_url.map(|url| {
+            let mut url = Url::parse(&format!("{url}/dlr")).expect("a URL with a path appended");
+            url.query_pairs_mut()
+                .append_pair("secret", webhook_secret.expose());
+            url.to_string()
+        });
         let endpoint = options
             .api_url
             .join("a1/sms")
@@ -75,6 +85,7 @@ impl Elks {
             username: options.api_username,
             password,
             webhook_secret,
+            report_url,
         })
     }
 }
@@ -159,6 +170,10 @@ impl super::Provider for Elks {
             text: field(&form, "message")?.to_owned(),
             at: time(form.get("created")),
         })
+    }
+
+    fn report_url(&self) -> Option<String> {
+        self.report_url.clone()
     }
 
     fn accepted(&self) -> http::Response<Vec<u8>> {

@@ -7,11 +7,12 @@
 
 pub mod elks;
 pub mod segments;
+pub mod twilio;
 
 use std::{path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
-use casebridge_config::{resolve_secret, BridgeInstance, Secret};
+use casebridge_config::{resolve_secret, BridgeInstance, ConfigError, Secret};
 use chrono::{DateTime, Utc};
 use phonenumber::{country, Mode};
 use serde::Deserialize;
@@ -39,9 +40,10 @@ struct SmsOptions {
     /// Most parts a reply may take; a longer one is refused with how much to cut.
     #[serde(default = "default_max_segments")]
     max_segments: usize,
-    /// How the provider reaches this gateway, for delivery reports (`https://host`).
+    /// How the provider reaches this gateway (`https://host/`): delivery reports are asked for
+    /// there, and signatures are checked against it.
     public_url: Option<Url>,
-    /// Secret the provider presents on webhooks (Basic auth password or `?secret=`).
+    /// Secret the provider presents on webhooks, for providers that sign nothing (46elks).
     webhook_secret: Option<Secret>,
     /// File holding `webhook_secret`.
     webhook_secret_file: Option<PathBuf>,
@@ -61,6 +63,18 @@ fn default_max_segments() -> usize {
 enum ProviderOptions {
     #[serde(rename = "46elks")]
     Elks(elks::ElksOptions),
+    #[serde(rename = "twilio")]
+    Twilio(twilio::TwilioOptions),
+}
+
+/// What every provider is built from besides its own options.
+pub struct ProviderContext {
+    /// Its config table, for errors: `bridges.NAME.provider`.
+    pub key: String,
+    /// The public URL of this instance's webhook (`https://host/webhook/NAME`), if configured.
+    pub webhook_url: Option<Url>,
+    /// `webhook_secret`, if configured.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// What a provider's webhook carried.
@@ -97,6 +111,8 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<ProviderEvent, Refusal>;
     /// The answer once the event is recorded.
     fn accepted(&self) -> http::Response<Vec<u8>>;
+    /// Where delivery reports should go, if the provider can send them here.
+    fn report_url(&self) -> Option<String>;
     /// Sends one SMS; `report_url` is where delivery reports should go.
     async fn send(
         &self,
@@ -119,7 +135,7 @@ impl BridgeFactory for SmsFactory {
         let options: SmsOptions = config.options(name)?;
         let key = |k: &str| format!("bridges.{name}.{k}");
         let invalid = |k: &str, message: String| {
-            BridgeError::Config(casebridge_config::ConfigError::Invalid {
+            BridgeError::Config(ConfigError::Invalid {
                 key: key(k),
                 message,
             })
@@ -142,23 +158,28 @@ impl BridgeFactory for SmsFactory {
         if options.max_segments == 0 {
             return Err(invalid("max_segments", "must be at least 1".into()));
         }
-        let secret = resolve_secret(
-            &key("webhook_secret"),
-            &options.webhook_secret,
-            &options.webhook_secret_file,
-        )?;
-        let provider: Arc<dyn Provider> = match options.provider {
-            ProviderOptions::Elks(elks) => {
-                Arc::new(elks::Elks::new(&key("provider"), elks, secret.clone())?)
-            }
+        let webhook_secret = match (&options.webhook_secret, &options.webhook_secret_file) {
+            (None, None) => None,
+            (value, file) => Some(resolve_secret(&key("webhook_secret"), value, file)?),
         };
-        let report_url = options.public_url.map(|base| {
-            let mut url = base
-                .join(&format!("webhook/{name}/dlr"))
-                .expect("a relative path joins");
-            url.query_pairs_mut().append_pair("secret", secret.expose());
-            url.to_string()
+        let webhook_url = options.public_url.as_ref().map(|base| {
+            let mut base = base.clone();
+            if !base.path().ends_with('/') {
+                base.set_path(&format!("{}/", base.path()));
+            }
+            base.join(&format!("webhook/{name}"))
+                .expect("a relative path joins")
         });
+        let context = ProviderContext {
+            key: key("provider"),
+            webhook_url,
+            webhook_secret,
+        };
+        let provider: Arc<dyn Provider> = match options.provider {
+            ProviderOptions::Elks(elks) => Arc::new(elks::Elks::new(elks, context)?),
+            ProviderOptions::Twilio(twilio) => Arc::new(twilio::Twilio::new(twilio, context)?),
+        };
+        let report_url = provider.report_url();
         Ok(Arc::new(SmsBridge {
             sender: options
                 .sender_id
@@ -352,9 +373,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            err.starts_with("bridges.sms.webhook_secret: missing"),
-            "{err}"
+        assert_eq!(
+            err,
+            "bridges.sms.webhook_secret: 46elks signs nothing: set webhook_secret (or webhook_secret_file) and put it in the webhook URL"
         );
         let provider = GOOD.replace("46elks", "carrier-pigeon");
         let err = SmsFactory

@@ -218,3 +218,153 @@ async fn provider_down_for_60_seconds() {
     assert_eq!(sent.len(), replies.len());
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_signed_webhooks_reply_and_status_callback() {
+    use casebridge_tests::twilio::{TwilioDouble, ACCOUNT_SID, AUTH_TOKEN};
+    let mut stack = Stack::new(Db::Sqlite, "twilio").await;
+    let twilio = TwilioDouble::start().await;
+    let base = format!("http://127.0.0.1:{}", stack.setup.port);
+    stack.setup.extra = format!(
+        r#"
+[bridges.tw]
+kind = "sms"
+team = "social"
+number = "+14155550100"
+default_region = "US"
+public_url = "{base}"
+
+[bridges.tw.provider]
+kind = "twilio"
+api_url = "{api}"
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+"#,
+        api = twilio.url
+    );
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/tw");
+    let sms = [
+        ("MessageSid", "SMaaaa0001"),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", "+14155550123"),
+        ("To", "+14155550100"),
+        ("Body", "Hi, I need to talk to someone."),
+        ("NumMedia", "0"),
+    ];
+
+    // Unsigned, signed with another token, or with a parameter changed after signing: refused.
+    assert_eq!(TwilioDouble::post_signed(&webhook, &sms, None).await.0, 401);
+    assert_eq!(
+        TwilioDouble::post_signed(&webhook, &sms, Some("not-the-token"))
+            .await
+            .0,
+        403
+    );
+    let other_url = format!("{base}/webhook/tw?x=1");
+    let forged = reqwest::Client::new()
+        .post(&other_url)
+        .header(
+            "X-Twilio-Signature",
+            casebridge_bridges::sms::twilio::signature(
+                AUTH_TOKEN,
+                &webhook,
+                &sms.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+        )
+        .form(&sms)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403, "a signature for another URL");
+
+    // Signed: recorded once, even when Twilio retries; the answer is empty TwiML.
+    let (status, body) = TwilioDouble::post_signed(&webhook, &sms, Some(AUTH_TOKEN)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>"
+        )
+    );
+    assert_eq!(
+        TwilioDouble::post_signed(&webhook, &sms, Some(AUTH_TOKEN))
+            .await
+            .0,
+        200
+    );
+    let room = stack.join_case_room().await;
+    let inbound = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        inbound[0]["content"]["body"],
+        "Hi, I need to talk to someone."
+    );
+    let ghost = inbound[0]["sender"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stack.worker.display_name(&ghost).await.as_deref(),
+        Some("+1 415-555-0123 (SMS)")
+    );
+
+    // The reply: one Messages request with the documented fields.
+    stack
+        .worker
+        .send_text(&room, "We will call you within the hour.")
+        .await;
+    let sent = eventually(Duration::from_secs(20), "the message at Twilio", || async {
+        let sent = twilio.sent();
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(twilio.sent().len(), 1);
+    assert_eq!(sent[0]["To"], "+14155550123");
+    assert_eq!(sent[0]["From"], "+14155550100");
+    assert_eq!(sent[0]["Body"], "We will call you within the hour.");
+    assert_eq!(sent[0]["StatusCallback"], format!("{webhook}/dlr"));
+
+    // The status callback, signed over the StatusCallback URL: undelivered with its error code.
+    let callback = [
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "30003"),
+        ("AccountSid", ACCOUNT_SID),
+    ];
+    let dlr = format!("{webhook}/dlr");
+    assert_eq!(
+        TwilioDouble::post_signed(&dlr, &callback, None).await.0,
+        401
+    );
+    assert_eq!(
+        TwilioDouble::post_signed(&dlr, &callback, Some(AUTH_TOKEN))
+            .await
+            .0,
+        200
+    );
+    let notice = stack
+        .wait_for_notice(&room, "the failure notice", |n| {
+            n.starts_with("Not delivered to the client (SMS)")
+        })
+        .await;
+    assert_eq!(
+        notice,
+        "Not delivered to the client (SMS): undelivered (Twilio error 30003)"
+    );
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    let reply = gateway
+        .store()
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.direction == "outbound")
+        .unwrap();
+    assert_eq!(
+        (reply.state.as_str(), reply.error.as_deref()),
+        ("failed", Some("undelivered (Twilio error 30003)"))
+    );
+    gateway.shutdown().await;
+}
