@@ -5,6 +5,7 @@
 pub mod elks;
 pub mod loopback;
 pub mod postgres;
+pub mod sms_gateway;
 pub mod synapse;
 pub mod twilio;
 pub mod worker;

@@ -6,6 +6,7 @@
 //! cut, when they need more parts than the office allows.
 
 pub mod elks;
+pub mod generic;
 pub mod segments;
 pub mod twilio;
 
@@ -65,6 +66,8 @@ enum ProviderOptions {
     Elks(elks::ElksOptions),
     #[serde(rename = "twilio")]
     Twilio(twilio::TwilioOptions),
+    #[serde(rename = "webhook")]
+    Generic(generic::GenericOptions),
 }
 
 /// What every provider is built from besides its own options.
@@ -178,6 +181,7 @@ impl BridgeFactory for SmsFactory {
         let provider: Arc<dyn Provider> = match options.provider {
             ProviderOptions::Elks(elks) => Arc::new(elks::Elks::new(elks, context)?),
             ProviderOptions::Twilio(twilio) => Arc::new(twilio::Twilio::new(twilio, context)?),
+            ProviderOptions::Generic(generic) => Arc::new(generic::Generic::new(generic, context)?),
         };
         let report_url = provider.report_url();
         Ok(Arc::new(SmsBridge {

@@ -368,3 +368,86 @@ auth_token = "{AUTH_TOKEN}"
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_json_gateway_with_custom_fields() {
+    use casebridge_tests::sms_gateway::{GatewayDouble, SECRET as SIGNING};
+    use serde_json::json;
+    let mut stack = Stack::new(Db::Sqlite, "generic").await;
+    let double = GatewayDouble::start().await;
+    let base = format!("http://127.0.0.1:{}", stack.setup.port);
+    stack.setup.extra = format!(
+        r#"
+[bridges.gw]
+kind = "sms"
+team = "social"
+number = "+46766860001"
+public_url = "{base}"
+
+[bridges.gw.provider]
+kind = "webhook"
+send_url = "{send}"
+send_token = "gateway-token"
+signing_secret = "{SIGNING}"
+
+[bridges.gw.provider.fields]
+from = "sender"
+text = "message"
+"#,
+        send = double.send_url
+    );
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/gw");
+    let sms = json!({"id": "g-in-1", "sender": "0701234567", "to": "+46766860001", "message": "Hej från en annan operatör"});
+    assert_eq!(GatewayDouble::post(&webhook, &sms, None).await, 401);
+    assert_eq!(
+        GatewayDouble::post(&webhook, &sms, Some("wrong")).await,
+        403
+    );
+    assert_eq!(
+        GatewayDouble::post(&webhook, &sms, Some(SIGNING)).await,
+        200
+    );
+    assert_eq!(
+        GatewayDouble::post(&webhook, &sms, Some(SIGNING)).await,
+        200
+    );
+    let room = stack.join_case_room().await;
+    let inbound = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(inbound[0]["content"]["body"], "Hej från en annan operatör");
+    // A national number is read in the default region and kept in E.164.
+    assert_eq!(inbound[0]["sender"], "@_cb_gw_=2b46701234567:localhost");
+
+    stack
+        .worker
+        .send_text(&room, "Hej! Vi hörs i morgon.")
+        .await;
+    let sent = eventually(
+        Duration::from_secs(20),
+        "the reply at the gateway",
+        || async {
+            let sent = double.sent();
+            (!sent.is_empty()).then_some(sent)
+        },
+    )
+    .await;
+    assert_eq!(
+        sent[0],
+        json!({"sender": "+46766860001", "to": "+46701234567", "message": "Hej! Vi hörs i morgon.",
+               "callback_url": format!("{webhook}/dlr")})
+    );
+    let report = json!({"id": "g-1", "status": "delivered"});
+    assert_eq!(
+        GatewayDouble::post(&format!("{webhook}/dlr"), &report, Some(SIGNING)).await,
+        200
+    );
+    stack
+        .wait_for_notice(&room, "the delivery notice", |n| {
+            n.starts_with("Delivered to the client (SMS)")
+        })
+        .await;
+    assert_eq!(double.sent().len(), 1);
+    gateway.shutdown().await;
+}
