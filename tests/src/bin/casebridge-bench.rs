@@ -26,6 +26,7 @@ use casebridge_config::BridgeInstance;
 use casebridge_gateway::Gateway;
 use casebridge_tests::{free_port, GatewaySetup, Synapse, Worker};
 use clap::Parser;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -176,6 +177,103 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+const SMS_SECRET: &str = "bench-webhook-secret";
+
+/// The SMS bridge (46elks) for the webhook benchmarks; its API is never called.
+fn sms_bridge() -> String {
+    format!(
+        "[bridges.sms]\nkind = \"sms\"\nteam = \"social\"\nnumber = \"+46766860000\"\n\
+         webhook_secret = \"{SMS_SECRET}\"\n[bridges.sms.provider]\nkind = \"46elks\"\n\
+         api_url = \"http://127.0.0.1:9\"\napi_username = \"u\"\napi_password = \"p\"\n"
+    )
+}
+
+/// Posts `n` inbound SMS webhooks from `numbers` senders, `concurrency` at a time, from a
+/// thread of their own; returns each request's latency and the total time.
+fn post_webhooks(
+    url: String,
+    first: usize,
+    n: usize,
+    numbers: usize,
+    concurrency: usize,
+) -> (Vec<Duration>, Duration) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let http = reqwest::Client::new();
+                let t0 = Instant::now();
+                let latencies = futures::stream::iter(first..first + n)
+                    .map(|seq| {
+                        let (http, url) = (http.clone(), url.clone());
+                        async move {
+                            let from = format!("+4670{:07}", 9000 + seq % numbers);
+                            let id = format!("sms-{seq}");
+                            let text = format!("b{seq}");
+                            let form = [
+                                ("direction", "incoming"),
+                                ("id", id.as_str()),
+                                ("from", from.as_str()),
+                                ("to", "+46766860000"),
+                                ("message", text.as_str()),
+                            ];
+                            let t = Instant::now();
+                            let r = http.post(&url).form(&form).send().await.unwrap();
+                            assert_eq!(r.status().as_u16(), 204, "webhook refused");
+                            t.elapsed()
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect::<Vec<_>>()
+                    .await;
+                (latencies, t0.elapsed())
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Part 4: inbound SMS webhooks into rooms, gateway on one thread, stub homeserver.
+fn sms_webhooks_gateway_only(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, state) = start_stub();
+    let mut s = setup(dir.path(), &url);
+    s.extra = sms_bridge();
+    let webhook = format!(
+        "http://127.0.0.1:{}/webhook/sms?secret={SMS_SECRET}",
+        s.port
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let factories = casebridge_bridges::builtin_factories();
+        let gateway = Gateway::start(s.config(), &factories).await.unwrap();
+        let contacts = 100;
+        // Warm up: every case and room exists.
+        let hook = webhook.clone();
+        tokio::task::spawn_blocking(move || post_webhooks(hook, 0, contacts, contacts, 8)).await.unwrap();
+        wait_until("warm-up", Duration::from_secs(60), || state.lock().unwrap().sent.len() == contacts).await;
+        let t0 = Instant::now();
+        let hook = webhook.clone();
+        let (mut latencies, posted) =
+            tokio::task::spawn_blocking(move || post_webhooks(hook, contacts, n, contacts, 32)).await.unwrap();
+        wait_until("relay", Duration::from_secs(600), || state.lock().unwrap().sent.len() == contacts + n).await;
+        let relayed = t0.elapsed();
+        latencies.sort();
+        println!("inbound SMS webhooks (46elks form, gateway runtime on one thread, SQLite, stub homeserver):");
+        println!("  {n} webhooks, 32 at a time: answered in {:.2} s ({:.0}/s), in rooms in {:.2} s ({:.0}/s)",
+            posted.as_secs_f64(), n as f64 / posted.as_secs_f64(), relayed.as_secs_f64(), n as f64 / relayed.as_secs_f64());
+        println!("  webhook latency until 204 (recorded): p50 {} µs, p99 {} µs",
+            percentile(&latencies, 0.50).as_micros(), percentile(&latencies, 0.99).as_micros());
+        gateway.shutdown().await;
+    });
+}
+
 fn setup(dir: &std::path::Path, homeserver: &str) -> GatewaySetup {
     GatewaySetup {
         homeserver_url: homeserver.to_owned(),
@@ -255,6 +353,7 @@ fn gateway_only(burst: usize) {
 async fn end_to_end(n: usize, concurrency: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = setup(dir.path(), "http://127.0.0.1:1");
+    s.extra = sms_bridge();
     let synapse = Synapse::start(&[s.registration_yaml()]).await;
     s.homeserver_url = synapse.url.clone();
     synapse.register_user("anna", "anna-password").await;
@@ -309,12 +408,9 @@ async fn end_to_end(n: usize, concurrency: usize) {
     drop(anna);
 
     // Through the gateway: `concurrency` clients (cases) writing at once.
-    let gateway = Gateway::start(
-        s.config(),
-        &[Arc::new(BenchFactory) as Arc<dyn BridgeFactory>],
-    )
-    .await
-    .unwrap();
+    let mut factories = casebridge_bridges::builtin_factories();
+    factories.push(Arc::new(BenchFactory));
+    let gateway = Gateway::start(s.config(), &factories).await.unwrap();
     let sink = sink();
     for c in 0..concurrency {
         sink.submit(message(1_000_000 + c, 5000 + c)).await.unwrap();
@@ -349,6 +445,37 @@ async fn end_to_end(n: usize, concurrency: usize) {
     println!(
         "  through the gateway:         {e2e:.1} messages/s ({:.2} x direct)",
         e2e / direct
+    );
+
+    // SMS webhooks from `concurrency` numbers through the same gateway into Synapse.
+    let webhook = format!(
+        "http://127.0.0.1:{}/webhook/sms?secret={SMS_SECRET}",
+        s.port
+    );
+    let hook = webhook.clone();
+    tokio::task::spawn_blocking(move || {
+        post_webhooks(hook, 0, concurrency, concurrency, concurrency)
+    })
+    .await
+    .unwrap();
+    while !drained().await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    let hook = webhook.clone();
+    let count = per * concurrency;
+    tokio::task::spawn_blocking(move || {
+        post_webhooks(hook, concurrency, count, concurrency, concurrency)
+    })
+    .await
+    .unwrap();
+    while !drained().await {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sms = count as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "  SMS webhooks into rooms:     {sms:.1} messages/s ({:.2} x direct)",
+        sms / direct
     );
     gateway.shutdown().await;
 }
@@ -398,6 +525,7 @@ fn main() {
         .init();
     let args = Args::parse();
     gateway_only(args.burst);
+    sms_webhooks_gateway_only(args.burst / 4);
     if !args.no_synapse {
         tokio::runtime::Runtime::new()
             .unwrap()
