@@ -251,7 +251,7 @@ fn sms_webhooks_gateway_only(n: usize) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let factories = casebridge_bridges::builtin_factories();
+        let factories = casebridge_tests::loopback::test_factories();
         let gateway = Gateway::start(s.config(), &factories).await.unwrap();
         let contacts = 100;
         // Warm up: every case and room exists.
