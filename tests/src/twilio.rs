@@ -19,6 +19,9 @@ use base64::Engine as _;
 use casebridge_bridges::sms::twilio::signature;
 use serde_json::json;
 
+/// The forms the double accepted.
+type Sent = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
 /// The account the double serves.
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// Its auth token.
@@ -29,7 +32,7 @@ pub const AUTH_TOKEN: &str = "twilio-auth-token-0123456789";
 pub struct TwilioDouble {
     /// Base URL (`api_url` in the bridge config).
     pub url: String,
-    sent: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    sent: Sent,
 }
 
 impl TwilioDouble {
@@ -81,7 +84,7 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 }
 
 async fn create_message(
-    State(sent): State<Arc<Mutex<Vec<HashMap<String, String>>>>>,
+    State(sent): State<Sent>,
     Path(sid): Path<String>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,

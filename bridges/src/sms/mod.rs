@@ -67,7 +67,7 @@ enum ProviderOptions {
     #[serde(rename = "twilio")]
     Twilio(twilio::TwilioOptions),
     #[serde(rename = "webhook")]
-    Generic(generic::GenericOptions),
+    Generic(Box<generic::GenericOptions>),
 }
 
 /// What every provider is built from besides its own options.
@@ -181,7 +181,9 @@ impl BridgeFactory for SmsFactory {
         let provider: Arc<dyn Provider> = match options.provider {
             ProviderOptions::Elks(elks) => Arc::new(elks::Elks::new(elks, context)?),
             ProviderOptions::Twilio(twilio) => Arc::new(twilio::Twilio::new(twilio, context)?),
-            ProviderOptions::Generic(generic) => Arc::new(generic::Generic::new(generic, context)?),
+            ProviderOptions::Generic(generic) => {
+                Arc::new(generic::Generic::new(*generic, context)?)
+            }
         };
         let report_url = provider.report_url();
         Ok(Arc::new(SmsBridge {
