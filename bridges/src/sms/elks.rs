@@ -6,7 +6,7 @@
 //! An inbound webhook's response body would be sent to the client as a reply SMS: we answer
 //! 204 with none.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -75,10 +75,7 @@ impl Elks {
             .api_url
             .join("a1/sms")
             .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| BridgeError::Failed(e.to_string()))?;
+        let http = super::provider_client()?;
         Ok(Self {
             http,
             endpoint,
@@ -217,15 +214,7 @@ impl super::Provider for Elks {
                     remote_id: Some(RemoteMessageId::new(sent.id)),
                 })
             }
-            // Wrong credentials are the office's to fix; keep the reply queued meanwhile.
-            401 | 408 | 429 | 500..=599 => Err(DeliveryError::transient(format!(
-                "46elks answered {status}: {}",
-                body.trim()
-            ))),
-            _ => Err(DeliveryError::permanent(format!(
-                "46elks refused it ({status}): {}",
-                body.trim()
-            ))),
+            _ => Err(super::refused("46elks", status, &body)),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! prefix is accepted). Replies are POSTed as JSON to `send_url`, signed the same way, with an
 //! optional bearer token; the answer's id field identifies the SMS in later reports.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use casebridge_config::{resolve_secret, Secret};
@@ -106,10 +106,7 @@ impl Generic {
             (None, None) => None,
             (value, file) => Some(resolve_secret(&format!("{key}.send_token"), value, file)?),
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| BridgeError::Failed(e.to_string()))?;
+        let http = super::provider_client()?;
         let report_url = context.webhook_url.map(|url| format!("{url}/dlr"));
         Ok(Self {
             http,
@@ -248,14 +245,7 @@ impl super::Provider for Generic {
                     remote_id: id.map(RemoteMessageId::new),
                 })
             }
-            401 | 408 | 429 | 500..=599 => Err(DeliveryError::transient(format!(
-                "SMS gateway answered {status}: {}",
-                text.trim()
-            ))),
-            _ => Err(DeliveryError::permanent(format!(
-                "SMS gateway refused it ({status}): {}",
-                text.trim()
-            ))),
+            _ => Err(super::refused("the SMS gateway", status, &text)),
         }
     }
 }

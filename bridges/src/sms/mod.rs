@@ -98,6 +98,25 @@ pub enum ProviderEvent {
     Report(DeliveryReport),
 }
 
+/// The HTTP client every provider sends with.
+fn provider_client() -> Result<reqwest::Client, BridgeError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| BridgeError::Failed(e.to_string()))
+}
+
+/// How a provider's non-success answer counts, the same for every provider: wrong credentials
+/// (the office's to fix; the reply stays queued), timeouts, rate limits and server errors are
+/// retried; any other refusal is final.
+fn refused(provider: &str, status: u16, detail: &str) -> DeliveryError {
+    let message = format!("{provider} answered {status}: {}", detail.trim());
+    match status {
+        401 | 408 | 429 | 500..=599 => DeliveryError::transient(message),
+        _ => DeliveryError::permanent(message),
+    }
+}
+
 /// A refusal of a webhook request: status and reason.
 pub type Refusal = (u16, String);
 
@@ -390,6 +409,20 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn provider_refusals_are_classified_the_same_for_every_provider() {
+        for status in [401, 408, 429, 500, 503] {
+            assert!(refused("p", status, "").is_transient(), "{status}");
+        }
+        for status in [400, 403, 404, 422] {
+            assert!(refused("p", status, "").is_permanent(), "{status}");
+        }
+        assert_eq!(
+            refused("46elks", 403, " Invalid to number\n").to_string(),
+            "46elks answered 403: Invalid to number"
+        );
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! the auth token, over the full public URL followed by every form parameter's name and value,
 //! sorted by name. Signatures are checked against `public_url`, the URL Twilio was given.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -89,10 +89,7 @@ impl Twilio {
                 options.account_sid
             ))
             .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| BridgeError::Failed(e.to_string()))?;
+        let http = super::provider_client()?;
         Ok(Self {
             http,
             endpoint,
@@ -218,13 +215,6 @@ impl super::Provider for Twilio {
             .map_err(|e| DeliveryError::transient(format!("Twilio unreachable: {e}")))?;
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let reason = || {
-            format!(
-                "Twilio answered {status}: {} (error {})",
-                body["message"].as_str().unwrap_or("no message"),
-                body["code"]
-            )
-        };
         match status {
             200..=299 => match body["sid"].as_str() {
                 Some(sid) => Ok(Delivered {
@@ -234,8 +224,14 @@ impl super::Provider for Twilio {
                     "Twilio answered {status} without a sid"
                 ))),
             },
-            401 | 408 | 429 | 500..=599 => Err(DeliveryError::transient(reason())),
-            _ => Err(DeliveryError::permanent(reason())),
+            _ => {
+                let detail = format!(
+                    "{} (error {})",
+                    body["message"].as_str().unwrap_or("no message"),
+                    body["code"]
+                );
+                Err(super::refused("Twilio", status, &detail))
+            }
         }
     }
 }
