@@ -16,9 +16,13 @@ use figment::{
     value::{Dict, Value},
     Figment,
 };
-use ruma::{OwnedServerName, OwnedUserId, UserId};
+use ruma::{OwnedServerName, UserId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use url::Url;
+
+pub mod team;
+
+pub use team::{Language, TeamConfig};
 
 /// The prefix of environment overrides: `CASEBRIDGE__APPSERVICE__HS_TOKEN` sets
 /// `appservice.hs_token`.
@@ -132,19 +136,6 @@ impl Default for DatabaseConfig {
             max_connections: default_max_connections(),
         }
     }
-}
-
-/// `[teams.KEY]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TeamConfig {
-    /// A human name for the team, shown in summaries.
-    pub name: Option<String>,
-    /// Matrix IDs of the workers who answer this team's cases; only they may send to clients.
-    pub members: Vec<OwnedUserId>,
-    /// Members on call, mentioned on escalations.
-    #[serde(default)]
-    pub on_call: Vec<OwnedUserId>,
 }
 
 /// `[bridges.KEY]`: the keys every bridge instance has, plus its own options.

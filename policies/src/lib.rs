@@ -2,4 +2,11 @@
 //! The gateway gathers the facts (who sent what, when, to whom) and asks these functions what
 //! to do; every rule is a plain function of its inputs, so every rule is unit-testable.
 
+pub mod commands;
+pub mod emergency;
+pub mod holidays;
+pub mod hours;
+pub mod inbound;
 pub mod outbound;
+pub mod sms;
+pub mod templates;

@@ -7,7 +7,7 @@
 
 pub mod elks;
 pub mod generic;
-pub mod segments;
+pub use casebridge_policies::sms as segments;
 pub mod twilio;
 
 use std::{path::PathBuf, sync::Arc};

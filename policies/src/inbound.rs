@@ -1,0 +1,384 @@
+//! What happens automatically when a client writes: the emergency check at any hour, then the
+//! reply outside office hours (or the acknowledgement inside them), each at most as often as the
+//! team allows, never to automated mail and never in a discreet case.
+
+use casebridge_config::{
+    team::{AutoReplyConfig, DiscreetConfig, Repeat},
+    Language, TeamConfig,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use ruma::{OwnedRoomOrAliasId, OwnedUserId};
+
+use crate::{
+    emergency::{builtin_keywords, Matcher},
+    holidays::Holidays,
+    hours::OfficeHours,
+    sms::Segments,
+    templates::{self, Kind, Templates, Values},
+};
+
+/// A team's automatic behaviour, built from its configuration.
+#[derive(Debug, Clone)]
+pub struct TeamPolicy {
+    /// The team's key.
+    pub key: String,
+    /// The name clients see as `{office}`.
+    pub office: String,
+    /// Reply languages, in order.
+    pub languages: Vec<Language>,
+    /// Opening hours; `None` is always open.
+    pub hours: Option<OfficeHours>,
+    /// Auto-reply settings.
+    pub auto_reply: AutoReplyConfig,
+    /// `{emergency_numbers}`.
+    pub emergency_numbers: String,
+    /// Whether an emergency word gets the emergency text back.
+    pub emergency_reply: bool,
+    /// Emergency words.
+    pub matcher: Matcher,
+    /// Reply texts.
+    pub templates: Templates,
+    /// Who is mentioned on an escalation.
+    pub on_call: Vec<OwnedUserId>,
+    /// Where alerts go.
+    pub alert_room: Option<OwnedRoomOrAliasId>,
+    /// What a discreet case shows the client.
+    pub discreet: DiscreetConfig,
+}
+
+/// A team setting that cannot work, with its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PolicyError {
+    /// Dotted key, e.g. `teams.social.templates.sv.closed`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// A client's message as the policies see it.
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+    /// Its text.
+    pub text: &'a str,
+    /// The channel (`sms`, `email`, `telegram`): SMS replies may be fitted to one part.
+    pub channel: &'a str,
+    /// Sent by a machine (an auto-reply, a bounce, a mailing list): never answered.
+    pub automated: bool,
+    /// The case is discreet: nothing automatic goes to the client.
+    pub discreet: bool,
+    /// The case number, for `{case_number}`.
+    pub case_number: &'a str,
+    /// A stable key of the client's address, for "once per client" rules.
+    pub contact: &'a str,
+}
+
+/// What to do about one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// The emergency word or phrase found: escalate.
+    pub emergency: Option<String>,
+    /// An automatic reply to send, if its `once_key` is new.
+    pub reply: Option<AutoReply>,
+    /// Why a reply that would have gone out did not.
+    pub withheld: Option<Withheld>,
+}
+
+/// An automatic reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoReply {
+    /// Which rule sent it.
+    pub kind: ReplyKind,
+    /// The text, rendered.
+    pub text: String,
+    /// Send only if no reply with this key was sent before; `None`: always send.
+    pub once_key: Option<String>,
+}
+
+/// The rule behind an automatic reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// Outside office hours.
+    OutsideHours,
+    /// Inside office hours.
+    Acknowledgement,
+    /// After an emergency word.
+    Emergency,
+}
+
+impl ReplyKind {
+    /// As recorded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutsideHours => "auto-reply",
+            Self::Acknowledgement => "acknowledgement",
+            Self::Emergency => "emergency-reply",
+        }
+    }
+
+    /// As the case team reads it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::OutsideHours => "outside office hours",
+            Self::Acknowledgement => "acknowledgement",
+            Self::Emergency => "emergency information",
+        }
+    }
+}
+
+/// Why no automatic reply went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// The case is discreet.
+    Discreet,
+    /// The message came from a machine.
+    Automated,
+}
+
+impl TeamPolicy {
+    /// Builds team `key`'s policy, with `holidays` read from its calendars, and checks what
+    /// would fail only when a client writes: templates, SMS lengths.
+    pub fn new(key: &str, config: &TeamConfig, holidays: &Holidays) -> Result<Self, PolicyError> {
+        let fail = |suffix: &str, message: String| PolicyError {
+            key: format!("teams.{key}.{suffix}"),
+            message,
+        };
+        if config.languages.is_empty() {
+            return Err(fail("languages", "needs at least one language".into()));
+        }
+        let templates = Templates::new(config.templates.clone());
+        templates
+            .check()
+            .map_err(|(at, e)| fail(&format!("templates.{at}"), e.to_string()))?;
+        let mut keywords: Vec<String> = config.emergency.keywords.clone();
+        if config.emergency.builtin_keywords {
+            for language in &config.languages {
+                keywords.extend(builtin_keywords(*language).iter().map(|k| k.to_string()));
+            }
+        }
+        let policy = Self {
+            key: key.to_owned(),
+            office: config.name.clone().unwrap_or_else(|| key.to_owned()),
+            languages: config.languages.clone(),
+            hours: config.hours.as_ref().map(|h| OfficeHours::new(h, holidays)),
+            auto_reply: config.auto_reply.clone(),
+            emergency_numbers: config.emergency.numbers.clone(),
+            emergency_reply: config.emergency.reply,
+            matcher: Matcher::new(&keywords),
+            templates,
+            on_call: config.on_call.clone(),
+            alert_room: config.emergency.alert_room.clone(),
+            discreet: config.discreet.clone(),
+        };
+        if config.auto_reply.fit_sms {
+            let language = policy.languages[0];
+            for kind in [Kind::ClosedSms, Kind::EmergencySms] {
+                let longest = policy.longest(language, kind);
+                let segments = Segments::of(&longest);
+                if segments.parts > 1 {
+                    return Err(fail(
+                        &format!("templates.{}.{}", language.code(), kind.key()),
+                        format!(
+                            "takes {} SMS parts at its longest ({} characters, {}), but \
+                             auto_reply.fit_sms needs one: shorten the text or \
+                             emergency.numbers. Longest form: {longest:?}",
+                            segments.parts,
+                            segments.units,
+                            match segments.encoding {
+                                crate::sms::Encoding::Gsm7 => "GSM-7, 160 fit one part",
+                                crate::sms::Encoding::Ucs2 => "UCS-2, 70 fit one part",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    /// A text rendered with the longest values it can get (dates over a year).
+    fn longest(&self, language: Language, kind: Kind) -> String {
+        (0..366)
+            .map(|day| {
+                let at = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
+                    + chrono::Duration::days(day);
+                self.render(language, kind, "2026-000000", Some(at))
+            })
+            .max_by_key(|text| Segments::of(text).units)
+            .unwrap_or_default()
+    }
+
+    fn render(
+        &self,
+        language: Language,
+        kind: Kind,
+        case_number: &str,
+        next_open: Option<DateTime<Utc>>,
+    ) -> String {
+        let values = Values {
+            office: &self.office,
+            next_open,
+            time_zone: self
+                .hours
+                .as_ref()
+                .map_or(chrono_tz::UTC, OfficeHours::time_zone),
+            emergency_numbers: &self.emergency_numbers,
+            case_number,
+        };
+        // Templates are checked when the policy is built.
+        templates::render(
+            self.templates.get(language, kind),
+            language,
+            kind.is_short(),
+            &values,
+        )
+        .unwrap_or_else(|e| format!("({e})"))
+    }
+
+    /// The reply text of `kind` for a message on `channel`: every language, or on SMS with
+    /// `fit_sms` the first language's short text.
+    fn text(
+        &self,
+        kind: Kind,
+        channel: &str,
+        case_number: &str,
+        next_open: Option<DateTime<Utc>>,
+    ) -> String {
+        let short = match kind {
+            Kind::Closed => Some(Kind::ClosedSms),
+            Kind::Emergency => Some(Kind::EmergencySms),
+            _ => None,
+        };
+        if let (Some(short), true, "sms") = (short, self.auto_reply.fit_sms, channel) {
+            return self.render(self.languages[0], short, case_number, next_open);
+        }
+        self.languages
+            .iter()
+            .map(|l| self.render(*l, kind, case_number, next_open))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    /// What to do about `message`.
+    pub fn decide(&self, message: &Incoming<'_>) -> Decision {
+        let mut decision = Decision {
+            emergency: self.matcher.find(message.text).map(str::to_owned),
+            ..Decision::default()
+        };
+        let next_open = self.hours.as_ref().and_then(|h| h.next_open(message.at));
+        let reply = if decision.emergency.is_some() {
+            self.emergency_reply.then(|| AutoReply {
+                kind: ReplyKind::Emergency,
+                text: self.text(
+                    Kind::Emergency,
+                    message.channel,
+                    message.case_number,
+                    next_open,
+                ),
+                once_key: None,
+            })
+        } else {
+            self.routine_reply(message, next_open)
+        };
+        match reply {
+            Some(_) if message.discreet => decision.withheld = Some(Withheld::Discreet),
+            Some(_) if message.automated => decision.withheld = Some(Withheld::Automated),
+            reply => decision.reply = reply,
+        }
+        decision
+    }
+
+    /// The reply outside office hours, or the acknowledgement inside them.
+    fn routine_reply(
+        &self,
+        message: &Incoming<'_>,
+        next_open: Option<DateTime<Utc>>,
+    ) -> Option<AutoReply> {
+        let status = self.hours.as_ref().map(|h| h.status(message.at));
+        let open = status.is_none_or(|s| s.open);
+        let (kind, reply_kind) = if open {
+            if !self.auto_reply.acknowledge {
+                return None;
+            }
+            (Kind::Acknowledgement, ReplyKind::Acknowledgement)
+        } else {
+            if !self.auto_reply.outside_hours {
+                return None;
+            }
+            (Kind::Closed, ReplyKind::OutsideHours)
+        };
+        // The period a reply covers: up to the next change, or the local day.
+        let period = match self.auto_reply.repeat {
+            Repeat::EveryMessage => None,
+            Repeat::OncePerPeriod => Some(
+                status
+                    .and_then(|s| s.until)
+                    .map_or_else(|| "ever".to_owned(), |t| t.to_rfc3339()),
+            ),
+            Repeat::OncePerDay => Some(
+                self.hours
+                    .as_ref()
+                    .map_or(chrono_tz::UTC, OfficeHours::time_zone)
+                    .from_utc_datetime(&message.at.naive_utc())
+                    .date_naive()
+                    .to_string(),
+            ),
+        };
+        Some(AutoReply {
+            kind: reply_kind,
+            text: self.text(kind, message.channel, message.case_number, next_open),
+            once_key: period.map(|p| format!("{}:{}:{p}", reply_kind.as_str(), message.contact)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_config::TeamConfig;
+
+    use super::TeamPolicy;
+    use crate::holidays::Holidays;
+
+    fn team(extra: &str) -> TeamConfig {
+        toml::from_str(&format!("members = [\"@a:example.org\"]\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn sms_texts_that_cannot_fit_one_part_are_refused_at_start() {
+        let err = TeamPolicy::new(
+            "kyiv",
+            &team(
+                "languages = [\"uk\"]\nauto_reply.fit_sms = true\n\
+                 emergency.numbers = \"112, гаряча лінія 0 800 500 335, поліція 102\"\n\
+                 hours = { time_zone = \"Europe/Kyiv\", monday = [\"09:00-17:00\"] }",
+            ),
+            &Holidays::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "teams.kyiv.templates.uk.closed_sms");
+        assert!(err.message.contains("UCS-2, 70 fit one part"), "{}", err.message);
+        // The same numbers fit in English (GSM-7).
+        TeamPolicy::new(
+            "kyiv",
+            &team(
+                "languages = [\"en\", \"uk\"]\nauto_reply.fit_sms = true\n\
+                 emergency.numbers = \"112, hotline 0 800 500 335\"",
+            ),
+            &Holidays::default(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn unknown_placeholders_are_named() {
+        let err = TeamPolicy::new(
+            "sv",
+            &team("[templates.sv]\nclosed = \"Stängt till {next_opening}\""),
+            &Holidays::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "teams.sv.templates.sv.closed");
+    }
+}
