@@ -76,6 +76,9 @@ pub struct InboundMessage {
     pub attachments: Vec<Attachment>,
     /// When the channel says the message was sent or received.
     pub sent_at: DateTime<Utc>,
+    /// Sent by a machine, not a person (RFC 3834 `Auto-Submitted`, a bounce, a mailing list):
+    /// recorded and shown, never answered automatically.
+    pub automated: bool,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -113,6 +116,19 @@ pub struct OutboundMessage {
     pub body: String,
     /// HTML body, when the channel can use one.
     pub html: Option<String>,
+    /// Set in a discreet case (a client at risk, whose phone someone else may read): the
+    /// bridge shows this neutral sender and subject where it has them, and never the case
+    /// number.
+    pub discreet: Option<Discretion>,
+}
+
+/// What a discreet reply shows instead of the office's name and the case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discretion {
+    /// A neutral sender name (mail From name).
+    pub sender_name: String,
+    /// A neutral subject (mail).
+    pub subject: String,
 }
 
 /// What a successful delivery returns.
@@ -458,6 +474,7 @@ mod tests {
             html: None,
             attachments: Vec::new(),
             sent_at: Utc::now(),
+            automated: false,
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

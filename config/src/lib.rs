@@ -48,6 +48,10 @@ pub struct Config {
     /// Retry behaviour of the durable queues.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// The folder of the file the configuration came from: relative paths in it (holiday
+    /// calendars) are read from there.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// `[homeserver]`
@@ -273,7 +277,18 @@ impl Config {
         if !path.is_file() {
             return Err(ConfigError::NotFound(path.to_owned()));
         }
-        Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))
+        let mut config =
+            Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))?;
+        config.base_dir = path.parent().map(Path::to_owned);
+        Ok(config)
+    }
+
+    /// `path` as written in the configuration: relative ones from the file's folder.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_owned(),
+        }
     }
 
     /// Parses a TOML string (and no environment): for tests and examples.

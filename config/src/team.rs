@@ -34,6 +34,9 @@ pub struct TeamConfig {
     /// What a discreet case shows the client.
     #[serde(default)]
     pub discreet: DiscreetConfig,
+    /// A room (id or alias) where `!incident` reports are posted; the emergency alert room
+    /// when not set. Invite the bot there.
+    pub incident_room: Option<OwnedRoomOrAliasId>,
     /// Replacements of the built-in reply texts, per language (`[teams.KEY.templates.sv]`).
     #[serde(default)]
     pub templates: BTreeMap<Language, TemplateOverrides>,
@@ -370,4 +373,6 @@ pub struct TemplateOverrides {
     pub emergency: Option<String>,
     /// `emergency` for SMS when `fit_sms` is on: must fit one SMS part.
     pub emergency_sms: Option<String>,
+    /// To a client the team blocked (`!block`), at most once a day.
+    pub blocked: Option<String>,
 }

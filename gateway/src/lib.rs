@@ -3,8 +3,10 @@
 //! message as a record. `ARCHITECTURE.md` at the repository root draws the layers.
 
 pub mod appservice;
+mod commands;
 pub mod matrix;
 pub mod metrics;
+pub mod policy;
 pub mod registration;
 pub mod relay;
 pub mod store;
@@ -21,6 +23,7 @@ use tracing::info;
 
 use crate::{
     metrics::Metrics,
+    policy::Policies,
     relay::{Core, RunningBridge},
     store::{Store, StoreError},
 };
@@ -124,6 +127,7 @@ impl Gateway {
             config.database.max_connections,
         )
         .await?;
+        let policies = Policies::load(&config)?;
         let bridges = build_bridges(&config, factories)?;
         let listener = tokio::net::TcpListener::bind(config.appservice.listen)
             .await
@@ -135,7 +139,14 @@ impl Gateway {
             addr: config.appservice.listen,
             source,
         })?;
-        let core = Arc::new(Core::new(config, secrets, store, bridges, Metrics::new()));
+        let core = Arc::new(Core::new(
+            config,
+            secrets,
+            store,
+            bridges,
+            Metrics::new(),
+            policies,
+        ));
         let shutdown = Arc::new(Notify::new());
         let mut tasks = Vec::new();
 

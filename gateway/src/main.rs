@@ -5,7 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use casebridge_config::Config;
-use casebridge_gateway::{build_bridges, registration::registration_yaml, store::Store, Gateway};
+use casebridge_gateway::{
+    build_bridges, policy::Policies, registration::registration_yaml, store::Store, Gateway,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -52,6 +54,13 @@ enum Command {
     /// Read the records.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Whether each team is open now (or at --at) and when that changes.
+    Hours {
+        /// An instant: RFC 3339 (`2026-11-23T22:00:00+01:00`) or a local time in each team's
+        /// zone (`2026-11-23 22:00`).
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,9 +136,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCommand::Check) => {
             build_bridges(&config, &casebridge_bridges::builtin_factories())?;
+            Policies::load(&config)?;
             print_summary(&cli.config, &config);
         }
         Command::Registration => print!("{}", registration_yaml(&config)?),
+        Command::Hours { at } => print!("{}", hours_report(&config, at.as_deref())?),
         Command::Cases(command) => {
             let store = open_store(&config).await?;
             match command {
@@ -193,6 +204,60 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `casebridge hours`: each team's state at an instant and its next change.
+fn hours_report(config: &Config, at: Option<&str>) -> Result<String> {
+    use chrono::TimeZone as _;
+    let policies = Policies::load(config)?;
+    let mut out = String::new();
+    for (key, policy) in policies.teams() {
+        let Some(hours) = &policy.hours else {
+            out.push_str(&format!("{key}: always open (no [teams.{key}.hours])\n"));
+            continue;
+        };
+        let tz = hours.time_zone();
+        let instant = match at {
+            None => chrono::Utc::now(),
+            Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => t.with_timezone(&chrono::Utc),
+                Err(_) => {
+                    let local = text
+                        .parse::<casebridge_config::team::LocalTime>()
+                        .map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+                    tz.from_local_datetime(&local.0)
+                        .earliest()
+                        .ok_or_else(|| anyhow::anyhow!("--at: {text} does not exist in {tz}"))?
+                        .with_timezone(&chrono::Utc)
+                }
+            },
+        };
+        let local = |t: chrono::DateTime<chrono::Utc>| {
+            t.with_timezone(&tz)
+                .format("%a %Y-%m-%d %H:%M %Z")
+                .to_string()
+        };
+        let status = hours.status(instant);
+        let state = if status.open { "open" } else { "closed" };
+        let next = match status.until {
+            Some(until) => {
+                let minutes = (until - instant).num_minutes();
+                format!(
+                    "{} {} (in {} h {} min)",
+                    if status.open { "closes" } else { "opens" },
+                    local(until),
+                    minutes / 60,
+                    minutes % 60
+                )
+            }
+            None => "no change within a year".to_owned(),
+        };
+        out.push_str(&format!(
+            "{key} ({tz}): {state} at {}; {next}\n",
+            local(instant)
+        ));
+    }
+    Ok(out)
 }
 
 async fn open_store(config: &Config) -> Result<Store> {

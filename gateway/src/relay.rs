@@ -10,8 +10,8 @@ use std::{
 use futures::StreamExt;
 
 use casebridge_bridges::{
-    Accepted, Bridge, Capabilities, DeliveryReport, DeliveryStatus, Inbound, OutboundMessage,
-    SubmitError,
+    Accepted, Bridge, Capabilities, DeliveryReport, DeliveryStatus, Discretion, Inbound,
+    OutboundMessage, SubmitError,
 };
 use casebridge_config::{Config, Secrets};
 use casebridge_policies::outbound::strip_reply_fallback;
@@ -19,7 +19,7 @@ use chrono::Utc;
 use ruma::{
     events::{
         room::message::{MessageType, OriginalRoomMessageEvent, Relation, RoomMessageEventContent},
-        AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
+        AnyMessageLikeEvent, AnyTimelineEvent, Mentions, MessageLikeEvent,
     },
     serde::Raw,
     OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
@@ -32,9 +32,10 @@ use tracing::{debug, error, info, warn};
 use crate::{
     matrix::{MatrixClient, MatrixError},
     metrics::Metrics,
+    policy::Policies,
     store::{
-        attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Store,
-        StoreError,
+        attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Recorded,
+        Store, StoreError,
     },
 };
 
@@ -64,6 +65,8 @@ pub struct Core {
     pub matrix_wake: Notify,
     /// Counters and histograms.
     pub metrics: Metrics,
+    /// Every team's policy.
+    pub policies: Policies,
     /// The bot user.
     pub bot: OwnedUserId,
     bot_ready: tokio::sync::OnceCell<()>,
@@ -71,6 +74,8 @@ pub struct Core {
     rooms: Mutex<HashMap<i64, OwnedRoomId>>,
     /// Ghosts known to be in their case room, by identity.
     ghosts: Mutex<HashMap<i64, OwnedUserId>>,
+    /// Alert rooms the bot is in, by team.
+    alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
 }
 
 /// Items a worker takes from the queue per round.
@@ -95,6 +100,7 @@ impl Core {
         store: Store,
         bridges: BTreeMap<String, RunningBridge>,
         metrics: Metrics,
+        policies: Policies,
     ) -> Self {
         let matrix = MatrixClient::new(config.homeserver.url.as_str(), secrets.as_token.expose());
         let bot = UserId::parse(format!(
@@ -110,10 +116,12 @@ impl Core {
             bridges,
             matrix_wake: Notify::new(),
             metrics,
+            policies,
             bot,
             bot_ready: tokio::sync::OnceCell::new(),
             rooms: Mutex::new(HashMap::new()),
             ghosts: Mutex::new(HashMap::new()),
+            alert_rooms: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,7 +153,7 @@ impl Core {
         (localpart, alias)
     }
 
-    fn label(&self, instance: &str, channel: &str) -> String {
+    pub(crate) fn label(&self, instance: &str, channel: &str) -> String {
         self.bridges
             .get(instance)
             .map_or_else(|| channel.to_owned(), |b| b.capabilities.label.to_owned())
@@ -177,6 +185,7 @@ impl Core {
                     continue;
                 };
                 batch.push(NewInbound {
+                    label: envelope.capabilities.label.to_owned(),
                     ghost_localpart: self
                         .ghost_localpart(&envelope.instance, envelope.message.from.as_str()),
                     instance: envelope.instance.to_string(),
@@ -197,8 +206,8 @@ impl Core {
             if batch.is_empty() {
                 continue;
             }
-            match self.store.record_inbound(&batch).await {
-                Ok(answers) => {
+            match self.store.record_inbound(&batch, &self.policies).await {
+                Ok(Recorded { answers, wake }) => {
                     for ((item, answer), reply) in batch.iter().zip(answers).zip(replies) {
                         if matches!(answer, Accepted::Recorded { .. }) {
                             self.metrics
@@ -209,6 +218,11 @@ impl Core {
                         let _ = reply.send(Ok(answer));
                     }
                     self.matrix_wake.notify_one();
+                    for instance in wake {
+                        if let Some(b) = self.bridges.get(&instance) {
+                            b.wake.notify_one();
+                        }
+                    }
                 }
                 Err(e) => {
                     error!(error = %e, count = batch.len(), "could not record inbound messages");
@@ -409,10 +423,16 @@ impl Core {
                 }
                 first.expect("a text or at least one file was sent")
             }
-            _ => {
-                let content = RoomMessageEventContent::notice_plain(&message.body);
+            direction::ALERT => {
+                let case = self.store.case(item.case_id).await?;
+                let alert_room = self.alert_room(&case.team).await?;
                 self.matrix
-                    .send_message(&room, &txn_id, &content, None)
+                    .send_message(&alert_room, &txn_id, &team_message(message), None)
+                    .await?
+            }
+            _ => {
+                self.matrix
+                    .send_message(&room, &txn_id, &team_message(message), None)
                     .await?
             }
         };
@@ -465,6 +485,47 @@ impl Core {
             .matrix
             .send_message(room, &txn_id, &content, Some(ghost))
             .await?)
+    }
+
+    /// Team `team`'s alert room, with the bot in it (it must have been invited, or the room
+    /// be public).
+    async fn alert_room(&self, team: &str) -> Result<OwnedRoomId, RelayError> {
+        if let Some(room) = self.alert_rooms.lock().expect("not poisoned").get(team) {
+            return Ok(room.clone());
+        }
+        let configured = self
+            .policies
+            .team(team)
+            .and_then(|p| p.alert_room.clone())
+            .ok_or_else(|| {
+                MatrixError::local(
+                    "alert room",
+                    format!("teams.{team}.emergency.alert_room is not set"),
+                )
+            })?;
+        let room = match OwnedRoomId::try_from(configured.as_str()) {
+            Ok(room) => room,
+            Err(_) => {
+                let alias = OwnedRoomAliasId::try_from(configured.as_str())
+                    .map_err(|e| MatrixError::local("alert room", e.to_string()))?;
+                self.matrix.resolve_alias(&alias).await?.ok_or_else(|| {
+                    MatrixError::local(
+                        "alert room",
+                        format!("teams.{team}.emergency.alert_room: no room has alias {alias}"),
+                    )
+                })?
+            }
+        };
+        self.ensure_bot().await?;
+        if let Err(e) = self.matrix.join(&room, &self.bot).await {
+            error!(error = %e, %room, team, "the bot cannot join the alert room: invite it there");
+            return Err(e.into());
+        }
+        self.alert_rooms
+            .lock()
+            .expect("not poisoned")
+            .insert(team.to_owned(), room.clone());
+        Ok(room)
     }
 
     async fn ensure_bot(&self) -> Result<(), MatrixError> {
@@ -682,6 +743,15 @@ impl Core {
             to: casebridge_bridges::RemoteAddress::new(identity.address),
             body: message.body,
             html: message.html,
+            discreet: case.discreet.then(|| {
+                let team = self.policies.team(&case.team);
+                Discretion {
+                    sender_name: team
+                        .map_or_else(|| "Info".to_owned(), |t| t.discreet.sender_name.clone()),
+                    subject: team
+                        .map_or_else(|| "Message".to_owned(), |t| t.discreet.subject.clone()),
+                }
+            }),
         })
     }
 
@@ -699,14 +769,15 @@ impl Core {
             return Ok(());
         }
         let mut queued = Vec::new();
+        let mut invites = Vec::new();
         for raw in events {
             match raw.deserialize() {
                 Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
                     MessageLikeEvent::Original(event),
                 ))) => {
-                    if let Some(instance) = self.handle_room_message(&txn, &event).await? {
-                        queued.push(instance);
-                    }
+                    let handled = self.handle_room_message(&txn, &event).await?;
+                    queued.extend(handled.instance);
+                    invites.extend(handled.invite);
                 }
                 Ok(_) => {}
                 Err(e) => warn!(txn_id, error = %e, "skipping an event the gateway cannot read"),
@@ -714,6 +785,20 @@ impl Core {
         }
         txn.commit().await.map_err(StoreError::from)?;
         self.matrix_wake.notify_one();
+        for (room, user) in invites {
+            // Already in the room is fine; anything else is worth a line in the log (the
+            // assignment itself is recorded).
+            let room = match OwnedRoomId::try_from(room.as_str()) {
+                Ok(room) => room,
+                Err(e) => {
+                    warn!(error = %e, "case room id");
+                    continue;
+                }
+            };
+            if let Err(e) = self.matrix.invite(&room, &user).await {
+                warn!(error = %e, %room, %user, "inviting an assignee");
+            }
+        }
         for instance in queued {
             if let Some(b) = self.bridges.get(&instance) {
                 b.wake.notify_one();
@@ -728,13 +813,13 @@ impl Core {
         &self,
         conn: &C,
         event: &OriginalRoomMessageEvent,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Handled, StoreError> {
         // Our own bot and ghosts: never echoed back.
         if self.config.is_appservice_user(&event.sender) {
-            return Ok(None);
+            return Ok(Handled::default());
         }
         let Some(case) = Store::case_by_room(conn, event.room_id.as_str()).await? else {
-            return Ok(None);
+            return Ok(Handled::default());
         };
         let members = self
             .config
@@ -742,6 +827,60 @@ impl Core {
             .get(&case.team)
             .map(|t| t.members.as_slice())
             .unwrap_or(&[]);
+        let command = match &event.content.msgtype {
+            MessageType::Text(text) => {
+                casebridge_policies::commands::parse(&command_text(text, &event.content))
+            }
+            _ => None,
+        };
+        if let Some(command) = command {
+            if !members.contains(&event.sender) {
+                Store::record_notice(
+                    conn,
+                    case.id,
+                    &format!(
+                        "Only members of team {} can use commands in a case room. Nothing was done.",
+                        case.team
+                    ),
+                )
+                .await?;
+                return Ok(Handled::default());
+            }
+            let body = event.content.body();
+            return match command {
+                Ok(command) => {
+                    let after = self
+                        .run_command(
+                            conn,
+                            &case,
+                            event.event_id.as_str(),
+                            event.sender.as_str(),
+                            body,
+                            command,
+                        )
+                        .await?;
+                    Ok(Handled {
+                        instance: None,
+                        invite: after.invite,
+                    })
+                }
+                Err(refusal) => {
+                    if Store::record_internal(
+                        conn,
+                        case.id,
+                        "command",
+                        event.event_id.as_str(),
+                        event.sender.as_str(),
+                        body,
+                    )
+                    .await?
+                    {
+                        Store::record_notice(conn, case.id, &refusal).await?;
+                    }
+                    Ok(Handled::default())
+                }
+            };
+        }
         if !members.contains(&event.sender) {
             Store::record_notice(
                 conn,
@@ -752,7 +891,7 @@ impl Core {
                 ),
             )
             .await?;
-            return Ok(None);
+            return Ok(Handled::default());
         }
         if matches!(event.content.relates_to, Some(Relation::Replacement(_))) {
             Store::record_notice(
@@ -761,7 +900,7 @@ impl Core {
                 "Edits are not sent to the client: the first version was sent. Send a new message to correct it.",
             )
             .await?;
-            return Ok(None);
+            return Ok(Handled::default());
         }
         let (body, html) = match &event.content.msgtype {
             MessageType::Text(text) => (
@@ -773,7 +912,7 @@ impl Core {
                 emote.formatted.as_ref().map(|f| f.body.clone()),
             ),
             // Notices are the convention for bot output, never client-facing text.
-            MessageType::Notice(_) => return Ok(None),
+            MessageType::Notice(_) => return Ok(Handled::default()),
             other => {
                 Store::record_notice(
                     conn,
@@ -784,11 +923,11 @@ impl Core {
                     ),
                 )
                 .await?;
-                return Ok(None);
+                return Ok(Handled::default());
             }
         };
         let Some(identity_id) = case.last_identity_id else {
-            return Ok(None);
+            return Ok(Handled::default());
         };
         let identity = Store::identity(conn, identity_id).await?;
         if !self.bridges.contains_key(&identity.instance) {
@@ -801,7 +940,7 @@ impl Core {
                 ),
             )
             .await?;
-            return Ok(None);
+            return Ok(Handled::default());
         }
         let text = strip_reply_fallback(&body, html.as_deref());
         let instance = identity.instance.clone();
@@ -817,7 +956,54 @@ impl Core {
             },
         )
         .await?;
-        Ok(queued.then_some(instance))
+        Ok(Handled {
+            instance: queued.then_some(instance),
+            invite: None,
+        })
+    }
+}
+
+/// What a message in a case room led to, beyond the transaction.
+#[derive(Debug, Default)]
+struct Handled {
+    /// A bridge instance with a reply to deliver.
+    instance: Option<String>,
+    /// Someone to invite to the case room.
+    invite: Option<(String, OwnedUserId)>,
+}
+
+/// The text of a possible command. Clients write a mention as the user's display name in
+/// `body` (`!assign Bo`); the Matrix ID is in `m.mentions`, which this puts back.
+fn command_text(
+    text: &ruma::events::room::message::TextMessageEventContent,
+    content: &RoomMessageEventContent,
+) -> String {
+    let body = text.body.trim();
+    let is_assign = body
+        .get(..7)
+        .is_some_and(|w| w.eq_ignore_ascii_case("!assign"));
+    match content.mentions.as_ref().and_then(|m| m.user_ids.first()) {
+        Some(user) if is_assign && !body.contains(user.as_str()) => format!("!assign {user}"),
+        _ => body.to_owned(),
+    }
+}
+
+/// What the bot posts for a notice or alert. One that mentions people is sent as text, not as
+/// a notice: the default push rules never notify for notices (`.m.rule.suppress_notices` comes
+/// before `.m.rule.is_user_mention`), and an emergency must reach the people on call.
+fn team_message(message: &message::Model) -> RoomMessageEventContent {
+    let mentions: Vec<OwnedUserId> = message
+        .mentions
+        .as_ref()
+        .and_then(|m| serde_json::from_value::<Vec<OwnedUserId>>(m.clone()).ok())
+        .unwrap_or_default();
+    match (&message.html, mentions.is_empty()) {
+        (Some(html), false) => RoomMessageEventContent::text_html(&message.body, html)
+            .add_mentions(Mentions::with_user_ids(mentions)),
+        (None, false) => RoomMessageEventContent::text_plain(&message.body)
+            .add_mentions(Mentions::with_user_ids(mentions)),
+        (Some(html), true) => RoomMessageEventContent::notice_html(&message.body, html),
+        (None, true) => RoomMessageEventContent::notice_plain(&message.body),
     }
 }
 

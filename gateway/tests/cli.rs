@@ -52,6 +52,32 @@ fn config_check_summarises_a_good_file() {
 }
 
 #[test]
+fn hours_say_whether_each_team_is_open_and_until_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example(dir.path());
+    let (ok, out, err) = casebridge(&path, &["hours", "--at", "2026-11-23 22:00"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "socialtjanst (Europe/Stockholm): closed at Mon 2026-11-23 22:00 CET; \
+         opens Tue 2026-11-24 08:00 CET (in 10 h 0 min)\n"
+    );
+    // Christmas Eve is a holiday in the example; lunch is closed.
+    let (_, out, _) = casebridge(&path, &["hours", "--at", "2026-12-23T11:30:00Z"]);
+    assert!(
+        out.contains("closed at Wed 2026-12-23 12:30 CET; opens Wed 2026-12-23 13:00 CET"),
+        "{out}"
+    );
+    let (_, out, _) = casebridge(&path, &["hours", "--at", "2026-12-23T16:00:00Z"]);
+    assert!(out.contains("opens Mon 2026-12-28 08:00 CET"), "{out}");
+    let (ok, _, err) = casebridge(&path, &["hours", "--at", "tomorrow"]);
+    assert!(
+        !ok && err.contains("--at: \"tomorrow\" is not a local time"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_check_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let path = example(dir.path());
@@ -114,6 +140,7 @@ async fn cases_and_records_export() {
         instance: "sms".into(),
         channel: "sms".into(),
         team: "socialtjanst".into(),
+        label: "SMS".into(),
         ghost_localpart: "_cb_sms_x".into(),
         message: InboundMessage {
             message_id: RemoteMessageId::new(id),
@@ -123,15 +150,20 @@ async fn cases_and_records_export() {
             html: None,
             attachments: Vec::new(),
             sent_at: chrono::Utc::now(),
+            automated: false,
         },
     };
     let answers = store
-        .record_inbound(&[
-            message("a", "Hej, \"snälla\" ring mig"),
-            message("b", "rad ett\nrad två"),
-        ])
+        .record_inbound(
+            &[
+                message("a", "Hej, \"snälla\" ring mig"),
+                message("b", "rad ett\nrad två"),
+            ],
+            &Default::default(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .answers;
     let casebridge_bridges::Accepted::Recorded { case_number } = &answers[0] else {
         panic!()
     };

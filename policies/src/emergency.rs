@@ -129,7 +129,11 @@ fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
     for c in text.chars().flat_map(char::to_lowercase) {
-        let c = if matches!(c, '’' | 'ʼ' | '`') { '\'' } else { c };
+        let c = if matches!(c, '’' | 'ʼ' | '`') {
+            '\''
+        } else {
+            c
+        };
         if c.is_alphanumeric() || (c == '\'' && !word.is_empty()) {
             word.push(c);
         } else if !word.is_empty() {

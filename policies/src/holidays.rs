@@ -78,8 +78,8 @@ impl Holidays {
         let start = event
             .get_start()
             .ok_or_else(|| fail("has no DTSTART".into()))?;
-        let recurring = event.property_value("RRULE").is_some()
-            || event.property_value("RDATE").is_some();
+        let recurring =
+            event.property_value("RRULE").is_some() || event.property_value("RDATE").is_some();
         match start {
             DatePerhapsTime::Date(first) => {
                 let days = match event.get_end() {
@@ -110,7 +110,9 @@ impl Holidays {
             DatePerhapsTime::DateTime(first) => {
                 let first = instant(&first, tz).map_err(fail)?;
                 let length = match event.get_end() {
-                    Some(DatePerhapsTime::DateTime(end)) => instant(&end, tz).map_err(fail)? - first,
+                    Some(DatePerhapsTime::DateTime(end)) => {
+                        instant(&end, tz).map_err(fail)? - first
+                    }
                     Some(DatePerhapsTime::Date(_)) => {
                         return Err(fail("DTSTART has a time but DTEND is a date".into()))
                     }
@@ -124,10 +126,7 @@ impl Holidays {
                 } else {
                     vec![first]
                 };
-                let window = (
-                    from.and_time(NaiveTime::MIN),
-                    to.and_time(NaiveTime::MIN),
-                );
+                let window = (from.and_time(NaiveTime::MIN), to.and_time(NaiveTime::MIN));
                 for start in starts {
                     let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
                     let span = (local(start), local(start + length));
@@ -143,11 +142,13 @@ impl Holidays {
 
 /// When a recurring event starts within the window (a day before and after it, so that no
 /// time zone loses an edge).
-fn occurrences(event: &Event, from: NaiveDate, to: NaiveDate) -> Result<Vec<DateTime<Utc>>, String> {
+fn occurrences(
+    event: &Event,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<DateTime<Utc>>, String> {
     let set = event.get_recurrence().map_err(|e| e.to_string())?;
-    let edge = |d: NaiveDate| {
-        icalendar::Tz::UTC.from_utc_datetime(&d.and_time(NaiveTime::MIN))
-    };
+    let edge = |d: NaiveDate| icalendar::Tz::UTC.from_utc_datetime(&d.and_time(NaiveTime::MIN));
     let result = set
         .after(edge(from - Duration::days(1)))
         .before(edge(to + Duration::days(1)))
@@ -243,9 +244,14 @@ END:VCALENDAR\r\n";
         assert!(matches!(err, IcsError::Syntax(_)), "{err}");
         let no_start = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Nyårsdagen\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert_eq!(
-            Holidays::from_ics(no_start, chrono_tz::UTC, date("2026-01-01"), date("2027-01-01"))
-                .unwrap_err()
-                .to_string(),
+            Holidays::from_ics(
+                no_start,
+                chrono_tz::UTC,
+                date("2026-01-01"),
+                date("2027-01-01")
+            )
+            .unwrap_err()
+            .to_string(),
             "event Nyårsdagen: has no DTSTART"
         );
     }

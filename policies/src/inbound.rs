@@ -42,6 +42,8 @@ pub struct TeamPolicy {
     pub on_call: Vec<OwnedUserId>,
     /// Where alerts go.
     pub alert_room: Option<OwnedRoomOrAliasId>,
+    /// Where incident reports go.
+    pub incident_room: Option<OwnedRoomOrAliasId>,
     /// What a discreet case shows the client.
     pub discreet: DiscreetConfig,
 }
@@ -69,6 +71,8 @@ pub struct Incoming<'a> {
     pub automated: bool,
     /// The case is discreet: nothing automatic goes to the client.
     pub discreet: bool,
+    /// The team blocked this client: only the neutral text, once a day.
+    pub blocked: bool,
     /// The case number, for `{case_number}`.
     pub case_number: &'a str,
     /// A stable key of the client's address, for "once per client" rules.
@@ -106,6 +110,8 @@ pub enum ReplyKind {
     Acknowledgement,
     /// After an emergency word.
     Emergency,
+    /// To a blocked client.
+    Blocked,
 }
 
 impl ReplyKind {
@@ -115,6 +121,7 @@ impl ReplyKind {
             Self::OutsideHours => "auto-reply",
             Self::Acknowledgement => "acknowledgement",
             Self::Emergency => "emergency-reply",
+            Self::Blocked => "blocked-reply",
         }
     }
 
@@ -124,6 +131,7 @@ impl ReplyKind {
             Self::OutsideHours => "outside office hours",
             Self::Acknowledgement => "acknowledgement",
             Self::Emergency => "emergency information",
+            Self::Blocked => "blocked client",
         }
     }
 }
@@ -170,6 +178,10 @@ impl TeamPolicy {
             templates,
             on_call: config.on_call.clone(),
             alert_room: config.emergency.alert_room.clone(),
+            incident_room: config
+                .incident_room
+                .clone()
+                .or_else(|| config.emergency.alert_room.clone()),
             discreet: config.discreet.clone(),
         };
         if config.auto_reply.fit_sms {
@@ -279,6 +291,23 @@ impl TeamPolicy {
                 ),
                 once_key: None,
             })
+        } else if message.blocked {
+            let day = self
+                .hours
+                .as_ref()
+                .map_or(chrono_tz::UTC, OfficeHours::time_zone)
+                .from_utc_datetime(&message.at.naive_utc())
+                .date_naive();
+            Some(AutoReply {
+                kind: ReplyKind::Blocked,
+                text: self.text(
+                    Kind::Blocked,
+                    message.channel,
+                    message.case_number,
+                    next_open,
+                ),
+                once_key: Some(format!("blocked-reply:{}:{day}", message.contact)),
+            })
         } else {
             self.routine_reply(message, next_open)
         };
@@ -358,7 +387,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "teams.kyiv.templates.uk.closed_sms");
-        assert!(err.message.contains("UCS-2, 70 fit one part"), "{}", err.message);
+        assert!(
+            err.message.contains("UCS-2, 70 fit one part"),
+            "{}",
+            err.message
+        );
         // The same numbers fit in English (GSM-7).
         TeamPolicy::new(
             "kyiv",

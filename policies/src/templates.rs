@@ -18,16 +18,19 @@ pub enum Kind {
     Emergency,
     /// After an emergency word, short enough for one SMS part.
     EmergencySms,
+    /// To a blocked client: neutral, nothing about the case.
+    Blocked,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Closed,
         Self::ClosedSms,
         Self::Acknowledgement,
         Self::Emergency,
         Self::EmergencySms,
+        Self::Blocked,
     ];
 
     /// The key in `[teams.KEY.templates.LANG]`.
@@ -38,6 +41,7 @@ impl Kind {
             Self::Acknowledgement => "acknowledgement",
             Self::Emergency => "emergency",
             Self::EmergencySms => "emergency_sms",
+            Self::Blocked => "blocked",
         }
     }
 
@@ -53,6 +57,7 @@ impl Kind {
             Self::Acknowledgement => o.acknowledgement.as_ref(),
             Self::Emergency => o.emergency.as_ref(),
             Self::EmergencySms => o.emergency_sms.as_ref(),
+            Self::Blocked => o.blocked.as_ref(),
         }
     }
 }
@@ -82,6 +87,10 @@ pub fn builtin(language: Language, kind: Kind) -> &'static str {
         (Uk, Acknowledgement) => "{office}: дякуємо за повідомлення (справа {case_number}). Ми відповімо протягом двох робочих днів. Якщо вам або комусь іншому загрожує небезпека, телефонуйте {emergency_numbers}.",
         (Uk, Emergency) => "Якщо вам або комусь іншому зараз загрожує небезпека, телефонуйте {emergency_numbers}. Ваше повідомлення отримала служба {office}, його передано черговому працівнику.",
         (Uk, EmergencySms) => "Небезпека? Дзвоніть {emergency_numbers}",
+        (Sv, Blocked) => "Ditt meddelande har tagits emot och registrerats. Vid akut fara, ring {emergency_numbers}.",
+        (En, Blocked) => "Your message has been received and registered. In an emergency, call {emergency_numbers}.",
+        (Hu, Blocked) => "Üzenetét megkaptuk és nyilvántartásba vettük. Sürgős esetben hívja: {emergency_numbers}.",
+        (Uk, Blocked) => "Ваше повідомлення отримано та зареєстровано. У разі небезпеки телефонуйте {emergency_numbers}.",
     }
 }
 

@@ -33,6 +33,8 @@ struct Message {
     discreet: bool,
     #[serde(default)]
     automated: bool,
+    #[serde(default)]
+    blocked: bool,
     /// `none`, `auto-reply`, `acknowledgement`, `emergency-reply`, `withheld-discreet`,
     /// `withheld-automated`.
     expect: String,
@@ -89,12 +91,15 @@ fn every_table_holds() {
                 channel: &m.channel,
                 automated: m.automated,
                 discreet: m.discreet,
+                blocked: m.blocked,
                 case_number: "2026-000042",
                 contact: &m.from,
             });
-            let reply = decision
-                .reply
-                .filter(|r| r.once_key.as_ref().is_none_or(|k| sent_keys.insert(k.clone())));
+            let reply = decision.reply.filter(|r| {
+                r.once_key
+                    .as_ref()
+                    .is_none_or(|k| sent_keys.insert(k.clone()))
+            });
             let got = match (&reply, decision.withheld) {
                 (Some(r), _) => r.kind.as_str().to_owned(),
                 (None, Some(Withheld::Discreet)) => "withheld-discreet".into(),
@@ -106,7 +111,10 @@ fn every_table_holds() {
             assert_eq!(decision.emergency, m.emergency, "{here}");
             for piece in &m.contains {
                 let text = reply.as_ref().map(|r| r.text.as_str()).unwrap_or_default();
-                assert!(text.contains(piece.as_str()), "{here}: {piece:?} not in {text:?}");
+                assert!(
+                    text.contains(piece.as_str()),
+                    "{here}: {piece:?} not in {text:?}"
+                );
             }
         }
     }

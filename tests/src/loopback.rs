@@ -76,6 +76,7 @@ impl SpoolMessage {
             html: None,
             attachments,
             sent_at: chrono::Utc::now(),
+            automated: false,
         })
     }
 }

@@ -338,6 +338,7 @@ impl Webhook for SmsBridge {
                     html: None,
                     attachments: Vec::new(),
                     sent_at: at,
+                    automated: false,
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))
@@ -434,6 +435,7 @@ mod tests {
             to: RemoteAddress::new("+46701234567"),
             body: "å".repeat(500),
             html: None,
+            discreet: None,
         };
         let err = bridge.deliver(&message).await.unwrap_err();
         assert!(err.is_permanent());

@@ -23,6 +23,12 @@ pub mod case {
         /// The identity the client wrote from last: replies go out there.
         pub last_identity_id: Option<i64>,
         pub created_at: DateTimeUtc,
+        /// Nothing automatic goes to the client; neutral sender; no case number outbound.
+        pub discreet: bool,
+        /// The client's messages are recorded but not relayed.
+        pub blocked: bool,
+        /// The worker the case is handed to, if any.
+        pub assignee: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -90,6 +96,11 @@ pub mod message {
         pub received_at: DateTimeUtc,
         pub relayed_at: Option<DateTimeUtc>,
         pub delivered_at: Option<DateTimeUtc>,
+        /// What made the row beyond its direction: `auto-reply`, `acknowledgement`,
+        /// `emergency-reply`, `emergency`, `command`, ...
+        pub kind: Option<String>,
+        /// Matrix IDs a notice mentions (highlights), as a JSON array.
+        pub mentions: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -161,6 +172,25 @@ pub mod attachment {
         pub data: Vec<u8>,
         /// The homeserver's copy, once uploaded.
         pub mxc_uri: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// "Once per period" marks: an automatic reply whose key is here was sent before.
+pub mod mark {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "marks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub case_id: i64,
+        pub created_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

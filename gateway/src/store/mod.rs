@@ -5,12 +5,13 @@ pub mod entities;
 mod migration;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use casebridge_bridges::{Accepted, InboundMessage};
+use casebridge_policies::inbound::{Incoming, ReplyKind};
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
@@ -21,7 +22,9 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use self::entities::{attachment, case, identity, message, queue_item, transaction};
+use crate::policy::{self, Policies, TeamNotice};
+
+pub use self::entities::{attachment, case, identity, mark, message, queue_item, transaction};
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,10 @@ pub mod direction {
     pub const OUTBOUND: &str = "outbound";
     /// From the gateway to the case team.
     pub const NOTICE: &str = "notice";
+    /// From the gateway to a team's on-call or incident room.
+    pub const ALERT: &str = "alert";
+    /// From a worker, for the record only (notes, commands).
+    pub const INTERNAL: &str = "internal";
 }
 
 /// Queue targets as stored.
@@ -64,10 +71,21 @@ pub struct NewInbound {
     pub channel: String,
     /// Team that answers this instance.
     pub team: String,
+    /// How the case team names the channel (`SMS`).
+    pub label: String,
     /// Ghost localpart for the sender's address.
     pub ghost_localpart: String,
     /// The message itself.
     pub message: InboundMessage,
+}
+
+/// What [`Store::record_inbound`] did.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// One answer per message of the batch, in order.
+    pub answers: Vec<Accepted>,
+    /// Bridge instances that got automatic replies to deliver.
+    pub wake: BTreeSet<String>,
 }
 
 /// A reply from the case team, ready to queue for a bridge.
@@ -157,9 +175,13 @@ impl Store {
     /// The statements are per batch, not per message: one duplicate check, one look-up of
     /// unknown contacts, one insert of the messages and one of their queue items (plus the
     /// rare new case).
-    pub async fn record_inbound(&self, batch: &[NewInbound]) -> Result<Vec<Accepted>, StoreError> {
+    pub async fn record_inbound(
+        &self,
+        batch: &[NewInbound],
+        policies: &Policies,
+    ) -> Result<Recorded, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
         let txn = self.begin_write().await?;
         let now = Utc::now();
@@ -181,8 +203,20 @@ impl Store {
             .collect();
 
         let mut contacts = self.known_contacts(&txn, batch).await?;
+        // Messages of blocked cases are recorded, not relayed.
+        let blocked: HashSet<i64> = case::Entity::find()
+            .select_only()
+            .column(case::Column::Id)
+            .filter(case::Column::Id.is_in(contacts.values().map(|c| c.case_id)))
+            .filter(case::Column::Blocked.eq(true))
+            .into_tuple::<i64>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         let mut fresh = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
+        let mut recorded = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         let mut last_identity: HashMap<i64, i64> = HashMap::new();
         for item in batch {
@@ -234,11 +268,16 @@ impl Store {
                 ..message_row(
                     contact.case_id,
                     direction::INBOUND,
-                    "received",
+                    if blocked.contains(&contact.case_id) {
+                        "blocked"
+                    } else {
+                        "received"
+                    },
                     &item.message.body,
                     now,
                 )
             });
+            recorded.push((item, contact.clone()));
             answers.push(Accepted::Recorded {
                 case_number: contact.case_number,
             });
@@ -294,24 +333,32 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
-            queue_item::Entity::insert_many(inserted.iter().map(|m| queue_item::ActiveModel {
-                target: Set(target::MATRIX.to_owned()),
-                instance: Set(String::new()),
-                message_id: Set(m.id),
-                case_id: Set(m.case_id),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                last_error: Set(None),
-                created_at: Set(now),
-                ..Default::default()
-            }))
-            .exec_without_returning(&txn)
-            .await?;
+            let relayed: Vec<_> = inserted
+                .iter()
+                .filter(|m| m.state != "blocked")
+                .map(|m| queue_item::ActiveModel {
+                    target: Set(target::MATRIX.to_owned()),
+                    instance: Set(String::new()),
+                    message_id: Set(m.id),
+                    case_id: Set(m.case_id),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    last_error: Set(None),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+                .collect();
+            if !relayed.is_empty() {
+                queue_item::Entity::insert_many(relayed)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
         }
+        let wake = apply_policies(&txn, policies, &recorded, now).await?;
         txn.commit().await?;
         // Only committed contacts are remembered.
         self.contacts.lock().expect("not poisoned").extend(fresh);
-        Ok(answers)
+        Ok(Recorded { answers, wake })
     }
 
     /// The case and identity of every address in `batch` that has one, from memory or the store.
@@ -458,6 +505,60 @@ impl Store {
             .await?;
         enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
         Ok(m.id)
+    }
+
+    /// Records a notice with markup and mentions (or, as `direction::ALERT`, an alert for the
+    /// team's on-call room) and queues it, inside `conn`.
+    pub async fn record_team_notice<C: ConnectionTrait>(
+        conn: &C,
+        case_id: i64,
+        direction: &str,
+        kind: &str,
+        notice: &TeamNotice,
+    ) -> Result<i64, StoreError> {
+        let now = Utc::now();
+        let m =
+            message::ActiveModel {
+                html: Set(notice.html.clone()),
+                kind: Set(Some(kind.to_owned())),
+                mentions: Set(
+                    (!notice.mentions.is_empty()).then(|| serde_json::json!(notice.mentions))
+                ),
+                ..message_row(case_id, direction, "received", &notice.body, now)
+            }
+            .insert(conn)
+            .await?;
+        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        Ok(m.id)
+    }
+
+    /// Records a worker's message that is for the record only (a note, a command), inside
+    /// `conn`. False if the event was recorded before.
+    pub async fn record_internal<C: ConnectionTrait>(
+        conn: &C,
+        case_id: i64,
+        kind: &str,
+        event_id: &str,
+        sender: &str,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let seen = message::Entity::find()
+            .filter(message::Column::EventId.eq(event_id))
+            .one(conn)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        message::ActiveModel {
+            event_id: Set(Some(event_id.to_owned())),
+            sender: Set(Some(sender.to_owned())),
+            kind: Set(Some(kind.to_owned())),
+            relayed_at: Set(Some(Utc::now())),
+            ..message_row(case_id, direction::INTERNAL, "recorded", body, Utc::now())
+        }
+        .insert(conn)
+        .await?;
+        Ok(true)
     }
 
     /// Queue items for `target`/`instance` that are due, oldest first.
@@ -813,6 +914,103 @@ fn attachment_summary(files: &[casebridge_bridges::Attachment]) -> Option<serde_
     })
 }
 
+/// Runs the team policies over newly recorded client messages, inside the transaction that
+/// records them: an emergency notice and alert, an automatic reply (once per period: the mark
+/// and the reply commit together). Returns the bridge instances with replies to deliver.
+async fn apply_policies<C: ConnectionTrait>(
+    conn: &C,
+    policies: &Policies,
+    recorded: &[(&NewInbound, Contact)],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut wake = BTreeSet::new();
+    if recorded.is_empty() {
+        return Ok(wake);
+    }
+    let cases: HashMap<i64, case::Model> = case::Entity::find()
+        .filter(case::Column::Id.is_in(recorded.iter().map(|(_, c)| c.case_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    for (item, contact) in recorded {
+        let (Some(policy), Some(case)) = (policies.team(&item.team), cases.get(&contact.case_id))
+        else {
+            continue;
+        };
+        let decision = policy.decide(&Incoming {
+            at: now,
+            text: &item.message.body,
+            channel: &item.channel,
+            automated: item.message.automated,
+            discreet: case.discreet,
+            blocked: case.blocked,
+            case_number: &case.number,
+            contact: &contact.identity_id.to_string(),
+        });
+        let mut replied = false;
+        if let Some(reply) = &decision.reply {
+            let fresh = match &reply.once_key {
+                Some(key) => {
+                    mark::Entity::insert(mark::ActiveModel {
+                        key: Set(key.clone()),
+                        case_id: Set(case.id),
+                        created_at: Set(now),
+                    })
+                    .on_conflict(
+                        OnConflict::column(mark::Column::Key)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(conn)
+                    .await?
+                        == 1
+                }
+                None => true,
+            };
+            if fresh {
+                let m = message::ActiveModel {
+                    identity_id: Set(Some(contact.identity_id)),
+                    instance: Set(item.instance.clone()),
+                    channel: Set(item.channel.clone()),
+                    kind: Set(Some(reply.kind.as_str().to_owned())),
+                    ..message_row(case.id, direction::OUTBOUND, "queued", &reply.text, now)
+                }
+                .insert(conn)
+                .await?;
+                enqueue(conn, target::BRIDGE, &item.instance, m.id, case.id, now).await?;
+                wake.insert(item.instance.clone());
+                replied = true;
+            }
+        }
+        if let Some(keyword) = &decision.emergency {
+            let notice = policy::emergency_notice(policy, keyword, replied);
+            Store::record_team_notice(conn, case.id, direction::NOTICE, "emergency", &notice)
+                .await?;
+            if policy.alert_room.is_some() {
+                let alert =
+                    policy::emergency_alert(policies, policy, &case.number, &item.label, keyword);
+                Store::record_team_notice(conn, case.id, direction::ALERT, "emergency", &alert)
+                    .await?;
+            }
+        }
+        // A blocked client's neutral answer is recorded, not announced.
+        if let (true, Some(reply)) = (replied, &decision.reply) {
+            if reply.kind == ReplyKind::Blocked {
+                continue;
+            }
+            Store::record_notice(
+                conn,
+                case.id,
+                &policy::auto_reply_notice(reply, &item.label),
+            )
+            .await?;
+        }
+    }
+    Ok(wake)
+}
+
 async fn new_case<C: ConnectionTrait>(
     conn: &C,
     team: &str,
@@ -878,6 +1076,7 @@ mod tests {
             instance: "sms".into(),
             channel: "sms".into(),
             team: "social".into(),
+            label: "SMS".into(),
             ghost_localpart: format!("_cb_sms_{from}"),
             message: InboundMessage {
                 message_id: RemoteMessageId::new(id),
@@ -887,6 +1086,7 @@ mod tests {
                 html: None,
                 attachments: Vec::new(),
                 sent_at: Utc::now(),
+                automated: false,
             },
         }
     }
@@ -897,14 +1097,18 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
         let answers = store
-            .record_inbound(&[
-                inbound("m1", "a"),
-                inbound("m2", "a"),
-                inbound("m1", "a"),
-                inbound("m3", "b"),
-            ])
+            .record_inbound(
+                &[
+                    inbound("m1", "a"),
+                    inbound("m2", "a"),
+                    inbound("m1", "a"),
+                    inbound("m3", "b"),
+                ],
+                &Policies::default(),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .answers;
         let year = Utc::now().year();
         assert_eq!(
             answers,
@@ -925,7 +1129,11 @@ mod tests {
         drop(store);
         let store = Store::connect(&url, 2).await.unwrap();
         assert_eq!(
-            store.record_inbound(&[inbound("m2", "a")]).await.unwrap(),
+            store
+                .record_inbound(&[inbound("m2", "a")], &Policies::default())
+                .await
+                .unwrap()
+                .answers,
             vec![Accepted::Duplicate]
         );
         let cases = store.cases().await.unwrap();
@@ -956,7 +1164,10 @@ mod tests {
                 inbound(&format!("a{i}"), "a"),
                 inbound(&format!("b{i}"), "b"),
             ];
-            store.record_inbound(&batch).await.unwrap();
+            store
+                .record_inbound(&batch, &Policies::default())
+                .await
+                .unwrap();
         }
         writer.await.unwrap();
     }

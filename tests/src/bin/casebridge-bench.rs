@@ -99,6 +99,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         html: None,
         attachments: Vec::new(),
         sent_at: chrono::Utc::now(),
+        automated: false,
     }
 }
 

@@ -1,0 +1,254 @@
+//! The gateway's side of the policies: builds each team's [`TeamPolicy`] (reading its holiday
+//! calendars) and words what the case team is told when a policy acts.
+
+use std::collections::BTreeMap;
+
+use casebridge_config::{Config, ConfigError};
+use casebridge_policies::{
+    holidays::Holidays,
+    inbound::{AutoReply, TeamPolicy},
+};
+use chrono::{Datelike, Duration, Utc};
+
+/// Every team's policy, by team key.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    teams: BTreeMap<String, TeamPolicy>,
+    /// `#_cb_case_` and `:server`: a case room's alias is made of these and its number.
+    alias: (String, String),
+}
+
+/// A message for the case team, possibly highlighting people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamNotice {
+    /// Plain text.
+    pub body: String,
+    /// HTML, when there is markup (mentions).
+    pub html: Option<String>,
+    /// Matrix IDs to highlight.
+    pub mentions: Vec<String>,
+}
+
+impl Policies {
+    /// Builds every team's policy; holiday calendars are read from disk, over a window from a
+    /// year ago to five years ahead.
+    pub fn load(config: &Config) -> Result<Self, ConfigError> {
+        let today = Utc::now().date_naive();
+        let from = today.with_year(today.year() - 1).unwrap_or(today) - Duration::days(1);
+        let to = today + Duration::days(5 * 366);
+        let mut teams = BTreeMap::new();
+        for (key, team) in &config.teams {
+            let mut holidays = Holidays::default();
+            if let Some(hours) = &team.hours {
+                for (i, path) in hours.holiday_calendars.iter().enumerate() {
+                    let file = config.resolve_path(path);
+                    let setting = format!("teams.{key}.hours.holiday_calendars[{i}]");
+                    let text =
+                        std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+                            key: setting.clone(),
+                            message: format!("cannot read {}: {e}", file.display()),
+                        })?;
+                    let calendar =
+                        Holidays::from_ics(&text, hours.time_zone, from, to).map_err(|e| {
+                            ConfigError::Invalid {
+                                key: setting.clone(),
+                                message: format!("{}: {e}", file.display()),
+                            }
+                        })?;
+                    holidays.extend(calendar);
+                }
+            }
+            let policy =
+                TeamPolicy::new(key, team, &holidays).map_err(|e| ConfigError::Invalid {
+                    key: e.key,
+                    message: e.message,
+                })?;
+            teams.insert(key.clone(), policy);
+        }
+        Ok(Self {
+            teams,
+            alias: (
+                format!("#{}case_", config.appservice.ghost_prefix),
+                format!(":{}", config.homeserver.server_name),
+            ),
+        })
+    }
+
+    /// The policy of team `key`.
+    pub fn team(&self, key: &str) -> Option<&TeamPolicy> {
+        self.teams.get(key)
+    }
+
+    /// Every team's policy.
+    pub fn teams(&self) -> impl Iterator<Item = (&String, &TeamPolicy)> {
+        self.teams.iter()
+    }
+
+    /// The alias of case `number`'s room.
+    pub fn case_alias(&self, number: &str) -> String {
+        format!("{}{number}{}", self.alias.0, self.alias.1)
+    }
+}
+
+/// What the case team sees when an automatic reply went out.
+pub fn auto_reply_notice(reply: &AutoReply, label: &str) -> String {
+    format!(
+        "Automatic reply sent to the client ({label}, {}):\n\n{}",
+        reply.kind.describe(),
+        reply.text
+    )
+}
+
+fn pill(user: &str) -> String {
+    format!("<a href=\"https://matrix.to/#/{user}\">{user}</a>")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The highlighted message in the case room after an emergency word: it mentions the on-call
+/// members so their clients notify them.
+pub fn emergency_notice(policy: &TeamPolicy, keyword: &str, replied: bool) -> TeamNotice {
+    let on_call: Vec<String> = policy.on_call.iter().map(ToString::to_string).collect();
+    let after = if replied {
+        "The client was sent the emergency numbers."
+    } else {
+        "Nothing was sent to the client automatically."
+    };
+    let who = if on_call.is_empty() {
+        String::new()
+    } else {
+        format!(" On call: {}.", on_call.join(", "))
+    };
+    let who_html = if on_call.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " On call: {}.",
+            on_call
+                .iter()
+                .map(|u| pill(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    TeamNotice {
+        body: format!("⚠ Emergency: the client's message matches «{keyword}». {after}{who}"),
+        html: Some(format!(
+            "<strong>⚠ Emergency</strong>: the client's message matches «{}». {after}{who_html}",
+            escape(keyword)
+        )),
+        mentions: on_call,
+    }
+}
+
+/// The alert in the team's on-call room.
+pub fn emergency_alert(
+    policies: &Policies,
+    policy: &TeamPolicy,
+    case_number: &str,
+    label: &str,
+    keyword: &str,
+) -> TeamNotice {
+    let alias = policies.case_alias(case_number);
+    let on_call: Vec<String> = policy.on_call.iter().map(ToString::to_string).collect();
+    let mention = |f: &dyn Fn(&str) -> String| {
+        if on_call.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " {}",
+                on_call.iter().map(|u| f(u)).collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    TeamNotice {
+        body: format!(
+            "⚠ Emergency in case {case_number} ({label}): the client's message matches «{keyword}». \
+             Case room: https://matrix.to/#/{alias}{}",
+            mention(&|u| u.to_owned())
+        ),
+        html: Some(format!(
+            "<strong>⚠ Emergency in case {case_number}</strong> ({}): the client's message matches \
+             «{}». Case room: <a href=\"https://matrix.to/#/{alias}\">{alias}</a>{}",
+            escape(label),
+            escape(keyword),
+            mention(&pill)
+        )),
+        mentions: on_call,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_config::Config;
+
+    use super::*;
+
+    const BASE: &str = r#"
+        [homeserver]
+        url = "http://127.0.0.1:8008"
+        server_name = "example.org"
+        [appservice]
+        id = "cb"
+        listen = "127.0.0.1:0"
+        url = "http://127.0.0.1:1"
+        as_token = "a"
+        hs_token = "h"
+    "#;
+
+    #[test]
+    fn calendars_are_read_from_the_config_folder_and_named_when_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("holidays.ics"),
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Juldagen\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .unwrap();
+        let path = dir.path().join("casebridge.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{BASE}\n[teams.soc]\nmembers = [\"@anna:example.org\"]\n\
+                 hours = {{ time_zone = \"Europe/Stockholm\", holiday_calendars = [\"holidays.ics\"] }}\n"
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let err = Policies::load(&config).unwrap_err().to_string();
+        assert!(
+            err.starts_with("teams.soc.hours.holiday_calendars[0]: ")
+                && err.ends_with("holidays.ics: event Juldagen: has no DTSTART"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn emergency_notices_mention_the_on_call_members() {
+        let config = Config::from_toml_str(&format!(
+            "{BASE}\n[teams.soc]\nname = \"Soc\"\nmembers = [\"@anna:example.org\", \"@bo:example.org\"]\n\
+             on_call = [\"@bo:example.org\"]\n"
+        ))
+        .unwrap();
+        let policies = Policies::load(&config).unwrap();
+        let team = policies.team("soc").unwrap();
+        let notice = emergency_notice(team, "kill myself", true);
+        assert_eq!(notice.mentions, ["@bo:example.org"]);
+        assert!(notice
+            .html
+            .unwrap()
+            .contains("<a href=\"https://matrix.to/#/@bo:example.org\">"));
+        let alert = emergency_alert(&policies, team, "2026-000007", "SMS", "kill myself");
+        assert!(
+            alert
+                .body
+                .contains("https://matrix.to/#/#_cb_case_2026-000007:example.org"),
+            "{}",
+            alert.body
+        );
+    }
+}
