@@ -77,6 +77,19 @@ impl Worker {
             .unwrap_or_default()
     }
 
+    /// Creates a private room, inviting `invite`; returns its id.
+    pub async fn create_room(&self, name: &str, invite: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(json!({ "name": name, "invite": invite, "preset": "private_chat" })),
+            )
+            .await;
+        assert_eq!(status, 200, "create room {name}: {body}");
+        body["room_id"].as_str().unwrap().to_owned()
+    }
+
     /// Invites `user` to a room.
     pub async fn invite(&self, room: &str, user: &str) {
         let (status, body) = self

@@ -3,6 +3,7 @@
 mod appservice_api;
 mod binary;
 mod durability;
+mod policies;
 mod relay;
 mod sms;
 

@@ -1,0 +1,392 @@
+//! Office policies end to end, on the real clock: a team whose office time zone puts it at
+//! 22:00 right now, another at noon; auto-replies, emergency escalation, discreet mode and the
+//! case-room commands, seen from real Matrix accounts.
+
+use std::time::Duration;
+
+use casebridge_gateway::store::direction;
+use casebridge_tests::{eventually, Spool, Worker, WEBHOOK_SECRET};
+use chrono::{Timelike, Utc};
+use serde_json::Value;
+
+use crate::{Db, Stack};
+
+/// An `Etc/GMT` zone where the local hour is `hour` now, and the local time `seconds` from now
+/// in that zone.
+fn zone_at(hour: u32) -> (String, i64) {
+    let now = Utc::now();
+    let mut offset = (hour as i64 - now.hour() as i64).rem_euclid(24);
+    if offset > 12 {
+        offset -= 24;
+    }
+    // POSIX-style names: Etc/GMT-2 is two hours *ahead* of UTC.
+    let name = match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    (name, offset)
+}
+
+fn local_time(offset_hours: i64, seconds_from_now: i64) -> String {
+    (Utc::now()
+        + chrono::Duration::hours(offset_hours)
+        + chrono::Duration::seconds(seconds_from_now))
+    .format("%Y-%m-%dT%H:%M:%S")
+    .to_string()
+}
+
+/// What a command's answering notice must satisfy.
+type Expectation = dyn Fn(&str) -> bool;
+
+/// Bot messages that mention someone (sent as text so that they notify), oldest first.
+async fn highlights(worker: &Worker, room: &str) -> Vec<Value> {
+    worker
+        .messages(room)
+        .await
+        .into_iter()
+        .filter(|e| e["sender"] == "@casebridge:localhost" && e["content"]["msgtype"] == "m.text")
+        .collect()
+}
+
+async fn kinds(gateway: &casebridge_gateway::Gateway, kind: &str) -> usize {
+    let mut n = 0;
+    for case in gateway.store().cases().await.unwrap() {
+        n += gateway
+            .store()
+            .messages(case.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.kind.as_deref() == Some(kind))
+            .count();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn office_hours_emergencies_discretion_and_commands() {
+    let mut stack = Stack::new(Db::Sqlite, "policies").await;
+    let alert_room = stack
+        .worker
+        .create_room("On call", &["@casebridge:localhost", "@bo:localhost"])
+        .await;
+    let spools = stack.setup.spool.parent().unwrap().to_owned();
+    let night = Spool::new(spools.join("night"));
+    let noon = Spool::new(spools.join("noon"));
+    let (night_zone, night_offset) = zone_at(22);
+    let (noon_zone, _) = zone_at(12);
+    let opens_in = 15;
+    stack.setup.extra = format!(
+        r#"
+[bridges.night]
+kind = "loopback"
+team = "night"
+spool = "{night}"
+secret = "{WEBHOOK_SECRET}"
+
+[bridges.noon]
+kind = "loopback"
+team = "noon"
+spool = "{noon}"
+secret = "{WEBHOOK_SECRET}"
+
+[teams.night]
+name = "Nattjouren"
+members = ["@anna:localhost", "@bo:localhost"]
+on_call = ["@bo:localhost"]
+languages = ["sv", "en"]
+
+[teams.night.hours]
+time_zone = "{night_zone}"
+monday = ["08:00-16:30"]
+tuesday = ["08:00-16:30"]
+wednesday = ["08:00-16:30"]
+thursday = ["08:00-16:30"]
+friday = ["08:00-16:30"]
+open = [{{ from = "{open_from}", to = "{open_to}", reason = "extra evening hours" }}]
+
+[teams.night.emergency]
+numbers = "112 eller socialjouren 08-123 456 78"
+alert_room = "{alert_room}"
+
+[teams.noon]
+name = "Dagmottagningen"
+members = ["@anna:localhost", "@bo:localhost"]
+on_call = ["@bo:localhost"]
+languages = ["sv"]
+incident_room = "{alert_room}"
+
+[teams.noon.hours]
+time_zone = "{noon_zone}"
+monday = ["00:00-24:00"]
+tuesday = ["00:00-24:00"]
+wednesday = ["00:00-24:00"]
+thursday = ["00:00-24:00"]
+friday = ["00:00-24:00"]
+saturday = ["00:00-24:00"]
+sunday = ["00:00-24:00"]
+
+[teams.noon.emergency]
+numbers = "112"
+alert_room = "{alert_room}"
+"#,
+        night = night.root().display(),
+        noon = noon.root().display(),
+        open_from = local_time(night_offset, opens_in),
+        open_to = local_time(night_offset, 3600),
+    );
+    let opens_at = tokio::time::Instant::now() + Duration::from_secs(opens_in as u64 + 1);
+    let gateway = stack.start_gateway().await;
+
+    // 22:00 at the office: the first message gets one auto-reply with the emergency numbers.
+    night.put("n1", "+46701111111", "Hej, jag behöver hjälp med hyran.");
+    let night_room = stack.join_case_room().await;
+    let notice = stack
+        .wait_for_notice(&night_room, "the auto-reply notice", |n| {
+            n.starts_with("Automatic reply sent to the client (Loopback, outside office hours)")
+        })
+        .await;
+    assert!(
+        notice.contains("112 eller socialjouren 08-123 456 78"),
+        "{notice}"
+    );
+    let replies = eventually(
+        Duration::from_secs(10),
+        "the auto-reply delivered",
+        || async {
+            let out = night.outbox();
+            (!out.is_empty()).then_some(out)
+        },
+    )
+    .await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].to, "+46701111111");
+    assert!(
+        replies[0]
+            .body
+            .contains("Nattjouren: tack för ditt meddelande"),
+        "{}",
+        replies[0].body
+    );
+    assert!(replies[0]
+        .body
+        .contains("If you or someone else is in danger, call 112"));
+
+    // A second message the same night: none.
+    night.put("n2", "+46701111111", "Är ni där?");
+    stack
+        .ghost_messages(&night_room, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(kinds(&gateway, "auto-reply").await, 1);
+
+    // After the office opens: none either.
+    tokio::time::sleep_until(opens_at).await;
+    night.put("n3", "+46701111111", "God kväll, nu har ni öppet.");
+    stack
+        .ghost_messages(&night_room, 3, Duration::from_secs(20))
+        .await;
+    assert_eq!(kinds(&gateway, "auto-reply").await, 1);
+    assert_eq!(night.outbox().len(), 1, "{:?}", night.outbox());
+
+    // Noon, open: an emergency phrase gets the emergency reply at once, a message in the case
+    // room that mentions the on-call member, and an alert in the on-call room.
+    noon.put(
+        "e1",
+        "+46702222222",
+        "Jag orkar inte mer, jag tänker på självmord",
+    );
+    let noon_room = stack.join_case_room().await;
+    let alert = eventually(Duration::from_secs(20), "the case-room alert", || async {
+        highlights(&stack.worker, &noon_room)
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert!(
+        alert["content"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("⚠ Emergency: the client's message matches «självmord*». The client was sent the emergency numbers."),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["content"]["m.mentions"]["user_ids"],
+        serde_json::json!(["@bo:localhost"])
+    );
+    let on_call = eventually(
+        Duration::from_secs(20),
+        "the on-call room alert",
+        || async {
+            highlights(&stack.worker, &alert_room)
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    let body = on_call["content"]["body"].as_str().unwrap();
+    assert!(body.starts_with("⚠ Emergency in case "), "{body}");
+    assert!(body.contains("https://matrix.to/#/#_cb_case_"), "{body}");
+    let out = eventually(Duration::from_secs(10), "the emergency reply", || async {
+        let out = noon.outbox();
+        (!out.is_empty()).then_some(out)
+    })
+    .await;
+    assert!(
+        out[0]
+            .body
+            .contains("Om du eller någon annan är i fara just nu, ring 112"),
+        "{}",
+        out[0].body
+    );
+
+    // Commands from a real account, and refused from a non-member.
+    let mut eve = Worker::login(&stack.synapse.url, "eve", "eve-password").await;
+    stack.worker.invite(&noon_room, "@eve:localhost").await;
+    eve.join(&noon_room).await;
+    eve.send_text(&noon_room, "!close").await;
+    stack
+        .wait_for_notice(&noon_room, "the refusal", |n| {
+            n == "Only members of team noon can use commands in a case room. Nothing was done."
+        })
+        .await;
+    eve.send_text(&noon_room, "Hej, det här är Eve").await;
+    stack
+        .wait_for_notice(&noon_room, "eve's text refused", |n| {
+            n.starts_with("Only members of team noon can write to the client")
+        })
+        .await;
+
+    let commands: [(&str, &Expectation); 10] = [
+        ("!help", &|n| n.starts_with("Commands in a case room")),
+        ("!case", &|n| {
+            n.contains("· open · team noon")
+                && n.contains("Contacts: +46702222222 (Loopback) ← replies go here")
+        }),
+        ("!note Ringde klienten, ingen svarade", &|n| {
+            n == "Internal note recorded; it is not sent to the client."
+        }),
+        ("!incident Klienten hotade en kollega", &|n| {
+            n == "Incident report recorded and posted to the incident room."
+        }),
+        ("!assign @bo:localhost", &|n| {
+            n.ends_with("assigned to @bo:localhost by @anna:localhost.")
+        }),
+        ("!via loopback", &|n| {
+            n == "Replies now go to +46702222222 (Loopback)."
+        }),
+        ("!close", &|n| n.ends_with("closed by @anna:localhost.")),
+        ("!reopen", &|n| n.ends_with("reopened by @anna:localhost.")),
+        ("!discreet on", &|n| n.starts_with("Discreet mode on")),
+        ("!frobnicate", &|n| {
+            n.starts_with("unknown command !frobnicate")
+        }),
+    ];
+    for (command, expected) in commands {
+        stack.worker.send_text(&noon_room, command).await;
+        stack
+            .wait_for_notice(&noon_room, command, |n| expected(n))
+            .await;
+    }
+    let incident = eventually(Duration::from_secs(20), "the incident report", || async {
+        stack
+            .worker
+            .messages(&alert_room)
+            .await
+            .into_iter()
+            .find(|e| {
+                e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("Incident report in case"))
+            })
+    })
+    .await;
+    assert!(incident["content"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("Klienten hotade en kollega"));
+    // Commands are records, never texts for the client.
+    assert_eq!(noon.outbox().len(), 1);
+
+    // Discreet: an emergency still alerts the team, but nothing automatic reaches the client.
+    noon.put(
+        "e2",
+        "+46702222222",
+        "Han slår mig, jag är rädd för mitt liv",
+    );
+    eventually(Duration::from_secs(20), "the second alert", || async {
+        let h = highlights(&stack.worker, &noon_room).await;
+        (h.len() == 2).then_some(())
+    })
+    .await;
+    let second = highlights(&stack.worker, &noon_room).await.pop().unwrap();
+    assert!(
+        second["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was sent to the client automatically."),
+        "{second}"
+    );
+    // A reply the worker writes still goes out.
+    stack
+        .worker
+        .send_text(&noon_room, "Vi ringer dig från ett dolt nummer.")
+        .await;
+    let out = eventually(Duration::from_secs(10), "the worker's reply", || async {
+        let out = noon.outbox();
+        (out.len() == 2).then_some(out)
+    })
+    .await;
+    assert_eq!(out[1].body, "Vi ringer dig från ett dolt nummer.");
+
+    // Blocked: the client's messages are recorded, not shown; the client gets the neutral text.
+    stack.worker.send_text(&noon_room, "!block").await;
+    stack
+        .wait_for_notice(&noon_room, "blocked", |n| n.starts_with("Blocked:"))
+        .await;
+    stack.worker.send_text(&noon_room, "!discreet off").await;
+    stack
+        .wait_for_notice(&noon_room, "discreet off", |n| {
+            n.starts_with("Discreet mode off")
+        })
+        .await;
+    noon.put("b1", "+46702222222", "Svara mig nu!");
+    let out = eventually(Duration::from_secs(10), "the neutral answer", || async {
+        let out = noon.outbox();
+        (out.len() == 3).then_some(out)
+    })
+    .await;
+    assert!(
+        out[2]
+            .body
+            .starts_with("Ditt meddelande har tagits emot och registrerats."),
+        "{}",
+        out[2].body
+    );
+    let case =
+        casebridge_gateway::store::Store::case_by_room(gateway.store().connection(), &noon_room)
+            .await
+            .unwrap()
+            .expect("the noon case");
+    let messages = gateway.store().messages(case.id).await.unwrap();
+    let blocked = messages
+        .iter()
+        .find(|m| m.direction == direction::INBOUND && m.body == "Svara mig nu!")
+        .expect("the blocked message is recorded");
+    assert_eq!(blocked.state, "blocked");
+    assert!(
+        blocked.event_id.is_none(),
+        "a blocked message is not relayed"
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.kind.as_deref() == Some("note"))
+            .count(),
+        1
+    );
+
+    gateway.shutdown().await;
+}
