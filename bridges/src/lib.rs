@@ -120,6 +120,9 @@ pub struct OutboundMessage {
     /// bridge shows this neutral sender and subject where it has them, and never the case
     /// number.
     pub discreet: Option<Discretion>,
+    /// Sent by a rule, not a person (an auto-reply): mail marks it `Auto-Submitted:
+    /// auto-replied` (RFC 3834) so the other side's auto-responders stay quiet.
+    pub automatic: bool,
 }
 
 /// What a discreet reply shows instead of the office's name and the case.
@@ -239,6 +242,13 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Optional capability: the bridge receives its provider's HTTP calls.
     fn webhook(&self) -> Option<&dyn Webhook> {
+        None
+    }
+
+    /// Optional capability: a reply too long for one message of this channel, cut into the
+    /// messages to send. The gateway records and queues each part on its own, so each is
+    /// delivered (and retried) exactly once. `None`: deliver it whole, as `deliver` decides.
+    fn split(&self, _body: &str) -> Option<Vec<String>> {
         None
     }
 }

@@ -37,9 +37,28 @@ pub struct TeamConfig {
     /// A room (id or alias) where `!incident` reports are posted; the emergency alert room
     /// when not set. Invite the bot there.
     pub incident_room: Option<OwnedRoomOrAliasId>,
+    /// The policies that run on a client's message, in order.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: Vec<InboundStep>,
     /// Replacements of the built-in reply texts, per language (`[teams.KEY.templates.sv]`).
     #[serde(default)]
     pub templates: BTreeMap<Language, TemplateOverrides>,
+}
+
+fn default_pipeline() -> Vec<InboundStep> {
+    vec![InboundStep::Emergency, InboundStep::AutoReply]
+}
+
+/// A policy that runs on every message from a client. The first step that answers the client
+/// answers; escalation happens whenever `emergency` is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InboundStep {
+    /// Emergency words: escalate, and answer with the emergency text.
+    Emergency,
+    /// Outside office hours, acknowledgements inside them, the neutral text to a blocked
+    /// client.
+    AutoReply,
 }
 
 fn default_languages() -> Vec<Language> {

@@ -7,7 +7,7 @@ use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, EntityTrait, QueryF
 use crate::{
     policy::TeamNotice,
     relay::Core,
-    store::{case, direction, identity, message, Store, StoreError},
+    store::{case, direction, identity, is_automatic, message, Store, StoreError},
 };
 
 /// What must happen once the transaction that ran a command has committed.
@@ -184,7 +184,8 @@ impl Core {
         let count = |direction: &str, automatic: bool| {
             messages
                 .iter()
-                .filter(|m| m.direction == direction && (m.kind.is_some() == automatic))
+                .filter(|m| m.direction == direction && m.kind.as_deref() != Some("part"))
+                .filter(|m| is_automatic(m.kind.as_deref()) == automatic)
                 .count()
         };
         let contacts: Vec<String> = identities

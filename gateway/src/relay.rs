@@ -741,6 +741,7 @@ impl Core {
             record_id: message.id,
             case_number: case.number,
             to: casebridge_bridges::RemoteAddress::new(identity.address),
+            automatic: crate::store::is_automatic(message.kind.as_deref()),
             body: message.body,
             html: message.html,
             discreet: case.discreet.then(|| {
@@ -944,6 +945,11 @@ impl Core {
         }
         let text = strip_reply_fallback(&body, html.as_deref());
         let instance = identity.instance.clone();
+        let parts = self
+            .bridges
+            .get(&instance)
+            .and_then(|b| b.bridge.split(&text.body));
+        let label = self.label(&identity.instance, &identity.channel);
         let queued = Store::record_outbound(
             conn,
             NewOutbound {
@@ -953,6 +959,8 @@ impl Core {
                 sender: event.sender.to_string(),
                 body: text.body,
                 html: text.html,
+                parts,
+                label,
             },
         )
         .await?;

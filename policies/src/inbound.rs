@@ -3,7 +3,7 @@
 //! team allows, never to automated mail and never in a discreet case.
 
 use casebridge_config::{
-    team::{AutoReplyConfig, DiscreetConfig, Repeat},
+    team::{AutoReplyConfig, DiscreetConfig, InboundStep, Repeat},
     Language, TeamConfig,
 };
 use chrono::{DateTime, TimeZone, Utc};
@@ -46,6 +46,8 @@ pub struct TeamPolicy {
     pub incident_room: Option<OwnedRoomOrAliasId>,
     /// What a discreet case shows the client.
     pub discreet: DiscreetConfig,
+    /// The steps, in order.
+    pub pipeline: Vec<InboundStep>,
 }
 
 /// A team setting that cannot work, with its key.
@@ -156,6 +158,14 @@ impl TeamPolicy {
         if config.languages.is_empty() {
             return Err(fail("languages", "needs at least one language".into()));
         }
+        for (i, step) in config.pipeline.iter().enumerate() {
+            if config.pipeline[..i].contains(step) {
+                return Err(fail(
+                    "pipeline",
+                    format!("{step:?} is listed twice; list each step once"),
+                ));
+            }
+        }
         let templates = Templates::new(config.templates.clone());
         templates
             .check()
@@ -183,6 +193,7 @@ impl TeamPolicy {
                 .clone()
                 .or_else(|| config.emergency.alert_room.clone()),
             discreet: config.discreet.clone(),
+            pipeline: config.pipeline.clone(),
         };
         if config.auto_reply.fit_sms {
             let language = policy.languages[0];
@@ -273,44 +284,51 @@ impl TeamPolicy {
             .join("\n\n")
     }
 
-    /// What to do about `message`.
+    /// What to do about `message`: the pipeline's steps in order; the first that answers the
+    /// client answers.
     pub fn decide(&self, message: &Incoming<'_>) -> Decision {
-        let mut decision = Decision {
-            emergency: self.matcher.find(message.text).map(str::to_owned),
-            ..Decision::default()
-        };
+        let mut decision = Decision::default();
         let next_open = self.hours.as_ref().and_then(|h| h.next_open(message.at));
-        let reply = if decision.emergency.is_some() {
-            self.emergency_reply.then(|| AutoReply {
-                kind: ReplyKind::Emergency,
-                text: self.text(
-                    Kind::Emergency,
-                    message.channel,
-                    message.case_number,
-                    next_open,
-                ),
-                once_key: None,
-            })
-        } else if message.blocked {
-            let day = self
-                .hours
-                .as_ref()
-                .map_or(chrono_tz::UTC, OfficeHours::time_zone)
-                .from_utc_datetime(&message.at.naive_utc())
-                .date_naive();
-            Some(AutoReply {
-                kind: ReplyKind::Blocked,
-                text: self.text(
-                    Kind::Blocked,
-                    message.channel,
-                    message.case_number,
-                    next_open,
-                ),
-                once_key: Some(format!("blocked-reply:{}:{day}", message.contact)),
-            })
-        } else {
-            self.routine_reply(message, next_open)
-        };
+        let mut reply = None;
+        for step in &self.pipeline {
+            let answer = match step {
+                InboundStep::Emergency => {
+                    decision.emergency = self.matcher.find(message.text).map(str::to_owned);
+                    (decision.emergency.is_some() && self.emergency_reply).then(|| AutoReply {
+                        kind: ReplyKind::Emergency,
+                        text: self.text(
+                            Kind::Emergency,
+                            message.channel,
+                            message.case_number,
+                            next_open,
+                        ),
+                        once_key: None,
+                    })
+                }
+                InboundStep::AutoReply if message.blocked => {
+                    let day = self
+                        .hours
+                        .as_ref()
+                        .map_or(chrono_tz::UTC, OfficeHours::time_zone)
+                        .from_utc_datetime(&message.at.naive_utc())
+                        .date_naive();
+                    Some(AutoReply {
+                        kind: ReplyKind::Blocked,
+                        text: self.text(
+                            Kind::Blocked,
+                            message.channel,
+                            message.case_number,
+                            next_open,
+                        ),
+                        once_key: Some(format!("blocked-reply:{}:{day}", message.contact)),
+                    })
+                }
+                InboundStep::AutoReply => self.routine_reply(message, next_open),
+            };
+            if reply.is_none() {
+                reply = answer;
+            }
+        }
         match reply {
             Some(_) if message.discreet => decision.withheld = Some(Withheld::Discreet),
             Some(_) if message.automated => decision.withheld = Some(Withheld::Automated),
@@ -413,5 +431,68 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "teams.sv.templates.sv.closed");
+    }
+}
+
+#[cfg(test)]
+mod once_per_period {
+    use std::collections::{BTreeSet, HashSet};
+
+    use casebridge_config::TeamConfig;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    use super::{Incoming, ReplyKind, TeamPolicy};
+    use crate::holidays::Holidays;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Over any sequence of messages from one client, exactly one auto-reply goes out per
+        /// closed period the client writes in, and it answers the first message of that period.
+        #[test]
+        fn one_reply_per_closed_period(mut offsets in proptest::collection::vec(0i64..14 * 24 * 60, 1..60)) {
+            offsets.sort_unstable();
+            let team: TeamConfig = toml::from_str(
+                "members = [\"@a:example.org\"]\nlanguages = [\"sv\"]\n\
+                 [hours]\ntime_zone = \"Europe/Stockholm\"\n\
+                 monday = [\"08:00-12:00\", \"13:00-16:00\"]\nwednesday = [\"10:00-14:00\"]\n\
+                 friday = [\"08:00-15:00\"]\nholidays = [\"2026-12-04\"]",
+            )
+            .unwrap();
+            let policy = TeamPolicy::new("t", &team, &Holidays::default()).unwrap();
+            let hours = policy.hours.clone().unwrap();
+            let start = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+            let mut marks = HashSet::new();
+            let mut periods = BTreeSet::new();
+            let mut replies = 0;
+            for minutes in offsets {
+                let at = start + chrono::Duration::minutes(minutes);
+                let decision = policy.decide(&Incoming {
+                    at,
+                    text: "hej",
+                    channel: "sms",
+                    automated: false,
+                    discreet: false,
+                    blocked: false,
+                    case_number: "2026-000001",
+                    contact: "7",
+                });
+                let open = hours.is_open(at);
+                let sent = decision.reply.filter(|r| r.once_key.clone().is_none_or(|k| marks.insert(k)));
+                if open {
+                    prop_assert!(sent.is_none());
+                    continue;
+                }
+                // A closed period is named by the instant it ends.
+                let first_in_period = periods.insert(hours.next_change(at));
+                prop_assert_eq!(sent.is_some(), first_in_period, "at {}", at);
+                if let Some(reply) = sent {
+                    prop_assert_eq!(reply.kind, ReplyKind::OutsideHours);
+                    replies += 1;
+                }
+            }
+            prop_assert_eq!(replies, periods.len());
+        }
     }
 }

@@ -71,6 +71,67 @@ impl Segments {
     }
 }
 
+/// Cuts `text` into numbered messages (`(1/3) …`) of at most `max_segments` parts each, at
+/// word boundaries where it can; `None` if that takes more than `max_messages` messages.
+pub fn split(text: &str, max_segments: usize, max_messages: usize) -> Option<Vec<String>> {
+    let text = text.trim();
+    // The numbering's length depends on how many messages there are: try one digit, then two.
+    for placeholder in ["(9/9) ", "(99/99) ", "(999/999) "] {
+        let chunks = chunk(text, max_segments, placeholder)?;
+        let n = chunks.len();
+        let digits = (placeholder.len() - 4) / 2;
+        if n.to_string().len() > digits {
+            continue;
+        }
+        if n > max_messages {
+            return None;
+        }
+        return Some(
+            chunks
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| format!("({}/{n}) {c}", i + 1))
+                .collect(),
+        );
+    }
+    None
+}
+
+/// Greedy word-wise chunks that fit `max_segments` parts behind `prefix`.
+fn chunk(text: &str, max_segments: usize, prefix: &str) -> Option<Vec<String>> {
+    let fits = |s: &str| Segments::of(&format!("{prefix}{}", s.trim_end())).parts <= max_segments;
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    for token in text.split_inclusive(char::is_whitespace) {
+        if fits(&format!("{current}{token}")) {
+            current.push_str(token);
+            continue;
+        }
+        if !current.trim().is_empty() {
+            chunks.push(std::mem::take(&mut current).trim_end().to_owned());
+        }
+        current.clear();
+        if fits(token) {
+            current.push_str(token);
+        } else {
+            // A word longer than a message: cut it by characters.
+            for c in token.chars() {
+                if !fits(&format!("{current}{c}")) {
+                    if current.is_empty() {
+                        return None;
+                    }
+                    chunks.push(std::mem::take(&mut current));
+                }
+                current.push(c);
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        chunks.push(current.trim_end().to_owned());
+    }
+    Some(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +183,52 @@ mod tests {
         assert_eq!(Segments::of(&"€".repeat(81)).parts, 2);
         assert_eq!(Segments::of(&"ж".repeat(70)).parts, 1);
         assert_eq!(Segments::of(&"ж".repeat(71)).parts, 2);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use proptest::prelude::*;
+
+    use super::{split, Segments};
+
+    #[test]
+    fn a_long_swedish_reply_becomes_numbered_messages() {
+        let text = "Hej! Vi har tittat på din ansökan om försörjningsstöd och behöver några fler \
+                    uppgifter innan vi kan fatta beslut. "
+            .repeat(6);
+        let parts = split(&text, 1, 10).unwrap();
+        assert!(parts.len() > 1);
+        let n = parts.len();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(part.starts_with(&format!("({}/{n}) ", i + 1)), "{part}");
+            assert_eq!(Segments::of(part).parts, 1, "{part}");
+        }
+        assert!(split(&text, 1, 2).is_none(), "more messages than allowed");
+    }
+
+    proptest! {
+        /// Every part fits, and the parts hold the whole text, in order, words intact.
+        #[test]
+        fn parts_fit_and_keep_the_text(
+            words in proptest::collection::vec("[a-zåäö€]{1,12}|[😀ж]{1,3}", 1..120),
+            max_segments in 1usize..4,
+        ) {
+            let text = words.join(" ");
+            let Some(parts) = split(&text, max_segments, 1000) else {
+                return Ok(());
+            };
+            let n = parts.len();
+            let mut rebuilt = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                prop_assert!(Segments::of(part).parts <= max_segments, "{}", part);
+                let prefix = format!("({}/{n}) ", i + 1);
+                prop_assert!(part.starts_with(&prefix));
+                rebuilt.push(part[prefix.len()..].to_owned());
+            }
+            let rebuilt = rebuilt.join(" ");
+            prop_assert_eq!(rebuilt.split_whitespace().collect::<Vec<_>>(),
+                            text.split_whitespace().collect::<Vec<_>>());
+        }
     }
 }

@@ -38,9 +38,16 @@ struct SmsOptions {
     /// Region for numbers written without a country code, e.g. `SE`.
     #[serde(default = "default_region")]
     default_region: String,
-    /// Most parts a reply may take; a longer one is refused with how much to cut.
+    /// Most parts a reply may take; a longer one is refused with how much to cut, or split.
     #[serde(default = "default_max_segments")]
     max_segments: usize,
+    /// What happens to a longer reply: `refuse` (with how much to cut) or `split` into
+    /// numbered messages of at most `max_segments` parts each.
+    #[serde(default)]
+    long_replies: LongReplies,
+    /// With `split`, the most messages one reply may become; a longer one is refused.
+    #[serde(default = "default_max_messages")]
+    max_messages: usize,
     /// How the provider reaches this gateway (`https://host/`): delivery reports are asked for
     /// there, and signatures are checked against it.
     public_url: Option<Url>,
@@ -57,6 +64,17 @@ fn default_region() -> String {
 }
 fn default_max_segments() -> usize {
     3
+}
+fn default_max_messages() -> usize {
+    4
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LongReplies {
+    #[default]
+    Refuse,
+    Split,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +229,10 @@ impl BridgeFactory for SmsFactory {
                 .unwrap_or_else(|| number.format().mode(Mode::E164).to_string()),
             region,
             max_segments: options.max_segments,
+            max_messages: match options.long_replies {
+                LongReplies::Refuse => 0,
+                LongReplies::Split => options.max_messages,
+            },
             report_url,
             provider,
             sink: std::sync::Mutex::new(None),
@@ -222,6 +244,8 @@ struct SmsBridge {
     sender: String,
     region: country::Id,
     max_segments: usize,
+    /// Most messages a split reply becomes; 0: long replies are refused.
+    max_messages: usize,
     report_url: Option<String>,
     provider: Arc<dyn Provider>,
     sink: std::sync::Mutex<Option<InboundSink>>,
@@ -303,6 +327,13 @@ impl Bridge for SmsBridge {
 
     fn webhook(&self) -> Option<&dyn Webhook> {
         Some(self)
+    }
+
+    fn split(&self, body: &str) -> Option<Vec<String>> {
+        if self.max_messages == 0 || Segments::of(body).parts <= self.max_segments {
+            return None;
+        }
+        segments::split(body, self.max_segments, self.max_messages)
     }
 }
 
@@ -436,6 +467,7 @@ mod tests {
             body: "å".repeat(500),
             html: None,
             discreet: None,
+            automatic: false,
         };
         let err = bridge.deliver(&message).await.unwrap_err();
         assert!(err.is_permanent());

@@ -54,6 +54,14 @@ pub mod direction {
     pub const INTERNAL: &str = "internal";
 }
 
+/// Whether a message of `kind` was sent by a rule rather than a person.
+pub fn is_automatic(kind: Option<&str>) -> bool {
+    matches!(
+        kind,
+        Some("auto-reply" | "acknowledgement" | "emergency-reply" | "blocked-reply")
+    )
+}
+
 /// Queue targets as stored.
 pub mod target {
     /// Relay into the case room.
@@ -103,6 +111,11 @@ pub struct NewOutbound {
     pub body: String,
     /// HTML after the outbound policies.
     pub html: Option<String>,
+    /// The messages the channel sends it as, when it is too long for one (each is recorded
+    /// and queued on its own, the reply itself is kept whole).
+    pub parts: Option<Vec<String>>,
+    /// How the case team names the channel, for the notice about parts.
+    pub label: String,
 }
 
 /// Where a known client address leads. An identity never moves to another case, so this is
@@ -470,24 +483,64 @@ impl Store {
             return Ok(false);
         }
         let now = Utc::now();
-        let m = message::ActiveModel {
+        let row = |body: &str, state: &str| message::ActiveModel {
             identity_id: Set(Some(out.identity.id)),
             instance: Set(out.identity.instance.clone()),
             channel: Set(out.identity.channel.clone()),
-            event_id: Set(Some(out.event_id)),
-            sender: Set(Some(out.sender)),
-            html: Set(out.html),
-            ..message_row(out.case_id, direction::OUTBOUND, "queued", &out.body, now)
+            sender: Set(Some(out.sender.clone())),
+            ..message_row(out.case_id, direction::OUTBOUND, state, body, now)
+        };
+        let whole = message::ActiveModel {
+            event_id: Set(Some(out.event_id.clone())),
+            html: Set(out.html.clone()),
+            ..row(
+                &out.body,
+                if out.parts.is_some() {
+                    "split"
+                } else {
+                    "queued"
+                },
+            )
         }
         .insert(conn)
         .await?;
-        enqueue(
+        let Some(parts) = &out.parts else {
+            enqueue(
+                conn,
+                target::BRIDGE,
+                &out.identity.instance,
+                whole.id,
+                out.case_id,
+                now,
+            )
+            .await?;
+            return Ok(true);
+        };
+        for part in parts {
+            let m = message::ActiveModel {
+                kind: Set(Some("part".to_owned())),
+                ..row(part, "queued")
+            }
+            .insert(conn)
+            .await?;
+            enqueue(
+                conn,
+                target::BRIDGE,
+                &out.identity.instance,
+                m.id,
+                out.case_id,
+                now,
+            )
+            .await?;
+        }
+        Self::record_notice(
             conn,
-            target::BRIDGE,
-            &out.identity.instance,
-            m.id,
             out.case_id,
-            now,
+            &format!(
+                "Sent as {} messages ({}): the reply is longer than one message may be here.",
+                parts.len(),
+                out.label
+            ),
         )
         .await?;
         Ok(true)

@@ -451,3 +451,86 @@ text = "message"
     assert_eq!(double.sent().len(), 1);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_replies_split_into_numbered_sms_each_sent_once() {
+    let (mut stack, elks, base) = sms_stack("smssplit").await;
+    stack.setup.extra = stack.setup.extra.replace(
+        "max_segments = 2",
+        "max_segments = 1\nlong_replies = \"split\"\nmax_messages = 4",
+    );
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/sms?secret={SECRET}");
+    assert_eq!(
+        ElksDouble::incoming(
+            &webhook,
+            "s1",
+            "+46701234567",
+            OFFICE,
+            "Hur går det med ansökan?"
+        )
+        .await,
+        204
+    );
+    let room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+
+    // 46elks is down when the reply is written: the parts wait in the queue, then each goes
+    // exactly once, in order.
+    elks.go_down_for(Duration::from_secs(4));
+    let reply = "Hej! Vi har gått igenom din ansökan och behöver ett läkarintyg och dina \
+                 kontoutdrag för de tre senaste månaderna innan vi kan fatta beslut. Du kan \
+                 lämna dem i receptionen på Storgatan 4 eller skicka dem med post. Hör av dig \
+                 om något är oklart, så hjälper vi dig gärna. Kom ihåg att ta med legitimation \
+                 när du kommer till oss nästa gång. Vänliga hälsningar, mottagningen.";
+    assert!(casebridge_policies::sms::Segments::of(reply).parts >= 3);
+    stack.worker.send_text(&room, reply).await;
+    stack
+        .wait_for_notice(&room, "the split notice", |n| {
+            n.starts_with("Sent as ")
+                && n.ends_with(" messages (SMS): the reply is longer than one message may be here.")
+        })
+        .await;
+    let sent = eventually(Duration::from_secs(30), "every part at 46elks", || async {
+        let sent = elks.sent();
+        (sent.len() >= 3).then_some(sent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent_again = elks.sent();
+    assert_eq!(sent_again.len(), sent.len(), "no part twice");
+    let n = sent.len();
+    let mut words = Vec::new();
+    for (i, sms) in sent.iter().enumerate() {
+        let text = sms["message"].as_str();
+        let prefix = format!("({}/{n}) ", i + 1);
+        assert!(text.starts_with(&prefix), "{text}");
+        assert_eq!(
+            casebridge_policies::sms::Segments::of(text).parts,
+            1,
+            "{text}"
+        );
+        assert_eq!(sms["to"], "+46701234567");
+        words.extend(text[prefix.len()..].split_whitespace().map(str::to_owned));
+    }
+    assert_eq!(words, reply.split_whitespace().collect::<Vec<_>>());
+
+    let store = gateway.store();
+    let case = store.cases().await.unwrap().remove(0);
+    let outbound: Vec<_> = store
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "outbound")
+        .map(|m| (m.kind, m.state))
+        .collect();
+    assert_eq!(outbound[0], (None, "split".to_owned()));
+    assert_eq!(outbound.len(), n + 1);
+    assert!(outbound[1..]
+        .iter()
+        .all(|(kind, state)| kind.as_deref() == Some("part") && state == "sent"));
+    gateway.shutdown().await;
+}
