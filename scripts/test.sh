@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of casebridge: unit and property tests, and the end-to-end tests against a
-# real Synapse (one per test, from a venv) and a real PostgreSQL. Installs what is missing.
+# real Synapse (one per test, from a venv), a real PostgreSQL, and real Dovecot and Postfix
+# (one mail system per test). Installs what is missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache=${CASEBRIDGE_CACHE:-$root/.cache}
 
 bash scripts/synapse.sh install
+# Once here, so that parallel tests never run apt at the same time.
+bash scripts/mail.sh install
 
 pgdir=$cache/test-postgres
 pgport=${CASEBRIDGE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}

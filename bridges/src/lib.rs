@@ -8,6 +8,7 @@
 //! Ids are opaque newtypes: the core stores and compares them, only the bridge that made them
 //! parses them. Adding a channel is one new module with a [`BridgeFactory`].
 
+pub mod email;
 pub mod sms;
 
 use std::{fmt, sync::Arc};
@@ -79,6 +80,8 @@ pub struct InboundMessage {
     /// Sent by a machine, not a person (RFC 3834 `Auto-Submitted`, a bounce, a mailing list):
     /// recorded and shown, never answered automatically.
     pub automated: bool,
+    /// The subject, on channels that have one (mail).
+    pub subject: Option<String>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -123,6 +126,19 @@ pub struct OutboundMessage {
     /// Sent by a rule, not a person (an auto-reply): mail marks it `Auto-Submitted:
     /// auto-replied` (RFC 3834) so the other side's auto-responders stay quiet.
     pub automatic: bool,
+    /// The conversation so far with this address, for channels that thread (mail).
+    pub conversation: Conversation,
+}
+
+/// What a threading channel needs to answer within the client's conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Conversation {
+    /// The subject of the client's latest message.
+    pub subject: Option<String>,
+    /// The channel's id of the client's latest message (mail: its Message-ID).
+    pub in_reply_to: Option<String>,
+    /// The channel's ids of the conversation's messages, oldest first (mail: References).
+    pub references: Vec<String>,
 }
 
 /// What a discreet reply shows instead of the office's name and the case.
@@ -275,7 +291,7 @@ pub trait BridgeFactory: Send + Sync + 'static {
 
 /// The factories of the bridges this build ships. Each bridge adds itself here.
 pub fn builtin_factories() -> Vec<Arc<dyn BridgeFactory>> {
-    vec![Arc::new(sms::SmsFactory)]
+    vec![Arc::new(sms::SmsFactory), Arc::new(email::EmailFactory)]
 }
 
 /// How the core answered an inbound message.
@@ -485,6 +501,7 @@ mod tests {
             attachments: Vec::new(),
             sent_at: Utc::now(),
             automated: false,
+            subject: None,
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

@@ -737,7 +737,9 @@ impl Core {
             .identity_id
             .ok_or_else(|| StoreError::Missing(format!("identity of message {}", message.id)))?;
         let identity = Store::identity(self.store.connection(), identity_id).await?;
+        let conversation = self.store.conversation(identity.id).await?;
         Ok(OutboundMessage {
+            conversation,
             record_id: message.id,
             case_number: case.number,
             to: casebridge_bridges::RemoteAddress::new(identity.address),

@@ -151,6 +151,7 @@ async fn cases_and_records_export() {
             attachments: Vec::new(),
             sent_at: chrono::Utc::now(),
             automated: false,
+            subject: None,
         },
     };
     let answers = store

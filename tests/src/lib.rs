@@ -4,6 +4,7 @@
 
 pub mod elks;
 pub mod loopback;
+pub mod mail;
 pub mod postgres;
 pub mod sms_gateway;
 pub mod synapse;

@@ -77,6 +77,7 @@ impl SpoolMessage {
             attachments,
             sent_at: chrono::Utc::now(),
             automated: false,
+            subject: None,
         })
     }
 }

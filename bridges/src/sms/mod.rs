@@ -370,6 +370,7 @@ impl Webhook for SmsBridge {
                     attachments: Vec::new(),
                     sent_at: at,
                     automated: false,
+                    subject: None,
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))
@@ -468,6 +469,7 @@ mod tests {
             html: None,
             discreet: None,
             automatic: false,
+            conversation: Default::default(),
         };
         let err = bridge.deliver(&message).await.unwrap_err();
         assert!(err.is_permanent());

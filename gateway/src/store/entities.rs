@@ -101,6 +101,8 @@ pub mod message {
         pub kind: Option<String>,
         /// Matrix IDs a notice mentions (highlights), as a JSON array.
         pub mentions: Option<Json>,
+        /// The subject, on channels that have one (mail).
+        pub subject: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

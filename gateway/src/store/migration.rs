@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
             Box::new(Initial),
             Box::new(AddAttachments),
             Box::new(AddPolicies),
+            Box::new(AddSubjects),
         ]
     }
 }
@@ -433,5 +434,42 @@ impl MigrationTrait for AddPolicies {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(Marks::Table).to_owned())
             .await
+    }
+}
+
+/// Subjects of messages on channels that have them (mail), for threading replies.
+struct AddSubjects;
+
+#[derive(DeriveIden)]
+enum SubjectColumn {
+    Subject,
+}
+
+impl MigrationName for AddSubjects {
+    fn name(&self) -> &str {
+        "m2026_11_23_000004_subjects"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddSubjects {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Messages::Table)
+                .add_column(string_null(SubjectColumn::Subject))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Messages::Table)
+                .drop_column(SubjectColumn::Subject)
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -276,6 +276,7 @@ impl Store {
                 channel: Set(item.channel.clone()),
                 upstream_id: Set(Some(item.message.message_id.as_str().to_owned())),
                 html: Set(item.message.html.clone()),
+                subject: Set(item.message.subject.clone()),
                 attachments: Set(attachment_summary(&item.message.attachments)),
                 sent_at: Set(Some(item.message.sent_at)),
                 ..message_row(
@@ -915,6 +916,41 @@ impl Store {
             .await?)
     }
 
+    /// The conversation with one identity so far: the latest subject and upstream id of the
+    /// client's messages, and every upstream id (theirs and ours), oldest first.
+    pub async fn conversation(
+        &self,
+        identity_id: i64,
+    ) -> Result<casebridge_bridges::Conversation, StoreError> {
+        let rows: Vec<(String, Option<String>, Option<String>)> = message::Entity::find()
+            .select_only()
+            .column(message::Column::Direction)
+            .column(message::Column::UpstreamId)
+            .column(message::Column::Subject)
+            .filter(message::Column::IdentityId.eq(identity_id))
+            .filter(message::Column::UpstreamId.is_not_null())
+            .order_by_asc(message::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut conversation = casebridge_bridges::Conversation::default();
+        for (direction, upstream, subject) in rows {
+            if direction == direction::INBOUND {
+                conversation.in_reply_to.clone_from(&upstream);
+                if subject.is_some() {
+                    conversation.subject = subject;
+                }
+            }
+            conversation.references.extend(upstream);
+        }
+        // Mail clients cut long reference lists too; the first and the latest matter most.
+        let n = conversation.references.len();
+        if n > 20 {
+            conversation.references.drain(1..n - 19);
+        }
+        Ok(conversation)
+    }
+
     /// The messages of a case in the order they were recorded.
     pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
         Ok(message::Entity::find()
@@ -1140,6 +1176,7 @@ mod tests {
                 attachments: Vec::new(),
                 sent_at: Utc::now(),
                 automated: false,
+                subject: None,
             },
         }
     }

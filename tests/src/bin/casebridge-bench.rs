@@ -100,6 +100,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         attachments: Vec::new(),
         sent_at: chrono::Utc::now(),
         automated: false,
+        subject: None,
     }
 }
 

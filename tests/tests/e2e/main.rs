@@ -3,6 +3,7 @@
 mod appservice_api;
 mod binary;
 mod durability;
+mod email;
 mod policies;
 mod relay;
 mod sms;

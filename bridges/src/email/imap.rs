@@ -1,0 +1,251 @@
+//! Reads the office mailbox: every mail without the `$Casebridge` keyword is handed to the
+//! gateway, and marked (and moved, if configured) once the gateway has committed it. Waits with
+//! IDLE where the server has it, polls where not, and reconnects with backoff when the
+//! connection or the server goes away.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_imap::{extensions::idle::IdleResponse, Client, Session};
+use futures::TryStreamExt;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    sync::Notify,
+};
+use tracing::{debug, info, warn};
+
+use super::{parse, Security, HANDLED_KEYWORD};
+use crate::InboundSink;
+
+/// Mails fetched per round trip.
+const CHUNK: usize = 50;
+/// RFC 2177: re-issue IDLE at least every 29 minutes.
+const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A byte stream IMAP can run over: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Stream for T {}
+
+type ImapSession = Session<Box<dyn Stream>>;
+
+/// One mailbox's reader.
+pub struct Reader {
+    pub instance: String,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password: casebridge_config::Secret,
+    pub mailbox: String,
+    pub handled_folder: Option<String>,
+    pub poll: Duration,
+    pub office: String,
+    pub max_attachment_bytes: usize,
+    pub stop: Notify,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("connecting: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("login refused: {0}")]
+    Login(async_imap::error::Error),
+    #[error("the gateway did not record a mail: {0}")]
+    Gateway(String),
+    #[error("{0}")]
+    Server(String),
+}
+
+impl Reader {
+    /// Reads until stopped; every failure is logged and retried with backoff.
+    pub async fn run(self: Arc<Self>, sink: InboundSink) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let stopped = self.stop.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            let outcome = tokio::select! {
+                r = self.session(&sink, &mut backoff) => r,
+                () = &mut stopped => return,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(instance = %self.instance, error = %e, retry_in = ?backoff, "mailbox connection lost");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = &mut stopped => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn connect(&self) -> Result<ImapSession, ReadError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        tcp.set_nodelay(true)?;
+        let client: Client<Box<dyn Stream>> = match self.security {
+            Security::Plain => {
+                let mut c = Client::new(Box::new(tcp) as Box<dyn Stream>);
+                greeting(&mut c).await?;
+                c
+            }
+            Security::Tls => {
+                let mut c = Client::new(Box::new(self.tls(tcp).await?) as Box<dyn Stream>);
+                greeting(&mut c).await?;
+                c
+            }
+            Security::Starttls => {
+                let mut plain = Client::new(tcp);
+                greeting(&mut plain).await?;
+                plain.run_command_and_check_ok("STARTTLS", None).await?;
+                let tcp = plain.into_inner();
+                Client::new(Box::new(self.tls(tcp).await?) as Box<dyn Stream>)
+            }
+        };
+        client
+            .login(&self.username, self.password.expose())
+            .await
+            .map_err(|(e, _)| ReadError::Login(e))
+    }
+
+    async fn tls(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ReadError> {
+        let roots = tokio_rustls::rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ReadError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| ReadError::Tls(format!("{}: {e}", self.host)))?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ReadError::Tls(e.to_string()))
+    }
+
+    /// One connection: catch up, then wait for news, until it fails or the bridge stops.
+    async fn session(&self, sink: &InboundSink, backoff: &mut Duration) -> Result<(), ReadError> {
+        let mut session = self.connect().await?;
+        let mailbox = session.select(&self.mailbox).await?;
+        let uid_validity = mailbox.uid_validity.unwrap_or(0);
+        let idle = session.capabilities().await?.has_str("IDLE");
+        info!(instance = %self.instance, mailbox = %self.mailbox, idle, "reading the mailbox");
+        loop {
+            self.catch_up(&mut session, sink, uid_validity).await?;
+            *backoff = Duration::from_secs(1);
+            if idle {
+                let mut handle = session.idle();
+                handle.init().await?;
+                let (wait, _interrupt) = handle.wait_with_timeout(IDLE_RENEW);
+                match wait.await? {
+                    IdleResponse::NewData(_) => {
+                        debug!(instance = %self.instance, "mailbox changed")
+                    }
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => {}
+                }
+                session = handle.done().await?;
+            } else {
+                tokio::time::sleep(self.poll).await;
+            }
+        }
+    }
+
+    /// Hands every unmarked mail to the gateway, oldest first, and marks what it committed.
+    async fn catch_up(
+        &self,
+        session: &mut ImapSession,
+        sink: &InboundSink,
+        uid_validity: u32,
+    ) -> Result<(), ReadError> {
+        let mut uids: Vec<u32> = session
+            .uid_search(format!("UNKEYWORD {HANDLED_KEYWORD}"))
+            .await?
+            .into_iter()
+            .collect();
+        uids.sort_unstable();
+        for chunk in uids.chunks(CHUNK) {
+            let set = uid_set(chunk);
+            let fetched: Vec<_> = session
+                .uid_fetch(&set, "(UID BODY.PEEK[])")
+                .await?
+                .try_collect()
+                .await?;
+            let mut pending = Vec::with_capacity(fetched.len());
+            for fetch in &fetched {
+                let Some(uid) = fetch.uid else { continue };
+                let raw = fetch.body().unwrap_or_default();
+                let message = parse::inbound(
+                    raw,
+                    &parse::Context {
+                        office: &self.office,
+                        max_attachment_bytes: self.max_attachment_bytes,
+                        fallback_id: format!("imap-{uid_validity}-{uid}@{}", self.mailbox),
+                    },
+                );
+                let ack = sink
+                    .enqueue(message)
+                    .await
+                    .map_err(|e| ReadError::Gateway(e.to_string()))?;
+                pending.push((uid, ack));
+            }
+            let mut done = Vec::with_capacity(pending.len());
+            for (uid, ack) in pending {
+                ack.recorded()
+                    .await
+                    .map_err(|e| ReadError::Gateway(e.to_string()))?;
+                done.push(uid);
+            }
+            if done.is_empty() {
+                continue;
+            }
+            let set = uid_set(&done);
+            session
+                .uid_store(&set, format!("+FLAGS ({HANDLED_KEYWORD})"))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await?;
+            if let Some(folder) = &self.handled_folder {
+                session.uid_mv(&set, folder).await.map_err(|e| {
+                    ReadError::Server(format!("moving handled mail to {folder}: {e}"))
+                })?;
+            }
+            debug!(instance = %self.instance, count = done.len(), "mails recorded and marked");
+        }
+        Ok(())
+    }
+}
+
+async fn greeting<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug>(
+    client: &mut Client<T>,
+) -> Result<(), ReadError> {
+    match client.read_response().await? {
+        Some(_) => Ok(()),
+        None => Err(ReadError::Server(
+            "the server closed the connection before greeting".into(),
+        )),
+    }
+}
+
+/// `1,2,5` for the UIDs.
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

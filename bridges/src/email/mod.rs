@@ -1,0 +1,375 @@
+//! The e-mail bridge: clients write to the office's mailbox, the case team answers from the
+//! room, and the client gets an ordinary reply from the office address, threaded in their
+//! conversation.
+//!
+//! Inbound reads the mailbox over IMAP (IDLE, or polling where the server lacks it) and marks
+//! each mail handled on the server (a `$Casebridge` keyword, optionally a move) only after the
+//! gateway committed it; a restart re-reads whatever is unmarked and the Message-ID
+//! deduplicates. Outbound goes through SMTP with `Message-ID`, `In-Reply-To`, `References` and
+//! the case number in the subject.
+
+mod imap;
+pub mod parse;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use casebridge_config::{resolve_secret, BridgeInstance, ConfigError, Secret};
+use lettre::{
+    message::{
+        header::{self, ContentType, HeaderName, HeaderValue},
+        Mailbox, MultiPart, SinglePart,
+    },
+    transport::smtp::{authentication::Credentials, client::Tls, client::TlsParameters},
+    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
+};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::{
+    Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundSink,
+    OutboundMessage, RemoteMessageId,
+};
+
+/// The keyword that marks a mail the gateway has recorded.
+pub const HANDLED_KEYWORD: &str = "$Casebridge";
+
+/// How a connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (IMAP 993, SMTP 465).
+    Tls,
+    /// Plain, then STARTTLS before logging in (IMAP 143, SMTP 587).
+    Starttls,
+    /// No encryption: only for a server on the same host or a test bed.
+    Plain,
+}
+
+/// `[bridges.KEY.imap]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImapOptions {
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "tls")]
+    security: Security,
+    username: String,
+    password: Option<Secret>,
+    password_file: Option<PathBuf>,
+    /// The folder clients' mail arrives in.
+    #[serde(default = "inbox")]
+    mailbox: String,
+    /// Move handled mail here (it is flagged `$Casebridge` either way).
+    handled_folder: Option<String>,
+    /// Seconds between checks when the server has no IDLE.
+    #[serde(default = "poll_seconds")]
+    poll_seconds: u64,
+}
+
+/// `[bridges.KEY.smtp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpOptions {
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "tls")]
+    security: Security,
+    username: Option<String>,
+    password: Option<Secret>,
+    password_file: Option<PathBuf>,
+}
+
+/// `[bridges.KEY]` with `kind = "email"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailOptions {
+    /// The office's address: the mailbox clients write to, and From of every reply.
+    address: String,
+    /// The name shown with it.
+    name: Option<String>,
+    /// Files larger than this are named in the room instead of carried (bytes).
+    #[serde(default = "max_attachment_bytes")]
+    max_attachment_bytes: usize,
+    imap: ImapOptions,
+    smtp: SmtpOptions,
+}
+
+fn tls() -> Security {
+    Security::Tls
+}
+fn inbox() -> String {
+    "INBOX".into()
+}
+fn poll_seconds() -> u64 {
+    60
+}
+fn max_attachment_bytes() -> usize {
+    10 * 1024 * 1024
+}
+
+/// Builds `kind = "email"` instances.
+pub struct EmailFactory;
+
+impl BridgeFactory for EmailFactory {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn build(&self, name: &str, config: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError> {
+        let options: EmailOptions = config.options(name)?;
+        let key = |k: &str| format!("bridges.{name}.{k}");
+        let invalid = |k: &str, message: String| {
+            BridgeError::Config(ConfigError::Invalid {
+                key: key(k),
+                message,
+            })
+        };
+        let office: lettre::Address = options.address.parse().map_err(|e| {
+            invalid(
+                "address",
+                format!("{:?} is not an e-mail address: {e}", options.address),
+            )
+        })?;
+        let imap_password = resolve_secret(
+            &key("imap.password"),
+            &options.imap.password,
+            &options.imap.password_file,
+        )?;
+        let smtp_password = match (&options.smtp.password, &options.smtp.password_file) {
+            (None, None) => None,
+            _ => Some(resolve_secret(
+                &key("smtp.password"),
+                &options.smtp.password,
+                &options.smtp.password_file,
+            )?),
+        };
+        let smtp = smtp_transport(&options.smtp, smtp_password).map_err(|e| invalid("smtp", e))?;
+        Ok(Arc::new(EmailBridge {
+            office: Mailbox::new(options.name.clone(), office),
+            imap: Arc::new(imap::Reader {
+                instance: name.to_owned(),
+                host: options.imap.host.clone(),
+                port: options.imap.port.unwrap_or(match options.imap.security {
+                    Security::Tls => 993,
+                    _ => 143,
+                }),
+                security: options.imap.security,
+                username: options.imap.username.clone(),
+                password: imap_password,
+                mailbox: options.imap.mailbox.clone(),
+                handled_folder: options.imap.handled_folder.clone(),
+                poll: Duration::from_secs(options.imap.poll_seconds.max(1)),
+                office: options.address.to_lowercase(),
+                max_attachment_bytes: options.max_attachment_bytes,
+                stop: Notify::new(),
+            }),
+            smtp,
+            task: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+fn smtp_transport(
+    options: &SmtpOptions,
+    password: Option<Secret>,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let tls = || {
+        TlsParameters::new(options.host.clone())
+            .map_err(|e| format!("TLS for {}: {e}", options.host))
+    };
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&options.host);
+    let builder = match options.security {
+        Security::Tls => builder
+            .port(options.port.unwrap_or(465))
+            .tls(Tls::Wrapper(tls()?)),
+        Security::Starttls => builder
+            .port(options.port.unwrap_or(587))
+            .tls(Tls::Required(tls()?)),
+        Security::Plain => builder.port(options.port.unwrap_or(25)).tls(Tls::None),
+    };
+    let builder = match (&options.username, password) {
+        (Some(user), Some(password)) => {
+            builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()))
+        }
+        (None, None) => builder,
+        _ => return Err("give both username and password, or neither".into()),
+    };
+    Ok(builder.timeout(Some(Duration::from_secs(60))).build())
+}
+
+struct EmailBridge {
+    office: Mailbox,
+    imap: Arc<imap::Reader>,
+    smtp: AsyncSmtpTransport<Tokio1Executor>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl EmailBridge {
+    /// The reply as a mail: from the office (or the neutral name), threaded.
+    fn compose(&self, message: &OutboundMessage) -> Result<lettre::Message, DeliveryError> {
+        let to: Mailbox = message.to.as_str().parse().map_err(|e| {
+            DeliveryError::permanent(format!(
+                "{} is not an e-mail address: {e}",
+                message.to.as_str()
+            ))
+        })?;
+        let domain = self.office.email.domain();
+        let message_id = format!("cb.{}.{}@{domain}", message.record_id, message.case_number);
+        let (from, subject) = match &message.discreet {
+            Some(d) => (
+                Mailbox::new(Some(d.sender_name.clone()), self.office.email.clone()),
+                d.subject.clone(),
+            ),
+            None => (
+                self.office.clone(),
+                subject(message, self.office.name.as_deref()),
+            ),
+        };
+        let mut builder = lettre::Message::builder()
+            .from(from)
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{message_id}>")));
+        if let Some(parent) = &message.conversation.in_reply_to {
+            builder = builder.in_reply_to(format!("<{parent}>"));
+        }
+        if !message.conversation.references.is_empty() {
+            builder = builder.references(
+                message
+                    .conversation
+                    .references
+                    .iter()
+                    .map(|r| format!("<{r}>"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        if message.automatic {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-replied".into(),
+            ));
+        }
+        let text = SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .header(header::ContentTransferEncoding::QuotedPrintable)
+            .body(message.body.clone());
+        let mail = match &message.html {
+            Some(html) => builder.multipart(
+                MultiPart::alternative().singlepart(text).singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .header(header::ContentTransferEncoding::QuotedPrintable)
+                        .body(parse::sanitise(html)),
+                ),
+            ),
+            None => builder.singlepart(text),
+        };
+        mail.map_err(|e| DeliveryError::permanent(format!("cannot build the mail: {e}")))
+    }
+}
+
+/// `Re: <the client's subject> [2026-000123]`, without piling up `Re:` or case numbers.
+fn subject(message: &OutboundMessage, office: Option<&str>) -> String {
+    let tag = format!("[{}]", message.case_number);
+    match message.conversation.subject.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => {
+            let mut base = s.replace(&tag, "");
+            loop {
+                let t = base.trim_start();
+                let lower = t.to_ascii_lowercase();
+                match ["re:", "sv:", "vs:", "aw:", "fwd:"]
+                    .iter()
+                    .find(|p| lower.starts_with(**p))
+                {
+                    Some(p) => base = t[p.len()..].to_owned(),
+                    None => break,
+                }
+            }
+            format!("Re: {} {tag}", base.trim())
+        }
+        _ => format!("{} {tag}", office.unwrap_or("Reply")),
+    }
+}
+
+#[async_trait]
+impl Bridge for EmailBridge {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            channel: "email",
+            label: "E-mail",
+            attachments: true,
+            max_length: None,
+            delivery_reports: false,
+            html: true,
+        }
+    }
+
+    async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        let reader = self.imap.clone();
+        let handle = tokio::spawn(async move { reader.run(inbound).await });
+        *self.task.lock().expect("not poisoned") = Some(handle);
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        self.imap.stop.notify_waiters();
+        let handle = self.task.lock().expect("not poisoned").take();
+        if let Some(handle) = handle {
+            if tokio::time::timeout(Duration::from_secs(5), handle)
+                .await
+                .is_err()
+            {
+                warn!(instance = %self.imap.instance, "IMAP reader did not stop in 5 s");
+            }
+        }
+    }
+
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError> {
+        let mail = self.compose(message)?;
+        let id = mail.headers().get_raw("Message-ID").map(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        });
+        match self.smtp.send(mail).await {
+            Ok(_) => Ok(Delivered {
+                remote_id: id.map(RemoteMessageId::new),
+            }),
+            Err(e) if e.is_permanent() => Err(DeliveryError::permanent(format!(
+                "the mail server refused the reply: {e}"
+            ))),
+            Err(e) => Err(DeliveryError::transient(format!("sending mail: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Conversation, OutboundMessage, RemoteAddress};
+
+    use super::subject;
+
+    #[test]
+    fn subjects_keep_one_re_and_one_case_number() {
+        let mut m = OutboundMessage {
+            record_id: 1,
+            case_number: "2026-000042".into(),
+            to: RemoteAddress::new("a@client.test"),
+            body: String::new(),
+            html: None,
+            discreet: None,
+            automatic: false,
+            conversation: Conversation::default(),
+        };
+        assert_eq!(
+            subject(&m, Some("Mottagningen")),
+            "Mottagningen [2026-000042]"
+        );
+        m.conversation.subject = Some("SV: Re: Fråga om bidrag [2026-000042]".into());
+        assert_eq!(subject(&m, None), "Re: Fråga om bidrag [2026-000042]");
+    }
+}

@@ -1,0 +1,436 @@
+//! A client's mail as the case room shows it: sender, subject, the new text (quoted history
+//! trimmed), HTML cut down to what Matrix clients render with nothing remote left in it, files
+//! within the office's size limit, and whether a machine sent it (RFC 3834).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use mail_parser::{Message, MessageParser, MimeHeaders};
+
+use crate::{Attachment, InboundMessage, RemoteAddress, RemoteMessageId};
+
+/// What the parser needs to know besides the mail.
+pub struct Context<'a> {
+    /// The office's own address: mail from it is never answered.
+    pub office: &'a str,
+    /// Files larger than this are named, not carried.
+    pub max_attachment_bytes: usize,
+    /// A stable id when the mail has no Message-ID (`imap-UIDVALIDITY-UID@MAILBOX`).
+    pub fallback_id: String,
+}
+
+/// Turns raw RFC 5322 bytes into the message for the case room. A mail that cannot be parsed
+/// still arrives: as a notice-like text with the original attached, so nothing is lost.
+pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
+    let Some(mail) = MessageParser::default().parse(raw) else {
+        return unreadable(raw, context, "it is not a valid e-mail message");
+    };
+    let Some(from) = mail
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| a.contains('@'))
+    else {
+        return unreadable(raw, context, "it has no sender address (From)");
+    };
+    let name = mail
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name())
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let display_name = match name {
+        Some(name) => format!("{name} <{from}>"),
+        None => from.clone(),
+    };
+    let subject = mail.subject().map(|s| s.trim().to_owned());
+    let text = mail
+        .body_text(0)
+        .map(|t| t.into_owned())
+        .unwrap_or_default();
+    let text = trim_quoted(&text);
+    let html = mail.body_html(0).map(|h| sanitise(&h));
+    let (attachments, too_large) = files(&mail, context.max_attachment_bytes);
+
+    let mut body = String::new();
+    let mut html_out = String::new();
+    if let Some(subject) = subject.as_deref().filter(|s| !s.is_empty()) {
+        body.push_str(&format!("{subject}\n\n"));
+        html_out.push_str(&format!("<p><strong>{}</strong></p>", escape(subject)));
+    }
+    body.push_str(text.trim());
+    match &html {
+        // A mail with an HTML part shows it; its text part is the plain alternative.
+        Some(h) if !h.trim().is_empty() => html_out.push_str(h),
+        _ => html_out.push_str(&format!(
+            "<p>{}</p>",
+            escape(text.trim()).replace('\n', "<br>")
+        )),
+    }
+    for (name, size) in &too_large {
+        let note = format!(
+            "The attachment {name} ({}) is larger than this office accepts ({}); it stays in \
+             the mailbox and is not shown here.",
+            human(*size),
+            human(context.max_attachment_bytes)
+        );
+        body.push_str(&format!("\n\n[{note}]"));
+        html_out.push_str(&format!("<p><em>{}</em></p>", escape(&note)));
+    }
+    let sent_at = mail
+        .date()
+        .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0))
+        .unwrap_or_else(Utc::now);
+    InboundMessage {
+        message_id: RemoteMessageId::new(
+            mail.message_id()
+                .map(str::to_owned)
+                .unwrap_or_else(|| context.fallback_id.clone()),
+        ),
+        automated: is_automated(&mail, &from, context.office),
+        from: RemoteAddress::new(from),
+        display_name,
+        body,
+        html: Some(html_out),
+        attachments,
+        sent_at,
+        subject,
+    }
+}
+
+fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
+    InboundMessage {
+        message_id: RemoteMessageId::new(context.fallback_id.clone()),
+        from: RemoteAddress::new("unknown-sender@invalid"),
+        display_name: "Unreadable e-mail".into(),
+        body: format!(
+            "An e-mail arrived that cannot be read: {why}. The original is attached as it came."
+        ),
+        html: None,
+        attachments: vec![Attachment {
+            filename: "original.eml".into(),
+            mime: "message/rfc822".into(),
+            data: raw.to_vec(),
+        }],
+        sent_at: Utc::now(),
+        automated: true,
+        subject: None,
+    }
+}
+
+/// RFC 3834 and common practice: never answer machines.
+fn is_automated(mail: &Message<'_>, from: &str, office: &str) -> bool {
+    let header = |name: &str| mail.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
+    let precedence = header("Precedence")
+        .is_some_and(|v| matches!(v.as_str(), "bulk" | "list" | "junk" | "auto_reply"));
+    let list =
+        mail.header_raw("List-Id").is_some() || mail.header_raw("List-Unsubscribe").is_some();
+    let autoreply_headers = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"]
+        .iter()
+        .any(|h| mail.header_raw(*h).is_some());
+    let local = from.split('@').next().unwrap_or_default();
+    let daemon = matches!(
+        local,
+        "mailer-daemon"
+            | "postmaster"
+            | "noreply"
+            | "no-reply"
+            | "donotreply"
+            | "bounce"
+            | "bounces"
+    ) || local.starts_with("bounce")
+        || local.starts_with("owner-");
+    let null_sender = header("Return-Path").is_some_and(|v| v == "<>");
+    let report = mail.content_type().is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("multipart")
+            && c.subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    });
+    auto_submitted
+        || precedence
+        || list
+        || autoreply_headers
+        || daemon
+        || null_sender
+        || report
+        || from.eq_ignore_ascii_case(office)
+}
+
+/// The files of a mail within `max` bytes, and the names and sizes of those over it.
+fn files(mail: &Message<'_>, max: usize) -> (Vec<Attachment>, Vec<(String, usize)>) {
+    let mut kept = Vec::new();
+    let mut too_large = Vec::new();
+    let mut names = HashSet::new();
+    for (i, part) in mail.attachments().enumerate() {
+        let data = part.contents();
+        let mime = part
+            .content_type()
+            .map(|c| match c.subtype() {
+                Some(sub) => format!("{}/{}", c.ctype(), sub),
+                None => c.ctype().to_owned(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into())
+            .to_ascii_lowercase();
+        let mut name = part
+            .attachment_name()
+            .map(|n| n.replace(['/', '\\'], "_"))
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| format!("attachment-{}", i + 1));
+        if !names.insert(name.clone()) {
+            name = format!("{}-{name}", i + 1);
+        }
+        if data.len() > max {
+            too_large.push((name, data.len()));
+        } else {
+            kept.push(Attachment {
+                filename: name,
+                mime,
+                data: data.to_vec(),
+            });
+        }
+    }
+    (kept, too_large)
+}
+
+/// The HTML subset Matrix clients render (the spec's list for `m.room.message`), with links
+/// kept and everything that fetches or runs anything removed: images, scripts, styles, forms,
+/// frames, event handlers, remote fonts.
+pub fn sanitise(html: &str) -> String {
+    let tags: HashSet<&str> = [
+        "font",
+        "del",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "p",
+        "a",
+        "ul",
+        "ol",
+        "sup",
+        "sub",
+        "li",
+        "b",
+        "i",
+        "u",
+        "strong",
+        "em",
+        "strike",
+        "s",
+        "code",
+        "hr",
+        "br",
+        "div",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "caption",
+        "pre",
+        "span",
+        "details",
+        "summary",
+    ]
+    .into_iter()
+    .collect();
+    ammonia::Builder::default()
+        .tags(tags)
+        .generic_attributes(HashSet::new())
+        .tag_attributes(
+            [
+                ("a", ["href"].into_iter().collect()),
+                ("ol", ["start"].into_iter().collect()),
+            ]
+            .into_iter()
+            .collect(),
+        )
+        .url_schemes(["http", "https", "mailto", "tel"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer"))
+        .clean(html)
+        .to_string()
+}
+
+/// Cuts the quoted history a mail client appends (`> ` lines, "On … wrote:" and its
+/// translations, "-----Original Message-----"), keeping what the client wrote now. A mail that
+/// is nothing but a quote is left as it is.
+pub fn trim_quoted(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut cut = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        let l = line.trim();
+        let lower = l.to_lowercase();
+        // "On …, Anna <a@b> wrote:", "Den … skrev Anna <a@b>:", "… írta:", "… написав:".
+        let attribution = lower.ends_with(':')
+            && ["wrote", "skrev", "írta", "написав", "написала", "пише"]
+                .iter()
+                .any(|w| lower.contains(w))
+            && lines[i + 1..]
+                .iter()
+                .find(|n| !n.trim().is_empty())
+                .is_some_and(|n| n.trim_start().starts_with('>'));
+        let original = lower.starts_with("-----original message-----")
+            || lower.starts_with("-------- originalmeddelande --------")
+            || lower.starts_with("-------- original message --------")
+            || lower.starts_with("-------- eredeti üzenet --------");
+        let quote_to_end = l.starts_with('>')
+            && lines[i..]
+                .iter()
+                .all(|n| n.trim().is_empty() || n.trim_start().starts_with('>'));
+        if attribution || original || quote_to_end {
+            cut = i;
+            break;
+        }
+    }
+    let kept = lines[..cut].join("\n");
+    if kept.trim().is_empty() {
+        text.to_owned()
+    } else {
+        kept.trim_end().to_owned()
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn human(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{} kB", bytes.div_ceil(1024))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Context<'static> {
+        Context {
+            office: "office@office.test",
+            max_attachment_bytes: 1024,
+            fallback_id: "imap-1-7@INBOX".into(),
+        }
+    }
+
+    #[test]
+    fn a_plain_mail_in_swedish() {
+        let raw = "From: =?utf-8?q?=C3=85sa_Berg?= <Asa@Client.test>\r\nTo: office@office.test\r\n\
+                   Subject: =?iso-8859-1?q?Fr=E5ga_om_bidrag?=\r\nMessage-ID: <abc@client.test>\r\n\
+                   Date: Mon, 23 Nov 2026 21:00:00 +0100\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+                   Content-Transfer-Encoding: quoted-printable\r\n\r\nHej! N=E4r f=E5r jag svar?\r\n\r\n\
+                   Den 20 nov. 2026 skrev Mottagningen <office@office.test>:\r\n> Vi har tagit emot din ans=F6kan.\r\n";
+        let m = inbound(raw.as_bytes(), &context());
+        assert_eq!(m.from.as_str(), "asa@client.test");
+        assert_eq!(m.display_name, "Åsa Berg <asa@client.test>");
+        assert_eq!(m.subject.as_deref(), Some("Fråga om bidrag"));
+        assert_eq!(m.body, "Fråga om bidrag\n\nHej! När får jag svar?");
+        assert_eq!(m.message_id.as_str(), "abc@client.test");
+        assert!(!m.automated);
+        assert_eq!(m.sent_at.to_rfc3339(), "2026-11-23T20:00:00+00:00");
+    }
+
+    #[test]
+    fn tracking_pixels_scripts_and_big_files_never_reach_the_room() {
+        let raw = "From: client@client.test\r\nSubject: Kvitto\r\nMIME-Version: 1.0\r\n\
+                   Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\n\
+                   Content-Type: text/html; charset=utf-8\r\n\r\n<p onclick=\"x()\">Se <b>bilagan</b>\
+                   <img src=\"https://tracker.example/p.gif\" width=1 height=1></p><script>alert(1)</script>\
+                   <style>p{background:url(https://x.example/a)}</style><a href=\"javascript:evil()\">x</a>\
+                   <a href=\"https://kommun.example/info\">info</a>\r\n--b1\r\n\
+                   Content-Type: application/pdf; name=stor.pdf\r\nContent-Disposition: attachment; filename=stor.pdf\r\n\
+                   Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_owned()
+            + &"QUFB".repeat(400)
+            + "\r\n--b1\r\nContent-Type: text/plain; name=liten.txt\r\nContent-Disposition: attachment; filename=liten.txt\r\n\r\nhej\r\n--b1--\r\n";
+        let m = inbound(raw.as_bytes(), &context());
+        let html = m.html.unwrap();
+        for bad in [
+            "<img",
+            "tracker.example",
+            "<script",
+            "alert(",
+            "onclick",
+            "javascript:",
+            "x.example",
+            "<style",
+        ] {
+            assert!(!html.contains(bad), "{bad} in {html}");
+        }
+        assert!(
+            html.contains(
+                "<a href=\"https://kommun.example/info\" rel=\"noopener noreferrer\">info</a>"
+            ),
+            "{html}"
+        );
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].filename, "liten.txt");
+        assert!(
+            m.body.contains(
+                "The attachment stor.pdf (2 kB) is larger than this office accepts (1 kB)"
+            ),
+            "{}",
+            m.body
+        );
+        // No Message-ID: the IMAP fallback id.
+        assert_eq!(m.message_id.as_str(), "imap-1-7@INBOX");
+    }
+
+    #[test]
+    fn machines_are_recognised() {
+        let base = "To: office@office.test\r\nSubject: x\r\n";
+        for (headers, automated) in [
+            ("From: a@client.test\r\nAuto-Submitted: auto-replied\r\n", true),
+            ("From: a@client.test\r\nAuto-Submitted: no\r\n", false),
+            ("From: a@client.test\r\nPrecedence: bulk\r\n", true),
+            ("From: a@client.test\r\nList-Id: <news.client.test>\r\n", true),
+            ("From: MAILER-DAEMON@client.test\r\n", true),
+            ("From: a@client.test\r\nReturn-Path: <>\r\n", true),
+            ("From: Office@office.test\r\n", true),
+            ("From: a@client.test\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=x\r\n", true),
+            ("From: a@client.test\r\n", false),
+        ] {
+            let raw = format!("{headers}{base}\r\nbody\r\n");
+            assert_eq!(inbound(raw.as_bytes(), &context()).automated, automated, "{headers}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_kept_whole() {
+        let m = inbound(b"\x00\x01 not a mail", &context());
+        assert!(
+            m.body.starts_with("An e-mail arrived that cannot be read"),
+            "{}",
+            m.body
+        );
+        assert_eq!(m.attachments[0].data, b"\x00\x01 not a mail");
+        assert!(m.automated);
+    }
+
+    #[test]
+    fn quoted_history_is_trimmed() {
+        assert_eq!(
+            trim_quoted("Tack!\n\nOn Mon, 23 Nov 2026, Office <o@o.test> wrote:\n> old\n> older"),
+            "Tack!"
+        );
+        assert_eq!(
+            trim_quoted("Svar\n-----Original Message-----\nFrom: x\nold"),
+            "Svar"
+        );
+        assert_eq!(trim_quoted("> only a quote"), "> only a quote");
+        assert_eq!(
+            trim_quoted("I said:\n> a quote\nand then my answer"),
+            "I said:\n> a quote\nand then my answer"
+        );
+    }
+}

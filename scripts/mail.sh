@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# A throwaway mail system for the tests and the demo: Dovecot (IMAP, LMTP) and Postfix (SMTP),
+# Debian packages, each from its own configuration in DIR, on 127.0.0.1 only.
+#
+#   scripts/mail.sh install
+#   scripts/mail.sh start DIR IMAP_PORT SMTP_PORT LMTP_PORT   install if missing, configure, start
+#   scripts/mail.sh stop DIR
+#   scripts/mail.sh stop-imap DIR | start-imap DIR            Dovecot alone (outage tests)
+#
+# Mailboxes: every "user@domain:password" in MAIL_USERS (default below); Postfix accepts mail for
+# their domains (others are refused with 550 unless relayed from 127.0.0.1) and hands it to
+# Dovecot over LMTP. Passwords are plain text: this is a test bed, never a mail server.
+set -euo pipefail
+
+MAIL_USERS=${MAIL_USERS:-"office@office.test:office-password client@client.test:client-password other@client.test:other-password"}
+
+install() {
+  if command -v dovecot >/dev/null && command -v postfix >/dev/null \
+    && [ -x /usr/lib/dovecot/lmtp ] && [ -x /usr/lib/dovecot/imap ]; then
+    return 0
+  fi
+  echo "mail.sh: installing Dovecot and Postfix (Debian packages)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd postfix >&2 || {
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd postfix >&2
+  }
+}
+
+write_config() {
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4
+  mkdir -p "$dir"/{mail,dovecot-run,dovecot-state,postfix,postfix-queue,postfix-data}
+  : >"$dir/passwd"
+  : >"$dir/postfix/vmailbox"
+  local domains="" entry user pass domain
+  for entry in $MAIL_USERS; do
+    user=${entry%%:*}
+    pass=${entry#*:}
+    domain=${user#*@}
+    echo "$user:{PLAIN}$pass" >>"$dir/passwd"
+    echo "$user $domain/${user%@*}/" >>"$dir/postfix/vmailbox"
+    case " $domains " in *" $domain "*) ;; *) domains="$domains $domain" ;; esac
+  done
+  chown -R mail:mail "$dir/mail"
+  chmod 0644 "$dir/passwd"
+  echo "$imap $smtp $lmtp" >"$dir/ports"
+
+  cat >"$dir/dovecot.conf" <<EOF
+base_dir = $dir/dovecot-run
+state_dir = $dir/dovecot-state
+instance_name = casebridge-test-$imap
+listen = 127.0.0.1
+protocols = imap lmtp
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+log_path = $dir/dovecot.log
+mail_location = maildir:$dir/mail/%d/%n
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = 8
+mail_privileged_group = mail
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$dir/mail/%d/%n
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $lmtp
+  }
+}
+protocol lmtp {
+  postmaster_address = postmaster@${domains# }
+}
+protocol imap {
+  mail_max_userip_connections = 100
+}
+EOF
+
+  cat >"$dir/postfix/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $dir/postfix-queue
+data_directory = $dir/postfix-data
+mail_owner = postfix
+myhostname = mail.test
+mydomain = test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = reject_unlisted_recipient
+virtual_mailbox_domains =$domains
+virtual_mailbox_maps = texthash:$dir/postfix/vmailbox
+virtual_transport = lmtp:inet:127.0.0.1:$lmtp
+alias_maps =
+alias_database =
+local_transport = error:no local delivery on the test bed
+default_transport = error:no delivery outside the test bed
+message_size_limit = 62914560
+maillog_file_prefixes = /var, /dev/stdout, $dir
+maillog_file = $dir/postfix.log
+biff = no
+# A test bed retries deferred mail (Dovecot down) within seconds, not minutes.
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 4s
+EOF
+
+  cat >"$dir/postfix/master.cf" <<EOF
+$smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+  chown -R postfix: "$dir/postfix-data"
+}
+
+wait_port() {
+  local port=$1 what=$2 i
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "mail.sh: $what did not listen on $port" >&2
+  return 1
+}
+
+start_imap() {
+  local dir=$1 imap
+  read -r imap _ _ <"$dir/ports"
+  # Dovecot keeps inherited descriptors open: give it none of ours.
+  dovecot -c "$dir/dovecot.conf" </dev/null >>"$dir/dovecot.out" 2>&1
+  wait_port "$imap" Dovecot || { tail -n 20 "$dir/dovecot.log" >&2; exit 1; }
+}
+
+stop_imap() {
+  local dir=$1
+  [ -f "$dir/dovecot.conf" ] || return 0
+  doveadm -c "$dir/dovecot.conf" stop </dev/null >/dev/null 2>&1 || true
+  local i
+  for i in $(seq 1 50); do
+    [ -f "$dir/dovecot-run/master.pid" ] || return 0
+    sleep 0.1
+  done
+}
+
+start() {
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4
+  install
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  write_config "$dir" "$imap" "$smtp" "$lmtp"
+  start_imap "$dir"
+  postfix -c "$dir/postfix" start </dev/null >>"$dir/postfix.out" 2>&1 \
+    || { cat "$dir/postfix.out" "$dir/postfix.log" >&2 2>/dev/null; exit 1; }
+  wait_port "$smtp" Postfix || { tail -n 20 "$dir/postfix.log" >&2; exit 1; }
+}
+
+stop() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/postfix/main.cf" ] && postfix -c "$dir/postfix" stop </dev/null >/dev/null 2>&1 || true
+  stop_imap "$dir"
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  install) install ;;
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  start-imap) start_imap "$(cd "$1" && pwd)" ;;
+  stop-imap) stop_imap "$(cd "$1" && pwd)" ;;
+  *) echo "usage: $0 install | start DIR IMAP SMTP LMTP | stop DIR | start-imap DIR | stop-imap DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,135 @@
+//! A real mail system for one test (Dovecot and Postfix through `scripts/mail.sh`), and a mail
+//! client for the test's side of it: send over SMTP as a client would, read a mailbox over IMAP.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use crate::{free_port, repo_root};
+
+/// The office's mailbox on the test bed.
+pub const OFFICE: (&str, &str) = ("office@office.test", "office-password");
+/// A client's mailbox.
+pub const CLIENT: (&str, &str) = ("client@client.test", "client-password");
+
+/// Dovecot and Postfix in a temporary directory; stopped when dropped.
+pub struct MailServer {
+    /// IMAP port (plain, 127.0.0.1).
+    pub imap_port: u16,
+    /// SMTP port (plain, 127.0.0.1).
+    pub smtp_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl MailServer {
+    /// Installs (if missing) and starts the mail system.
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cb-mail-")
+            .tempdir()
+            .unwrap();
+        let server = Self {
+            imap_port: free_port(),
+            smtp_port: free_port(),
+            dir,
+        };
+        let lmtp = free_port();
+        server
+            .script(&[
+                "start",
+                &server.imap_port.to_string(),
+                &server.smtp_port.to_string(),
+                &lmtp.to_string(),
+            ])
+            .await;
+        server
+    }
+
+    async fn script(&self, args: &[&str]) {
+        let mut cmd = tokio::process::Command::new("bash");
+        cmd.arg(repo_root().join("scripts/mail.sh"))
+            .arg(args[0])
+            .arg(self.dir.path())
+            .args(&args[1..]);
+        let status = cmd.status().await.expect("bash runs");
+        assert!(status.success(), "scripts/mail.sh {} failed", args[0]);
+    }
+
+    /// Stops Dovecot (IMAP) alone, as an outage or an upgrade would.
+    pub async fn stop_imap(&self) {
+        self.script(&["stop-imap"]).await;
+    }
+
+    /// Starts Dovecot again.
+    pub async fn start_imap(&self) {
+        self.script(&["start-imap"]).await;
+    }
+
+    /// Sends raw RFC 5322 bytes over SMTP from `from` to `to`, as a client's mail program would.
+    pub async fn send_raw(&self, from: &str, to: &str, raw: &[u8]) {
+        use lettre::{address::Envelope, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+        let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(self.smtp_port)
+            .tls(lettre::transport::smtp::client::Tls::None)
+            .build();
+        let envelope =
+            Envelope::new(Some(from.parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
+        smtp.send_raw(&envelope, raw)
+            .await
+            .expect("Postfix accepts the mail");
+    }
+
+    /// Every mail in `user`'s INBOX, oldest first, as raw bytes.
+    pub async fn inbox(&self, (user, password): (&str, &str)) -> Vec<Vec<u8>> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.imap_port))
+            .await
+            .unwrap();
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.unwrap();
+        let mut session = client
+            .login(user, password)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        session.select("INBOX").await.unwrap();
+        let mails: Vec<Vec<u8>> = session
+            .fetch("1:*", "BODY.PEEK[]")
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .map(|fetches| {
+                fetches
+                    .iter()
+                    .filter_map(|f| f.body().map(<[u8]>::to_vec))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = session.logout().await;
+        mails
+    }
+
+    /// Waits until `user`'s INBOX holds `n` mails and returns them.
+    pub async fn wait_for_mail(
+        &self,
+        account: (&str, &str),
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Vec<u8>> {
+        crate::eventually(timeout, &format!("{n} mails for {}", account.0), || async {
+            let mails = self.inbox(account).await;
+            (mails.len() >= n).then_some(mails)
+        })
+        .await
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/mail.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -1,0 +1,273 @@
+//! The e-mail bridge against real Dovecot (IMAP) and Postfix (SMTP) and a real Synapse.
+
+use std::time::{Duration, Instant};
+
+use casebridge_tests::mail::{MailServer, CLIENT, OFFICE};
+use mail_parser::MessageParser;
+
+use crate::{Db, Stack};
+
+async fn mail_stack(name: &str, team_extra: &str) -> (Stack, MailServer) {
+    let mail = MailServer::start().await;
+    let mut stack = Stack::new(Db::Sqlite, name).await;
+    stack.setup.extra = format!(
+        r#"
+[bridges.mail]
+kind = "email"
+team = "mailteam"
+address = "{office}"
+name = "Socialtjänsten"
+
+[bridges.mail.imap]
+host = "127.0.0.1"
+port = {imap}
+security = "plain"
+username = "{office}"
+password = "{office_password}"
+
+[bridges.mail.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "plain"
+
+[teams.mailteam]
+name = "Socialtjänsten"
+members = ["@anna:localhost", "@bo:localhost"]
+{team_extra}
+"#,
+        office = OFFICE.0,
+        office_password = OFFICE.1,
+        imap = mail.imap_port,
+        smtp = mail.smtp_port,
+    );
+    (stack, mail)
+}
+
+fn client_mail(id: &str, subject: &str, body: &str, extra_headers: &str) -> Vec<u8> {
+    format!(
+        "From: Klara Klient <{client}>\r\nTo: {office}\r\nSubject: {subject}\r\n\
+         Message-ID: <{id}>\r\nDate: Mon, 23 Nov 2026 21:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n{extra_headers}\r\n{body}\r\n",
+        client = CLIENT.0,
+        office = OFFICE.0,
+    )
+    .into_bytes()
+}
+
+fn header(raw: &[u8], name: &str) -> String {
+    let mail = MessageParser::default().parse(raw).unwrap();
+    mail.header_raw(name).unwrap_or_default().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_in_reply_out_threaded_and_machines_unanswered() {
+    let (mut stack, mail) = mail_stack(
+        "email",
+        "auto_reply.acknowledge = true\nauto_reply.repeat = \"every-message\"",
+    )
+    .await;
+    let gateway = stack.start_gateway().await;
+
+    // A client writes to the office mailbox.
+    let sent = Instant::now();
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail(
+            "c1@client.test",
+            "Fråga om hyran",
+            "Hej! Kan ni hjälpa mig med hyran?",
+            "",
+        ),
+    )
+    .await;
+    let room = stack.join_case_room().await;
+    let first = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    eprintln!("mail to room: {:?} after the SMTP submit", sent.elapsed());
+    assert_eq!(
+        first[0]["content"]["body"],
+        "Fråga om hyran\n\nHej! Kan ni hjälpa mig med hyran?"
+    );
+    let ghost = first[0]["sender"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stack.worker.display_name(&ghost).await.as_deref(),
+        Some("Klara Klient <client@client.test> (E-mail)")
+    );
+
+    // The acknowledgement is marked as automatic and threaded.
+    let mails = mail.wait_for_mail(CLIENT, 1, Duration::from_secs(20)).await;
+    assert_eq!(header(&mails[0], "Auto-Submitted"), "auto-replied");
+    assert_eq!(header(&mails[0], "In-Reply-To"), "<c1@client.test>");
+
+    // A worker's reply: from the office, threaded, the case number in the subject, no worker.
+    stack
+        .worker
+        .send_text(&room, "Hej Klara! Vi ringer dig i morgon förmiddag.")
+        .await;
+    let mails = mail.wait_for_mail(CLIENT, 2, Duration::from_secs(20)).await;
+    let reply = &mails[1];
+    let parsed = MessageParser::default().parse(reply.as_slice()).unwrap();
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    assert_eq!(
+        parsed.subject(),
+        Some(format!("Re: Fråga om hyran [{}]", case.number).as_str())
+    );
+    let from = parsed.from().unwrap().first().unwrap();
+    assert_eq!(from.address(), Some(OFFICE.0));
+    assert_eq!(from.name(), Some("Socialtjänsten"));
+    assert_eq!(header(reply, "In-Reply-To"), "<c1@client.test>");
+    assert!(header(reply, "References").contains("<c1@client.test>"));
+    assert_eq!(header(reply, "Auto-Submitted"), "");
+    assert_eq!(
+        parsed.body_text(0).unwrap().trim(),
+        "Hej Klara! Vi ringer dig i morgon förmiddag."
+    );
+    let raw = String::from_utf8_lossy(reply);
+    assert!(
+        !raw.contains("anna") && !raw.contains("@anna:localhost"),
+        "{raw}"
+    );
+    let our_id = parsed.message_id().unwrap().to_owned();
+
+    // The client answers in the thread: same case, same room.
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail(
+            "c2@client.test",
+            &format!("Re: Fråga om hyran [{}]", case.number),
+            "Tack, det passar bra.\r\n\r\nOn Mon, Office wrote:\r\n> Hej Klara!",
+            &format!("In-Reply-To: <{our_id}>\r\nReferences: <c1@client.test> <{our_id}>\r\n"),
+        ),
+    )
+    .await;
+    let messages = stack
+        .ghost_messages(&room, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        messages[1]["content"]["body"],
+        format!(
+            "Re: Fråga om hyran [{}]\n\nTack, det passar bra.",
+            case.number
+        )
+    );
+    assert_eq!(gateway.store().cases().await.unwrap().len(), 1);
+    let mails = mail.wait_for_mail(CLIENT, 3, Duration::from_secs(20)).await;
+    assert_eq!(
+        mails.len(),
+        3,
+        "the client's own reply is acknowledged once"
+    );
+
+    // The client's auto-responder and a bounce: recorded, shown, never answered.
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail(
+            "c3@client.test",
+            "Frånvaro",
+            "Jag är bortrest till måndag.",
+            "Auto-Submitted: auto-replied\r\n",
+        ),
+    )
+    .await;
+    stack
+        .ghost_messages(&room, 3, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        mail.inbox(CLIENT).await.len(),
+        3,
+        "no answer to an auto-reply"
+    );
+
+    // Tracking pixel, script and a 30 MB file over the 10 MB limit.
+    let big = "QUFB".repeat(30 * 1024 * 1024 / 3);
+    let html_mail = format!(
+        "From: {client}\r\nTo: {office}\r\nSubject: Bilaga\r\nMessage-ID: <c4@client.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n<p>Se bilagan<img src=\"http://tracker.invalid/p.gif\" width=1 height=1></p>\
+         <script>alert('x')</script>\r\n--b1\r\nContent-Type: application/pdf; name=stor.pdf\r\n\
+         Content-Disposition: attachment; filename=stor.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{big}\r\n--b1--\r\n",
+        client = CLIENT.0,
+        office = OFFICE.0,
+    );
+    mail.send_raw(CLIENT.0, OFFICE.0, html_mail.as_bytes())
+        .await;
+    let messages = stack
+        .ghost_messages(&room, 4, Duration::from_secs(60))
+        .await;
+    let html = messages[3]["content"]["formatted_body"].as_str().unwrap();
+    assert!(
+        !html.contains("<img") && !html.contains("tracker.invalid") && !html.contains("script"),
+        "{html}"
+    );
+    let body = messages[3]["content"]["body"].as_str().unwrap();
+    assert!(
+        body.contains(
+            "The attachment stor.pdf (30.0 MB) is larger than this office accepts (10.0 MB)"
+        ),
+        "{body}"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restart_in_the_middle_of_100_mails() {
+    let (mut stack, mail) = mail_stack("emailrestart", "").await;
+    let gateway = stack.start_gateway().await;
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail("r0@client.test", "Start", "mail 0", ""),
+    )
+    .await;
+    let room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    for i in 1..=100 {
+        if i == 30 {
+            mail.stop_imap().await;
+        }
+        if i == 60 {
+            mail.start_imap().await;
+        }
+        mail.send_raw(
+            CLIENT.0,
+            OFFICE.0,
+            &client_mail(
+                &format!("r{i}@client.test"),
+                "Många",
+                &format!("mail {i}"),
+                "",
+            ),
+        )
+        .await;
+    }
+    let messages = stack
+        .ghost_messages(&room, 101, Duration::from_secs(90))
+        .await;
+    let mut seen: Vec<u32> = messages
+        .iter()
+        .map(|m| {
+            let body = m["content"]["body"].as_str().unwrap();
+            body.rsplit(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..=100).collect::<Vec<_>>(), "each mail once");
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    let inbound = gateway
+        .store()
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "inbound")
+        .count();
+    assert_eq!(inbound, 101);
+    gateway.shutdown().await;
+}
