@@ -13,6 +13,9 @@
 set -euo pipefail
 
 MAIL_USERS=${MAIL_USERS:-"office@office.test:office-password client@client.test:client-password other@client.test:other-password"}
+# Addresses Postfix accepts but Dovecot does not know: mail to them bounces after acceptance,
+# as a real DSN from Postfix.
+MAIL_GONE=${MAIL_GONE:-"gone@client.test"}
 
 install() {
   if command -v dovecot >/dev/null && command -v postfix >/dev/null \
@@ -41,6 +44,9 @@ write_config() {
     echo "$user:{PLAIN}$pass" >>"$dir/passwd"
     echo "$user $domain/${user%@*}/" >>"$dir/postfix/vmailbox"
     case " $domains " in *" $domain "*) ;; *) domains="$domains $domain" ;; esac
+  done
+  for user in $MAIL_GONE; do
+    echo "$user ${user#*@}/${user%@*}/" >>"$dir/postfix/vmailbox"
   done
   chown -R mail:mail "$dir/mail"
   chmod 0644 "$dir/passwd"

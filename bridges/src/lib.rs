@@ -82,6 +82,13 @@ pub struct InboundMessage {
     pub automated: bool,
     /// The subject, on channels that have one (mail).
     pub subject: Option<String>,
+    /// The channel's ids of earlier messages this one answers (mail: In-Reply-To and
+    /// References). A message from an unknown address that answers one of the office's own
+    /// joins that message's case.
+    pub references: Vec<String>,
+    /// A case number the message names (a mail subject's `[2026-000123]`). It never routes a
+    /// message by itself; the team is told when an unknown address names a case.
+    pub case_hint: Option<String>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -502,6 +509,8 @@ mod tests {
             sent_at: Utc::now(),
             automated: false,
             subject: None,
+            references: Vec::new(),
+            case_hint: None,
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

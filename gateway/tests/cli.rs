@@ -152,6 +152,8 @@ async fn cases_and_records_export() {
             sent_at: chrono::Utc::now(),
             automated: false,
             subject: None,
+            references: Vec::new(),
+            case_hint: None,
         },
     };
     let answers = store

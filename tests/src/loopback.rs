@@ -78,6 +78,8 @@ impl SpoolMessage {
             sent_at: chrono::Utc::now(),
             automated: false,
             subject: None,
+            references: Vec::new(),
+            case_hint: None,
         })
     }
 }

@@ -15,7 +15,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{parse, Security, HANDLED_KEYWORD};
-use crate::InboundSink;
+use crate::{DeliveryReport, InboundSink, RemoteMessageId};
 
 /// Mails fetched per round trip.
 const CHUNK: usize = 50;
@@ -42,6 +42,8 @@ pub struct Reader {
     pub handled_folder: Option<String>,
     pub poll: Duration,
     pub office: String,
+    /// The office address's domain: bounces of mail with Message-IDs there are ours.
+    pub domain: String,
     pub max_attachment_bytes: usize,
     pub stop: Notify,
 }
@@ -187,9 +189,26 @@ impl Reader {
                 .try_collect()
                 .await?;
             let mut pending = Vec::with_capacity(fetched.len());
+            let mut reports = Vec::new();
             for fetch in &fetched {
                 let Some(uid) = fetch.uid else { continue };
                 let raw = fetch.body().unwrap_or_default();
+                if let Some(bounce) = parse::bounce(raw, &self.domain) {
+                    // A bounce of the office's own mail: a delivery report, not a message.
+                    let matched = sink
+                        .report(DeliveryReport {
+                            remote_id: RemoteMessageId::new(bounce.original.clone()),
+                            status: bounce.status,
+                            at: chrono::Utc::now(),
+                        })
+                        .await
+                        .map_err(|e| ReadError::Gateway(e.to_string()))?;
+                    if !matched {
+                        warn!(instance = %self.instance, original = %bounce.original, "a bounce of a mail the records do not know");
+                    }
+                    reports.push(uid);
+                    continue;
+                }
                 let message = parse::inbound(
                     raw,
                     &parse::Context {
@@ -204,7 +223,7 @@ impl Reader {
                     .map_err(|e| ReadError::Gateway(e.to_string()))?;
                 pending.push((uid, ack));
             }
-            let mut done = Vec::with_capacity(pending.len());
+            let mut done = reports;
             for (uid, ack) in pending {
                 ack.recorded()
                     .await
@@ -214,6 +233,7 @@ impl Reader {
             if done.is_empty() {
                 continue;
             }
+            done.sort_unstable();
             let set = uid_set(&done);
             session
                 .uid_store(&set, format!("+FLAGS ({HANDLED_KEYWORD})"))

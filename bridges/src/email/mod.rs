@@ -147,7 +147,7 @@ impl BridgeFactory for EmailFactory {
         };
         let smtp = smtp_transport(&options.smtp, smtp_password).map_err(|e| invalid("smtp", e))?;
         Ok(Arc::new(EmailBridge {
-            office: Mailbox::new(options.name.clone(), office),
+            office: Mailbox::new(options.name.clone(), office.clone()),
             imap: Arc::new(imap::Reader {
                 instance: name.to_owned(),
                 host: options.imap.host.clone(),
@@ -162,6 +162,7 @@ impl BridgeFactory for EmailFactory {
                 handled_folder: options.imap.handled_folder.clone(),
                 poll: Duration::from_secs(options.imap.poll_seconds.max(1)),
                 office: options.address.to_lowercase(),
+                domain: office.domain().to_lowercase(),
                 max_attachment_bytes: options.max_attachment_bytes,
                 stop: Notify::new(),
             }),

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
-use crate::{Attachment, InboundMessage, RemoteAddress, RemoteMessageId};
+use crate::{Attachment, DeliveryStatus, InboundMessage, RemoteAddress, RemoteMessageId};
 
 /// What the parser needs to know besides the mail.
 pub struct Context<'a> {
@@ -17,6 +17,108 @@ pub struct Context<'a> {
     pub max_attachment_bytes: usize,
     /// A stable id when the mail has no Message-ID (`imap-UIDVALIDITY-UID@MAILBOX`).
     pub fallback_id: String,
+}
+
+/// A delivery status notification (RFC 3464) about one of the office's own mails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    /// The Message-ID of the office's mail it is about.
+    pub original: String,
+    /// What became of it.
+    pub status: DeliveryStatus,
+}
+
+/// Reads a delivery status notification about a mail whose Message-ID ends with `@domain`:
+/// `None` for every other mail.
+pub fn bounce(raw: &[u8], domain: &str) -> Option<Bounce> {
+    let mail = MessageParser::default().parse(raw)?;
+    let is_report = mail.content_type().is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("multipart")
+            && c.subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    });
+    if !is_report {
+        return None;
+    }
+    let mut original = None;
+    let mut action = None;
+    let mut diagnostic = None;
+    let mut status_code = None;
+    for part in &mail.parts {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let kind = format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase()
+        );
+        match kind.as_str() {
+            "message/delivery-status" | "message/global-delivery-status" => {
+                let text = String::from_utf8_lossy(part.contents()).into_owned();
+                for line in text.lines() {
+                    let Some((name, value)) = line.split_once(':') else {
+                        continue;
+                    };
+                    let value = value.trim().to_owned();
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "action" => action = Some(value.to_ascii_lowercase()),
+                        "diagnostic-code" => diagnostic = Some(value),
+                        "status" => status_code = Some(value),
+                        _ => {}
+                    }
+                }
+            }
+            "text/rfc822-headers" | "message/rfc822-headers" => {
+                let text = String::from_utf8_lossy(part.contents()).into_owned();
+                original = original.or_else(|| header_value(&text, "message-id"));
+            }
+            "message/rfc822" | "message/global" => {
+                if let Some(inner) = part.message() {
+                    original = original.or_else(|| inner.message_id().map(str::to_owned));
+                }
+            }
+            _ => {}
+        }
+    }
+    let original = original?
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    if !original.ends_with(&format!("@{domain}")) {
+        return None;
+    }
+    let status = match action.as_deref() {
+        Some("delivered" | "relayed" | "expanded") => DeliveryStatus::Delivered,
+        Some("delayed") => DeliveryStatus::Sent,
+        _ => DeliveryStatus::Failed {
+            reason: match (diagnostic, status_code) {
+                (Some(d), _) => format!("the mail server answered: {d}"),
+                (None, Some(s)) => format!("the mail server reports status {s}"),
+                (None, None) => "the mail bounced".to_owned(),
+            },
+        },
+    };
+    Some(Bounce { original, status })
+}
+
+/// A header's value in a block of header lines (unfolded).
+fn header_value(headers: &str, name: &str) -> Option<String> {
+    let mut lines = headers.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some((n, v)) = line.split_once(':') {
+            if n.trim().eq_ignore_ascii_case(name) {
+                let mut value = v.trim().to_owned();
+                while lines.peek().is_some_and(|l| l.starts_with([' ', '\t'])) {
+                    value.push(' ');
+                    value.push_str(lines.next().unwrap_or_default().trim());
+                }
+                return Some(value);
+            }
+        }
+    }
+    None
 }
 
 /// Turns raw RFC 5322 bytes into the message for the case room. A mail that cannot be parsed
@@ -95,8 +197,47 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         html: Some(html_out),
         attachments,
         sent_at,
+        references: references(&mail),
+        case_hint: subject.as_deref().and_then(case_number),
         subject,
     }
+}
+
+/// The ids a mail answers: In-Reply-To first, then References newest first.
+fn references(mail: &Message<'_>) -> Vec<String> {
+    let ids = |v: &mail_parser::HeaderValue<'_>| -> Vec<String> {
+        match v.as_text_list() {
+            Some(list) => list.iter().map(|s| s.to_string()).collect(),
+            None => v.as_text().map(|s| vec![s.to_owned()]).unwrap_or_default(),
+        }
+    };
+    let mut out = ids(mail.in_reply_to());
+    for id in ids(mail.references()).into_iter().rev() {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// The case number in a subject, `[2026-000123]`.
+pub fn case_number(subject: &str) -> Option<String> {
+    let mut rest = subject;
+    while let Some(start) = rest.find('[') {
+        let candidate = &rest[start + 1..];
+        if let Some(end) = candidate.find(']') {
+            let inner = &candidate[..end];
+            let bytes = inner.as_bytes();
+            if bytes.len() == 11
+                && bytes[4] == b'-'
+                && bytes[..4].iter().chain(&bytes[5..]).all(u8::is_ascii_digit)
+            {
+                return Some(inner.to_owned());
+            }
+        }
+        rest = candidate;
+    }
+    None
 }
 
 fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
@@ -116,6 +257,8 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         sent_at: Utc::now(),
         automated: true,
         subject: None,
+        references: Vec::new(),
+        case_hint: None,
     }
 }
 
@@ -338,6 +481,25 @@ mod tests {
         assert_eq!(m.message_id.as_str(), "abc@client.test");
         assert!(!m.automated);
         assert_eq!(m.sent_at.to_rfc3339(), "2026-11-23T20:00:00+00:00");
+        assert!(m.references.is_empty());
+        assert_eq!(m.case_hint, None);
+    }
+
+    #[test]
+    fn replies_carry_what_they_answer() {
+        let raw = "From: a@client.test\r\nSubject: Re: Hyran [2026-000042]\r\n\
+                   In-Reply-To: <cb.7.2026-000042@office.test>\r\n\
+                   References: <c1@client.test> <cb.7.2026-000042@office.test>\r\n\r\nTack\r\n";
+        let m = inbound(raw.as_bytes(), &context());
+        assert_eq!(
+            m.references,
+            ["cb.7.2026-000042@office.test", "c1@client.test"]
+        );
+        assert_eq!(m.case_hint.as_deref(), Some("2026-000042"));
+        assert_eq!(
+            case_number("[x] Re: [2026-12] [2026-000001]"),
+            Some("2026-000001".into())
+        );
     }
 
     #[test]
@@ -403,6 +565,31 @@ mod tests {
             let raw = format!("{headers}{base}\r\nbody\r\n");
             assert_eq!(inbound(raw.as_bytes(), &context()).automated, automated, "{headers}");
         }
+    }
+
+    #[test]
+    fn bounces_of_our_mail_are_reports() {
+        // As Postfix writes them.
+        let raw = "From: MAILER-DAEMON@mail.test (Mail Delivery System)\r\nTo: office@office.test\r\n\
+                   Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n\
+                   MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\
+                   \tboundary=\"B1\"\r\n\r\n--B1\r\nContent-Type: text/plain\r\n\r\nI'm sorry.\r\n\
+                   --B1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.test\r\n\r\n\
+                   Final-Recipient: rfc822; gone@client.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+                   Diagnostic-Code: smtp; 550 5.1.1 <gone@client.test> User doesn't exist\r\n\r\n\
+                   --B1\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Office <office@office.test>\r\n\
+                   Message-ID:\r\n <cb.9.2026-000003@office.test>\r\nSubject: Re: x\r\n\r\n--B1--\r\n";
+        let b = bounce(raw.as_bytes(), "office.test").unwrap();
+        assert_eq!(b.original, "cb.9.2026-000003@office.test");
+        assert_eq!(
+            b.status,
+            DeliveryStatus::Failed {
+                reason: "the mail server answered: smtp; 550 5.1.1 <gone@client.test> User doesn't exist".into()
+            }
+        );
+        // Someone else's bounce, and an ordinary mail, are not ours.
+        assert!(bounce(raw.as_bytes(), "other.test").is_none());
+        assert!(bounce(b"From: a@b.test\r\nSubject: x\r\n\r\nhi", "office.test").is_none());
     }
 
     #[test]

@@ -371,6 +371,8 @@ impl Webhook for SmsBridge {
                     sent_at: at,
                     automated: false,
                     subject: None,
+                    references: Vec::new(),
+                    case_hint: None,
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))

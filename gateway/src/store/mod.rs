@@ -230,6 +230,8 @@ impl Store {
         let mut fresh = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         let mut recorded = Vec::with_capacity(batch.len());
+        // Notices about how a message was routed, shown after the message itself.
+        let mut notices: Vec<(i64, String)> = Vec::new();
         let mut rows = Vec::with_capacity(batch.len());
         let mut last_identity: HashMap<i64, i64> = HashMap::new();
         for item in batch {
@@ -245,7 +247,35 @@ impl Store {
             let contact = match contacts.get(&address) {
                 Some(c) => c.clone(),
                 None => {
-                    let case = new_case(&txn, &item.team, now).await?;
+                    // An unknown address that answers one of the office's own messages joins
+                    // that message's case; anything else is a new client.
+                    let answered =
+                        answered_case(&txn, &item.instance, &item.message.references).await?;
+                    let case = match answered {
+                        Some(case) => {
+                            notices.push((
+                                case.id,
+                                format!(
+                                    "{} wrote for the first time, answering the office's message                                      in this case, so the address joined this case. Replies still                                      go where the client wrote last.",
+                                    item.message.display_name
+                                ),
+                            ));
+                            case
+                        }
+                        None => {
+                            let case = new_case(&txn, &item.team, now).await?;
+                            if let Some(named) = &item.message.case_hint {
+                                notices.push((
+                                    case.id,
+                                    format!(
+                                        "This message names case {named}, but {} is not an address                                          of that case, so it opened this new case. If it belongs                                          to case {named}, handle it there.",
+                                        item.message.display_name
+                                    ),
+                                ));
+                            }
+                            case
+                        }
+                    };
                     let identity = identity::ActiveModel {
                         case_id: Set(case.id),
                         instance: Set(item.instance.clone()),
@@ -367,6 +397,9 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
+        }
+        for (case_id, notice) in &notices {
+            Self::record_notice(&txn, *case_id, notice).await?;
         }
         let wake = apply_policies(&txn, policies, &recorded, now).await?;
         txn.commit().await?;
@@ -1003,6 +1036,28 @@ fn attachment_summary(files: &[casebridge_bridges::Attachment]) -> Option<serde_
     })
 }
 
+/// The case of the office's own message among `references` on `instance`, if any.
+async fn answered_case<C: ConnectionTrait>(
+    conn: &C,
+    instance: &str,
+    references: &[String],
+) -> Result<Option<case::Model>, StoreError> {
+    if references.is_empty() {
+        return Ok(None);
+    }
+    let ours = message::Entity::find()
+        .filter(message::Column::Direction.eq(direction::OUTBOUND))
+        .filter(message::Column::Instance.eq(instance))
+        .filter(message::Column::UpstreamId.is_in(references.iter().map(String::as_str)))
+        .order_by_desc(message::Column::Id)
+        .one(conn)
+        .await?;
+    match ours {
+        Some(m) => Ok(case::Entity::find_by_id(m.case_id).one(conn).await?),
+        None => Ok(None),
+    }
+}
+
 /// Runs the team policies over newly recorded client messages, inside the transaction that
 /// records them: an emergency notice and alert, an automatic reply (once per period: the mark
 /// and the reply commit together). Returns the bridge instances with replies to deliver.
@@ -1177,6 +1232,8 @@ mod tests {
                 sent_at: Utc::now(),
                 automated: false,
                 subject: None,
+                references: Vec::new(),
+                case_hint: None,
             },
         }
     }

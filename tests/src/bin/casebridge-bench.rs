@@ -101,6 +101,8 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         sent_at: chrono::Utc::now(),
         automated: false,
         subject: None,
+        references: Vec::new(),
+        case_hint: None,
     }
 }
 

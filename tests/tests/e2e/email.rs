@@ -161,6 +161,71 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         "the client's own reply is acknowledged once"
     );
 
+    // Another address answering the office's mail joins the case; an unknown address that
+    // only names the case number in its subject opens a new case, and the team is told.
+    let other = format!(
+        "From: {other}\r\nTo: {office}\r\nSubject: Re: Fråga om hyran [{number}]\r\n\
+         Message-ID: <o1@client.test>\r\nIn-Reply-To: <{our_id}>\r\n\r\nDet är Klaras sambo.\r\n",
+        other = "other@client.test",
+        office = OFFICE.0,
+        number = case.number,
+    );
+    mail.send_raw("other@client.test", OFFICE.0, other.as_bytes())
+        .await;
+    stack
+        .wait_for_notice(&room, "the joined address", |n| {
+            n.starts_with(
+                "other@client.test wrote for the first time, answering the office's message",
+            )
+        })
+        .await;
+    let stranger = format!(
+        "From: stranger@elsewhere.test\r\nTo: {office}\r\nSubject: Om [{number}]\r\n\
+         Message-ID: <x1@elsewhere.test>\r\n\r\nJag vet något om ärendet.\r\n",
+        office = OFFICE.0,
+        number = case.number,
+    );
+    mail.send_raw("stranger@elsewhere.test", OFFICE.0, stranger.as_bytes())
+        .await;
+    let stranger_room = stack.join_case_room().await;
+    assert_ne!(stranger_room, room);
+    stack
+        .wait_for_notice(&stranger_room, "the case-number notice", |n| {
+            n.starts_with(&format!(
+                "This message names case {}, but stranger@elsewhere.test",
+                case.number
+            ))
+        })
+        .await;
+    // The acknowledgement to the stranger is refused at once (the test bed delivers nowhere
+    // outside it): a failed delivery in the stranger's room.
+    stack
+        .wait_for_notice(&stranger_room, "the refusal", |n| {
+            n.starts_with("Not delivered to the client (E-mail): the mail server refused the reply: permanent error (550)")
+        })
+        .await;
+    assert_eq!(gateway.store().cases().await.unwrap().len(), 2);
+    // The replies to the sambo's mail and the stranger's acknowledgement went out; count them.
+    let expected_in_client_box = 3;
+
+    // A client whose mailbox is gone: Postfix accepts the acknowledgement, then Dovecot refuses
+    // it, and Postfix's bounce (a real DSN) comes back to the office mailbox. It is shown as a
+    // failed delivery in that case, never as a new case.
+    mail.send_raw(
+        "gone@client.test",
+        OFFICE.0,
+        b"From: gone@client.test\r\nTo: office@office.test\r\nSubject: Hej\r\nMessage-ID: <g1@client.test>\r\n\r\nHej!\r\n",
+    )
+    .await;
+    let gone_room = stack.join_case_room().await;
+    let bounced = stack
+        .wait_for_notice(&gone_room, "the bounce", |n| {
+            n.starts_with("Not delivered to the client (E-mail): the mail server answered:")
+        })
+        .await;
+    assert!(bounced.contains("gone@client.test"), "{bounced}");
+    assert_eq!(gateway.store().cases().await.unwrap().len(), 3);
+
     // The client's auto-responder and a bounce: recorded, shown, never answered.
     mail.send_raw(
         CLIENT.0,
@@ -174,12 +239,12 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
     )
     .await;
     stack
-        .ghost_messages(&room, 3, Duration::from_secs(20))
+        .ghost_messages(&room, 4, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         mail.inbox(CLIENT).await.len(),
-        3,
+        expected_in_client_box,
         "no answer to an auto-reply"
     );
 
@@ -197,14 +262,14 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
     mail.send_raw(CLIENT.0, OFFICE.0, html_mail.as_bytes())
         .await;
     let messages = stack
-        .ghost_messages(&room, 4, Duration::from_secs(60))
+        .ghost_messages(&room, 5, Duration::from_secs(60))
         .await;
-    let html = messages[3]["content"]["formatted_body"].as_str().unwrap();
+    let html = messages[4]["content"]["formatted_body"].as_str().unwrap();
     assert!(
         !html.contains("<img") && !html.contains("tracker.invalid") && !html.contains("script"),
         "{html}"
     );
-    let body = messages[3]["content"]["body"].as_str().unwrap();
+    let body = messages[4]["content"]["body"].as_str().unwrap();
     assert!(
         body.contains(
             "The attachment stor.pdf (30.0 MB) is larger than this office accepts (10.0 MB)"
