@@ -383,6 +383,9 @@ pub struct ReportEnvelope {
 
 /// What a bridge hands to the core.
 #[derive(Debug)]
+// Messages are nearly all of the traffic: boxing them to shrink the rare report would cost an
+// allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub enum Inbound {
     /// A client's message.
     Message(InboundEnvelope),
