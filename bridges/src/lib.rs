@@ -89,6 +89,9 @@ pub struct InboundMessage {
     /// A case number the message names (a mail subject's `[2026-000123]`). It never routes a
     /// message by itself; the team is told when an unknown address names a case.
     pub case_hint: Option<String>,
+    /// The message exactly as the channel delivered it (mail: the RFC 5322 bytes), for the
+    /// record; the room shows `body`/`html`, which may leave quoted history out.
+    pub original: Option<Vec<u8>>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -514,6 +517,7 @@ mod tests {
             subject: None,
             references: Vec::new(),
             case_hint: None,
+            original: None,
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

@@ -154,6 +154,7 @@ async fn cases_and_records_export() {
             subject: None,
             references: Vec::new(),
             case_hint: None,
+            original: None,
         },
     };
     let answers = store

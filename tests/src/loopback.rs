@@ -80,6 +80,7 @@ impl SpoolMessage {
             subject: None,
             references: Vec::new(),
             case_hint: None,
+            original: None,
         })
     }
 }

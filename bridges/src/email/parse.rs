@@ -200,6 +200,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         references: references(&mail),
         case_hint: subject.as_deref().and_then(case_number),
         subject,
+        original: Some(raw.to_vec()),
     }
 }
 
@@ -259,6 +260,7 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         subject: None,
         references: Vec::new(),
         case_hint: None,
+        original: None,
     }
 }
 

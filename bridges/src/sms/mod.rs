@@ -373,6 +373,7 @@ impl Webhook for SmsBridge {
                     subject: None,
                     references: Vec::new(),
                     case_hint: None,
+                    original: None,
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))

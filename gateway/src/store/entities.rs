@@ -200,3 +200,21 @@ pub mod mark {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A message exactly as its channel delivered it (mail: the RFC 5322 bytes), for the record.
+pub mod original {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "originals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: i64,
+        pub data: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -437,7 +437,7 @@ impl MigrationTrait for AddPolicies {
     }
 }
 
-/// Subjects of messages on channels that have them (mail), for threading replies.
+/// Mail: subjects (for threading replies) and the originals of messages, kept whole.
 struct AddSubjects;
 
 #[derive(DeriveIden)]
@@ -445,9 +445,16 @@ enum SubjectColumn {
     Subject,
 }
 
+#[derive(DeriveIden)]
+enum Originals {
+    Table,
+    MessageId,
+    Data,
+}
+
 impl MigrationName for AddSubjects {
     fn name(&self) -> &str {
-        "m2026_11_23_000004_subjects"
+        "m2026_11_23_000004_mail"
     }
 }
 
@@ -460,10 +467,25 @@ impl MigrationTrait for AddSubjects {
                 .add_column(string_null(SubjectColumn::Subject))
                 .to_owned(),
         )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Originals::Table)
+                .col(big_integer(Originals::MessageId).primary_key())
+                .col(blob(Originals::Data))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Originals::Table, Originals::MessageId)
+                        .to(Messages::Table, Messages::Id),
+                )
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(Originals::Table).to_owned())
+            .await?;
         m.alter_table(
             Table::alter()
                 .table(Messages::Table)

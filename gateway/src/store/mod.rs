@@ -24,7 +24,9 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::policy::{self, Policies, TeamNotice};
 
-pub use self::entities::{attachment, case, identity, mark, message, queue_item, transaction};
+pub use self::entities::{
+    attachment, case, identity, mark, message, original, queue_item, transaction,
+};
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -348,8 +350,10 @@ impl Store {
                 .iter()
                 .filter_map(|m| Some(((m.instance.as_str(), m.upstream_id.as_deref()?), m.id)))
                 .collect();
-            let files: Vec<attachment::ActiveModel> = batch
+            // Only the messages recorded now: a duplicate within the batch has the same id.
+            let files: Vec<attachment::ActiveModel> = recorded
                 .iter()
+                .map(|(item, _)| *item)
                 .filter_map(|item| {
                     let id =
                         ids.get(&(item.instance.as_str(), item.message.message_id.as_str()))?;
@@ -374,6 +378,23 @@ impl Store {
                 .collect();
             if !files.is_empty() {
                 attachment::Entity::insert_many(files)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+            let originals: Vec<original::ActiveModel> = recorded
+                .iter()
+                .map(|(item, _)| *item)
+                .filter_map(|item| {
+                    let id =
+                        ids.get(&(item.instance.as_str(), item.message.message_id.as_str()))?;
+                    Some(original::ActiveModel {
+                        message_id: Set(*id),
+                        data: Set(item.message.original.clone()?),
+                    })
+                })
+                .collect();
+            if !originals.is_empty() {
+                original::Entity::insert_many(originals)
                     .exec_without_returning(&txn)
                     .await?;
             }
@@ -984,6 +1005,14 @@ impl Store {
         Ok(conversation)
     }
 
+    /// A message as its channel delivered it, if the channel gave the original.
+    pub async fn original(&self, message_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(original::Entity::find_by_id(message_id)
+            .one(&self.db)
+            .await?
+            .map(|o| o.data))
+    }
+
     /// The messages of a case in the order they were recorded.
     pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
         Ok(message::Entity::find()
@@ -1234,6 +1263,7 @@ mod tests {
                 subject: None,
                 references: Vec::new(),
                 case_hint: None,
+                original: None,
             },
         }
     }
@@ -1287,6 +1317,32 @@ mod tests {
         assert_eq!(cases.len(), 2);
         assert_eq!(store.messages(cases[1].id).await.unwrap().len(), 2);
         assert_eq!(store.due(target::MATRIX, "", 10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_in_the_same_batch_keeps_one_copy_of_files_and_original() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let mut m = inbound("mail-1", "a@client.test");
+        m.message.attachments.push(casebridge_bridges::Attachment {
+            filename: "a.txt".into(),
+            mime: "text/plain".into(),
+            data: b"hej".to_vec(),
+        });
+        m.message.original = Some(b"From: a@client.test\r\n\r\nhej".to_vec());
+        let answers = store
+            .record_inbound(&[m.clone(), m], &Policies::default())
+            .await
+            .unwrap()
+            .answers;
+        assert!(matches!(answers[0], Accepted::Recorded { .. }));
+        assert_eq!(answers[1], Accepted::Duplicate);
+        let case = store.cases().await.unwrap().remove(0);
+        let message = store.messages(case.id).await.unwrap().remove(0);
+        assert_eq!(store.attachments(message.id).await.unwrap().len(), 1);
+        assert_eq!(
+            store.original(message.id).await.unwrap().unwrap(),
+            b"From: a@client.test\r\n\r\nhej"
+        );
     }
 
     #[tokio::test]

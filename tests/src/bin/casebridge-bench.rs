@@ -103,6 +103,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         subject: None,
         references: Vec::new(),
         case_hint: None,
+        original: None,
     }
 }
 

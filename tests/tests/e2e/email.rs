@@ -154,6 +154,14 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         )
     );
     assert_eq!(gateway.store().cases().await.unwrap().len(), 1);
+    // The room shows the new text; the record keeps the mail whole, quote included.
+    let recorded = gateway.store().messages(case.id).await.unwrap();
+    let c2 = recorded
+        .iter()
+        .find(|m| m.upstream_id.as_deref() == Some("c2@client.test"))
+        .unwrap();
+    let original = gateway.store().original(c2.id).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&original).contains("> Hej Klara!"));
     let mails = mail.wait_for_mail(CLIENT, 3, Duration::from_secs(20)).await;
     assert_eq!(
         mails.len(),
