@@ -44,6 +44,10 @@ fn config_check_summarises_a_good_file() {
         "{out}"
     );
     assert!(
+        out.contains("bridge      mail: email answered by socialtjanst"),
+        "{out}"
+    );
+    assert!(
         out.contains(
             "team        socialtjanst (Socialtjänsten, mottagningen): 2 member(s), 1 on call"
         ),

@@ -9,6 +9,8 @@
 //! 2. End to end through a real Synapse, beside Synapse's own direct client-send rate measured in
 //!    the same run with the same concurrency.
 //! 3. Resident memory of an idle gateway process.
+//! 4. Mail (`--email N`): Postfix's own SMTP acceptance rate, mails through IMAP into case
+//!    rooms (real Dovecot, Postfix and Synapse), and the e-mail bridge's SMTP sends.
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +45,12 @@ struct Args {
     /// Skip the Synapse part.
     #[arg(long)]
     no_synapse: bool,
+    /// Mails for the e-mail part (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    email: usize,
+    /// Only the e-mail part.
+    #[arg(long)]
+    email_only: bool,
 }
 
 // ----- a bridge whose sink the benchmark drives directly -----
@@ -485,6 +493,148 @@ async fn end_to_end(n: usize, concurrency: usize) {
     gateway.shutdown().await;
 }
 
+/// Sends `n` mails to `to` over SMTP from `senders` clients at once (each its own address and
+/// connection pool); returns mails/s as Postfix accepted them.
+async fn smtp_burst(port: u16, to: &'static str, n: usize, senders: usize, tag: &str) -> f64 {
+    use lettre::{address::Envelope, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..senders {
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+                .port(port)
+                .tls(lettre::transport::smtp::client::Tls::None)
+                .build();
+            let from = format!("client{k}@client.test");
+            let envelope =
+                Envelope::new(Some(from.parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
+            for i in (k..n).step_by(senders) {
+                let raw = format!(
+                    "From: {from}\r\nTo: {to}\r\nSubject: Bench {i}\r\n\
+                     Message-ID: <{tag}-{i}@client.test>\r\n\r\nMail number {i} of the benchmark.\r\n"
+                );
+                smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Part 4: mail, through real Dovecot, Postfix and Synapse.
+async fn email(n: usize, senders: usize) {
+    use casebridge_gateway::store::message;
+    use casebridge_tests::mail::{MailServer, OFFICE};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    let mail = MailServer::start().await;
+    // Postfix alone: SMTP submissions to a mailbox nobody reads.
+    let postfix = smtp_burst(mail.smtp_port, "other@client.test", n, senders, "p").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path(), "http://127.0.0.1:1");
+    s.extra = format!(
+        r#"
+[bridges.mail]
+kind = "email"
+team = "social"
+address = "{office}"
+[bridges.mail.imap]
+host = "127.0.0.1"
+port = {imap}
+security = "plain"
+username = "{office}"
+password = "{password}"
+[bridges.mail.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "plain"
+"#,
+        office = OFFICE.0,
+        password = OFFICE.1,
+        imap = mail.imap_port,
+        smtp = mail.smtp_port,
+    );
+    let synapse = Synapse::start(&[s.registration_yaml()]).await;
+    s.homeserver_url = synapse.url.clone();
+    synapse.register_user("anna", "anna-password").await;
+    let gateway = Gateway::start(s.config(), &casebridge_tests::loopback::test_factories())
+        .await
+        .unwrap();
+    let store = gateway.store().clone();
+    let count = |state: &'static str| {
+        let store = store.clone();
+        async move {
+            message::Entity::find()
+                .filter(message::Column::Direction.eq("inbound"))
+                .filter(message::Column::State.eq(state))
+                .count(store.connection())
+                .await
+                .unwrap() as usize
+        }
+    };
+    // Warm up: one mail per sender, so that the cases and rooms exist.
+    smtp_burst(mail.smtp_port, OFFICE.0, senders, senders, "w").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("relayed").await < senders {
+        assert!(Instant::now() < deadline, "warm-up mails did not reach the rooms");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    let submitted = smtp_burst(mail.smtp_port, OFFICE.0, n, senders, "b").await;
+    let mut recorded_at = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if recorded_at.is_none() && count("received").await + count("relayed").await >= n + senders {
+            recorded_at = Some(t0.elapsed());
+        }
+        if count("relayed").await >= n + senders {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mails did not reach the rooms in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let into_rooms = n as f64 / t0.elapsed().as_secs_f64();
+    let recorded = n as f64 / recorded_at.unwrap_or_else(|| t0.elapsed()).as_secs_f64();
+
+    // The bridge's own SMTP sends, one after another as its delivery worker sends them.
+    let instance = s.config().bridges["mail"].clone();
+    let bridge = casebridge_bridges::email::EmailFactory
+        .build("mail", &instance)
+        .unwrap();
+    let t0 = Instant::now();
+    for i in 0..n {
+        bridge
+            .deliver(&OutboundMessage {
+                record_id: i as i64,
+                case_number: "2026-000001".into(),
+                to: RemoteAddress::new("client@client.test"),
+                body: format!("Svar nummer {i}."),
+                html: Some(format!("<p>Svar nummer <b>{i}</b>.</p>")),
+                discreet: None,
+                automatic: false,
+                conversation: casebridge_bridges::Conversation {
+                    subject: Some("Fråga".into()),
+                    in_reply_to: Some("c1@client.test".into()),
+                    references: vec!["c1@client.test".into()],
+                },
+            })
+            .await
+            .unwrap();
+    }
+    let outbound = n as f64 / t0.elapsed().as_secs_f64();
+    println!("mail ({n} mails, {senders} senders; Dovecot, Postfix and Synapse on this machine):");
+    println!("  Postfix accepting SMTP submissions:        {postfix:.1} mails/s");
+    println!("  submitted to the office mailbox:           {submitted:.1} mails/s");
+    println!("  recorded by the gateway (IMAP, committed): {recorded:.1} mails/s");
+    println!("  in the case rooms (through Synapse):       {into_rooms:.1} mails/s");
+    println!("  bridge sending replies over SMTP:          {outbound:.1} mails/s (one at a time)");
+    gateway.shutdown().await;
+}
+
 /// Part 3: RSS of the gateway binary, idle.
 fn idle_rss() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,12 +679,23 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.email_only {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(email(args.email.max(1), args.concurrency));
+        return;
+    }
     gateway_only(args.burst);
     sms_webhooks_gateway_only(args.burst / 4);
     if !args.no_synapse {
         tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(end_to_end(args.e2e, args.concurrency));
+    }
+    if args.email > 0 {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(email(args.email, args.concurrency));
     }
     idle_rss();
 }
