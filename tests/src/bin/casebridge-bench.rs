@@ -580,7 +580,10 @@ security = "plain"
     smtp_burst(mail.smtp_port, OFFICE.0, senders, senders, "w").await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while count("relayed").await < senders {
-        assert!(Instant::now() < deadline, "warm-up mails did not reach the rooms");
+        assert!(
+            Instant::now() < deadline,
+            "warm-up mails did not reach the rooms"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let t0 = Instant::now();
@@ -588,13 +591,17 @@ security = "plain"
     let mut recorded_at = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        if recorded_at.is_none() && count("received").await + count("relayed").await >= n + senders {
+        if recorded_at.is_none() && count("received").await + count("relayed").await >= n + senders
+        {
             recorded_at = Some(t0.elapsed());
         }
         if count("relayed").await >= n + senders {
             break;
         }
-        assert!(Instant::now() < deadline, "mails did not reach the rooms in 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "mails did not reach the rooms in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let into_rooms = n as f64 / t0.elapsed().as_secs_f64();

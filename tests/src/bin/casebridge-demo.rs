@@ -1,14 +1,19 @@
-//! The local stack in one command: a real Synapse, the gateway on SQLite, a worker account,
-//! and one client message travelling into a case room and a reply coming back out.
+//! The local stack in one command: a real Synapse, real Dovecot and Postfix, the gateway on
+//! SQLite, a worker account, and one client e-mail travelling into a case room, the office's
+//! automatic acknowledgement and a worker's reply going back out as ordinary, threaded mail.
 //!
-//! The client's channel is the loopback bridge (a spool directory), until the e-mail, SMS and
-//! Telegram bridges land. `--keep-running` leaves everything up for a Matrix client such as
-//! Element (log in as anna / anna-password on the printed homeserver URL).
+//! `--keep-running` leaves everything up for a Matrix client such as Element (log in as
+//! anna / anna-password on the printed homeserver URL) and a mail client.
 
 use std::time::Duration;
 
 use casebridge_gateway::Gateway;
-use casebridge_tests::{free_port, loopback::test_factories, GatewaySetup, Spool, Synapse, Worker};
+use casebridge_tests::{
+    free_port,
+    loopback::test_factories,
+    mail::{MailServer, CLIENT, OFFICE},
+    GatewaySetup, Spool, Synapse, Worker,
+};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -49,6 +54,45 @@ async fn main() -> anyhow::Result<()> {
         extra: String::new(),
     };
 
+    step("Starting Dovecot (IMAP) and Postfix (SMTP) for office.test and client.test");
+    let mail = MailServer::start().await;
+    println!(
+        "    mail        IMAP 127.0.0.1:{}  SMTP 127.0.0.1:{}  (office@office.test / office-password, client@client.test / client-password)",
+        mail.imap_port, mail.smtp_port
+    );
+    setup.extra = format!(
+        r#"
+[teams.office]
+name = "Socialtjänsten"
+members = ["@anna:localhost", "@bo:localhost"]
+languages = ["sv", "en"]
+auto_reply.acknowledge = true
+emergency.numbers = "112 eller socialjouren 08-123 456 78"
+
+[bridges.mail]
+kind = "email"
+team = "office"
+address = "{office}"
+name = "Socialtjänsten"
+
+[bridges.mail.imap]
+host = "127.0.0.1"
+port = {imap}
+security = "plain"
+username = "{office}"
+password = "{password}"
+
+[bridges.mail.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "plain"
+"#,
+        office = OFFICE.0,
+        password = OFFICE.1,
+        imap = mail.imap_port,
+        smtp = mail.smtp_port,
+    );
+
     step("Starting Synapse with the casebridge appservice registration");
     let synapse = Synapse::start(&[setup.registration_yaml()]).await;
     setup.homeserver_url = synapse.url.clone();
@@ -67,12 +111,17 @@ async fn main() -> anyhow::Result<()> {
         dir.join("casebridge.toml").display()
     );
 
-    step("A client writes from +46 70 123 45 67 on the loopback channel");
-    spool.put(
-        "demo-1",
-        "+46701234567",
-        "Hej! Kan jag få en tid hos er den här veckan?",
-    );
+    step("A client e-mails the office: client@client.test -> office@office.test");
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        "From: Klara Klient <client@client.test>\r\nTo: office@office.test\r\n\
+         Subject: Tid hos er?\r\nMessage-ID: <demo-1@client.test>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hej! Kan jag få en tid hos er den här veckan?\r\n"
+            .as_bytes(),
+    )
+    .await;
     let mut anna = Worker::login(&synapse.url, "anna", "anna-password").await;
     let room = loop {
         if let Some(room) = anna.invites().await.into_iter().next() {
@@ -110,29 +159,43 @@ async fn main() -> anyhow::Result<()> {
         first["content"]["body"].as_str().unwrap()
     );
 
+    let show = |raw: &[u8]| {
+        let m = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("a mail");
+        for h in ["From", "Subject", "In-Reply-To", "Auto-Submitted"] {
+            if let Some(v) = m.header_raw(h) {
+                println!("      {h}: {}", v.trim());
+            }
+        }
+        println!(
+            "      | {}",
+            m.body_text(0)
+                .unwrap_or_default()
+                .trim()
+                .replace('\n', "\n      | ")
+        );
+    };
+    step("The office acknowledges automatically (a team policy), as ordinary mail");
+    let mails = mail.wait_for_mail(CLIENT, 1, Duration::from_secs(30)).await;
+    show(&mails[0]);
+
     step("anna replies in the case room");
-    anna.send_text(&room, "Hej! Ja, torsdag kl. 10 går bra. Välkommen!")
+    anna.send_text(&room, "Hej Klara! Ja, torsdag kl. 10 går bra. Välkommen!")
         .await;
-    let out = wait_for(|| async { spool.outbox().into_iter().next() }).await;
-    println!("    the client receives on their channel: {:?}", out.body);
-    println!(
-        "    (to {}, case {}; no worker name or Matrix ID in it)",
-        out.to, out.case_number
-    );
+    let mails = mail.wait_for_mail(CLIENT, 2, Duration::from_secs(30)).await;
+    println!("    the client's mailbox receives (no worker name or Matrix ID in it):");
+    show(&mails[1]);
 
     step("The records (casebridge cases show / records export)");
-    let case = gateway
-        .store()
-        .case_by_number(&out.case_number)
-        .await?
-        .expect("the case exists");
+    let case = gateway.store().cases().await?.remove(0);
     for m in gateway.store().messages(case.id).await? {
         println!(
             "    {} {:<8} {:<8} {}",
             m.received_at.format("%H:%M:%S"),
             m.direction,
             m.state,
-            m.body
+            m.body.replace("\n\n", " ⏎ ").replace('\n', " ⏎ ")
         );
     }
 
@@ -140,17 +203,23 @@ async fn main() -> anyhow::Result<()> {
         step(
             "Running. Log in with a Matrix client at the homeserver above as anna / anna-password.",
         );
-        println!("    Write as the client:  put a JSON file {{\"id\":\"2\",\"from\":\"+46701234567\",\"body\":\"...\"}} into {}/inbox/", spool.root().display());
         println!(
-            "    Replies appear in:    {}/outbox.jsonl",
-            spool.root().display()
+            "    Write as the client:  any mail program, SMTP 127.0.0.1:{} to office@office.test",
+            mail.smtp_port
+        );
+        println!(
+            "    Read as the client:   IMAP 127.0.0.1:{} as client@client.test / client-password",
+            mail.imap_port
         );
         println!("    Ctrl-C stops everything.");
         tokio::signal::ctrl_c().await?;
     }
     gateway.shutdown().await;
     drop(synapse);
-    println!("\nDemo finished: one message in, one reply out, both recorded.");
+    drop(mail);
+    println!(
+        "\nDemo finished: one mail in, an automatic acknowledgement and a reply out, all recorded."
+    );
     Ok(())
 }
 
