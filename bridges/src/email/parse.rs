@@ -152,7 +152,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         .map(|t| t.into_owned())
         .unwrap_or_default();
     let text = trim_quoted(&text);
-    let html = mail.body_html(0).map(|h| sanitise(&h));
+    let html = mail.body_html(0).map(|h| sanitise(&trim_quoted_html(&h)));
     let (attachments, too_large) = files(&mail, context.max_attachment_bytes);
 
     let mut body = String::new();
@@ -441,6 +441,34 @@ pub fn trim_quoted(text: &str) -> String {
     }
 }
 
+/// Cuts the quoted history mail programs append to HTML (Gmail, Outlook, Apple Mail,
+/// Thunderbird mark it), keeping what the client wrote now; ammonia closes what the cut leaves
+/// open. HTML that is nothing but a quote is left as it is.
+pub fn trim_quoted_html(html: &str) -> String {
+    const MARKERS: [&str; 7] = [
+        "<div class=\"gmail_quote",
+        "<blockquote class=\"gmail_quote",
+        "<blockquote type=\"cite\"",
+        "<div id=\"divRplyFwdMsg\"",
+        "<div id=\"appendonsend\"",
+        "<div class=\"moz-cite-prefix\"",
+        "<div style=\"border:none;border-top:solid #e1e1e1",
+    ];
+    let lower = html.to_ascii_lowercase();
+    let cut = MARKERS
+        .iter()
+        .filter_map(|m| lower.find(&m.to_ascii_lowercase()))
+        .min();
+    match cut {
+        Some(at) if !strip_tags(&html[..at]).trim().is_empty() => html[..at].to_owned(),
+        _ => html.to_owned(),
+    }
+}
+
+fn strip_tags(html: &str) -> String {
+    ammonia::Builder::empty().clean(html).to_string()
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -604,6 +632,15 @@ mod tests {
         );
         assert_eq!(m.attachments[0].data, b"\x00\x01 not a mail");
         assert!(m.automated);
+    }
+
+    #[test]
+    fn quoted_html_is_trimmed_too() {
+        let gmail = "<div dir=\"ltr\">Tack, det passar!</div><br><div class=\"gmail_quote\"><div>On Mon wrote:</div>\
+                     <blockquote class=\"gmail_quote\">Hej Klara!</blockquote></div>";
+        assert_eq!(sanitise(&trim_quoted_html(gmail)), "<div>Tack, det passar!</div><br>");
+        let only_quote = "<blockquote type=\"cite\">gammalt</blockquote>";
+        assert_eq!(trim_quoted_html(only_quote), only_quote);
     }
 
     #[test]
