@@ -3,7 +3,10 @@
 # Debian packages, each from its own configuration in DIR, on 127.0.0.1 only.
 #
 #   scripts/mail.sh install
-#   scripts/mail.sh start DIR IMAP_PORT SMTP_PORT LMTP_PORT   install if missing, configure, start
+#   scripts/mail.sh start DIR IMAP SMTP LMTP [IMAPS SMTPS]   install if missing, configure, start
+#
+# IMAP and SMTP also offer STARTTLS; IMAPS and SMTPS (when given) are TLS from the first byte.
+# The certificate is for localhost and 127.0.0.1, signed by a throwaway CA in DIR/tls/ca.pem.
 #   scripts/mail.sh stop DIR
 #   scripts/mail.sh stop-imap DIR | start-imap DIR            Dovecot alone (outage tests)
 #
@@ -31,9 +34,26 @@ install() {
   }
 }
 
+make_certificates() {
+  local tls=$1
+  mkdir -p "$tls"
+  [ -f "$tls/server.pem" ] && return 0
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 30 \
+    -subj "/CN=casebridge test CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$tls/server.key" -out "$tls/server.csr" \
+    -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$tls/ext.cnf"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/server.pem" -days 30 -extfile "$tls/ext.cnf" 2>/dev/null
+  chmod 0644 "$tls/server.pem" "$tls/ca.pem"
+  chmod 0600 "$tls/server.key"
+}
+
 write_config() {
-  local dir=$1 imap=$2 smtp=$3 lmtp=$4
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-}
   mkdir -p "$dir"/{mail,dovecot-run,dovecot-state,postfix,postfix-queue,postfix-data}
+  make_certificates "$dir/tls"
   : >"$dir/passwd"
   : >"$dir/postfix/vmailbox"
   local domains="" entry user pass domain
@@ -58,7 +78,9 @@ state_dir = $dir/dovecot-state
 instance_name = casebridge-test-$imap
 listen = 127.0.0.1
 protocols = imap lmtp
-ssl = no
+ssl = yes
+ssl_cert = <$dir/tls/server.pem
+ssl_key = <$dir/tls/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = $dir/dovecot.log
@@ -81,7 +103,9 @@ service imap-login {
     port = $imap
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $imaps
+    ssl = yes
   }
 }
 service lmtp {
@@ -123,6 +147,9 @@ message_size_limit = 62914560
 maillog_file_prefixes = /var, /dev/stdout, $dir
 maillog_file = $dir/postfix.log
 biff = no
+smtpd_tls_cert_file = $dir/tls/server.pem
+smtpd_tls_key_file = $dir/tls/server.key
+smtpd_tls_security_level = may
 # A test bed retries deferred mail (Dovecot down) within seconds, not minutes.
 queue_run_delay = 1s
 minimal_backoff_time = 1s
@@ -134,6 +161,7 @@ $smtp      inet  n       -       n       -       -       smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce
@@ -153,6 +181,9 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+  if [ -n "$smtps" ]; then
+    printf '%s     inet  n       -       n       -       -       smtpd\n  -o smtpd_tls_wrappermode=yes\n' "$smtps" >>"$dir/postfix/master.cf"
+  fi
   chown -R postfix: "$dir/postfix-data"
 }
 
@@ -186,11 +217,11 @@ stop_imap() {
 }
 
 start() {
-  local dir=$1 imap=$2 smtp=$3 lmtp=$4
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-}
   install
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  write_config "$dir" "$imap" "$smtp" "$lmtp"
+  write_config "$dir" "$imap" "$smtp" "$lmtp" "$imaps" "$smtps"
   start_imap "$dir"
   postfix -c "$dir/postfix" start </dev/null >>"$dir/postfix.out" 2>&1 \
     || { cat "$dir/postfix.out" "$dir/postfix.log" >&2 2>/dev/null; exit 1; }

@@ -18,6 +18,10 @@ pub struct MailServer {
     pub imap_port: u16,
     /// SMTP port (plain, 127.0.0.1).
     pub smtp_port: u16,
+    /// IMAP over TLS (the plain port offers STARTTLS too).
+    pub imaps_port: u16,
+    /// SMTP over TLS (the plain port offers STARTTLS too).
+    pub smtps_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -31,18 +35,28 @@ impl MailServer {
         let server = Self {
             imap_port: free_port(),
             smtp_port: free_port(),
+            imaps_port: free_port(),
+            smtps_port: free_port(),
             dir,
         };
         let lmtp = free_port();
+        let ports = [
+            server.imap_port,
+            server.smtp_port,
+            lmtp,
+            server.imaps_port,
+            server.smtps_port,
+        ]
+        .map(|p| p.to_string());
+        let mut args = vec!["start"];
+        args.extend(ports.iter().map(String::as_str));
+        server.script(&args).await;
         server
-            .script(&[
-                "start",
-                &server.imap_port.to_string(),
-                &server.smtp_port.to_string(),
-                &lmtp.to_string(),
-            ])
-            .await;
-        server
+    }
+
+    /// The PEM file of the CA that signed the servers' certificate (for `localhost`).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("tls/ca.pem")
     }
 
     async fn script(&self, args: &[&str]) {

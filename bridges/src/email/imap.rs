@@ -45,7 +45,26 @@ pub struct Reader {
     /// The office address's domain: bounces of mail with Message-IDs there are ours.
     pub domain: String,
     pub max_attachment_bytes: usize,
+    /// Certificate authorities trusted besides the public ones.
+    pub extra_ca: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     pub stop: Notify,
+}
+
+/// The certificates of a PEM file, for [`Reader::extra_ca`].
+pub fn extra_roots(
+    pem: Option<&[u8]>,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let Some(pem) = pem else {
+        return Ok(Vec::new());
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
 }
 
 /// Why a session ended.
@@ -123,9 +142,14 @@ impl Reader {
         &self,
         tcp: TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ReadError> {
-        let roots = tokio_rustls::rustls::RootCertStore {
+        let mut roots = tokio_rustls::rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for ca in &self.extra_ca {
+            roots
+                .add(ca.clone())
+                .map_err(|e| ReadError::Tls(format!("tls_ca_file: {e}")))?;
+        }
         let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
             tokio_rustls::rustls::crypto::ring::default_provider(),
         ))

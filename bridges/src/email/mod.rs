@@ -20,7 +20,10 @@ use lettre::{
         header::{self, ContentType, HeaderName, HeaderValue},
         Mailbox, MultiPart, SinglePart,
     },
-    transport::smtp::{authentication::Credentials, client::Tls, client::TlsParameters},
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
     AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
 };
 use serde::Deserialize;
@@ -66,6 +69,9 @@ struct ImapOptions {
     /// Seconds between checks when the server has no IDLE.
     #[serde(default = "poll_seconds")]
     poll_seconds: u64,
+    /// A PEM file of certificate authorities to trust besides the public ones (an office's own
+    /// CA).
+    tls_ca_file: Option<PathBuf>,
 }
 
 /// `[bridges.KEY.smtp]`
@@ -79,6 +85,8 @@ struct SmtpOptions {
     username: Option<String>,
     password: Option<Secret>,
     password_file: Option<PathBuf>,
+    /// As for IMAP.
+    tls_ca_file: Option<PathBuf>,
 }
 
 /// `[bridges.KEY]` with `kind = "email"`.
@@ -145,7 +153,18 @@ impl BridgeFactory for EmailFactory {
                 &options.smtp.password_file,
             )?),
         };
-        let smtp = smtp_transport(&options.smtp, smtp_password).map_err(|e| invalid("smtp", e))?;
+        let read_ca = |k: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, BridgeError> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map_err(|e| invalid(k, format!("cannot read {}: {e}", p.display())))
+                })
+                .transpose()
+        };
+        let imap_ca = read_ca("imap.tls_ca_file", &options.imap.tls_ca_file)?;
+        let smtp_ca = read_ca("smtp.tls_ca_file", &options.smtp.tls_ca_file)?;
+        let smtp = smtp_transport(&options.smtp, smtp_password, smtp_ca.as_deref())
+            .map_err(|e| invalid("smtp", e))?;
         Ok(Arc::new(EmailBridge {
             office: Mailbox::new(options.name.clone(), office.clone()),
             imap: Arc::new(imap::Reader {
@@ -164,6 +183,8 @@ impl BridgeFactory for EmailFactory {
                 office: options.address.to_lowercase(),
                 domain: office.domain().to_lowercase(),
                 max_attachment_bytes: options.max_attachment_bytes,
+                extra_ca: imap::extra_roots(imap_ca.as_deref())
+                    .map_err(|e| invalid("imap.tls_ca_file", e))?,
                 stop: Notify::new(),
             }),
             smtp,
@@ -175,9 +196,16 @@ impl BridgeFactory for EmailFactory {
 fn smtp_transport(
     options: &SmtpOptions,
     password: Option<Secret>,
+    extra_ca: Option<&[u8]>,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let tls = || {
-        TlsParameters::new(options.host.clone())
+        let mut builder = TlsParameters::builder(options.host.clone());
+        if let Some(pem) = extra_ca {
+            let ca = Certificate::from_pem(pem).map_err(|e| format!("tls_ca_file: {e}"))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        builder
+            .build()
             .map_err(|e| format!("TLS for {}: {e}", options.host))
     };
     let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&options.host);

@@ -638,7 +638,10 @@ mod tests {
     fn quoted_html_is_trimmed_too() {
         let gmail = "<div dir=\"ltr\">Tack, det passar!</div><br><div class=\"gmail_quote\"><div>On Mon wrote:</div>\
                      <blockquote class=\"gmail_quote\">Hej Klara!</blockquote></div>";
-        assert_eq!(sanitise(&trim_quoted_html(gmail)), "<div>Tack, det passar!</div><br>");
+        assert_eq!(
+            sanitise(&trim_quoted_html(gmail)),
+            "<div>Tack, det passar!</div><br>"
+        );
         let only_quote = "<blockquote type=\"cite\">gammalt</blockquote>";
         assert_eq!(trim_quoted_html(only_quote), only_quote);
     }

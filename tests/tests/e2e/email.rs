@@ -344,3 +344,92 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
     assert_eq!(inbound, 101);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_starttls_both_ways() {
+    let mail = MailServer::start().await;
+    let mut stack = Stack::new(Db::Sqlite, "emailtls").await;
+    // Two mailboxes: one read over IMAPS and answered with SMTP STARTTLS, the other read with
+    // IMAP STARTTLS and answered over SMTPS. The servers' CA is the office's own.
+    let ca = mail.ca_file();
+    let bridge =
+        |key: &str, (address, password): (&str, &str), imap: (u16, &str), smtp: (u16, &str)| {
+            format!(
+                r#"
+[bridges.{key}]
+kind = "email"
+team = "social"
+address = "{address}"
+name = "Socialtjänsten"
+[bridges.{key}.imap]
+host = "localhost"
+port = {imap_port}
+security = "{imap_security}"
+username = "{address}"
+password = "{password}"
+tls_ca_file = "{ca}"
+[bridges.{key}.smtp]
+host = "localhost"
+port = {smtp_port}
+security = "{smtp_security}"
+tls_ca_file = "{ca}"
+"#,
+                imap_port = imap.0,
+                imap_security = imap.1,
+                smtp_port = smtp.0,
+                smtp_security = smtp.1,
+                ca = ca.display(),
+            )
+        };
+    stack.setup.extra = bridge(
+        "tls",
+        OFFICE,
+        (mail.imaps_port, "tls"),
+        (mail.smtp_port, "starttls"),
+    ) + &bridge(
+        "starttls",
+        ("other@client.test", "other-password"),
+        (mail.imap_port, "starttls"),
+        (mail.smtps_port, "tls"),
+    );
+    let gateway = stack.start_gateway().await;
+    for (to, id) in [
+        (OFFICE.0, "t1@client.test"),
+        ("other@client.test", "t2@client.test"),
+    ] {
+        let raw = format!(
+            "From: {client}\r\nTo: {to}\r\nSubject: Över TLS\r\nMessage-ID: <{id}>\r\n\r\nHej via {to}\r\n",
+            client = CLIENT.0
+        );
+        mail.send_raw(CLIENT.0, to, raw.as_bytes()).await;
+        let room = stack.join_case_room().await;
+        let got = stack
+            .ghost_messages(&room, 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            got[0]["content"]["body"],
+            format!("Över TLS\n\nHej via {to}")
+        );
+        stack
+            .worker
+            .send_text(&room, &format!("Svar från {to}"))
+            .await;
+    }
+    let mails = mail.wait_for_mail(CLIENT, 2, Duration::from_secs(30)).await;
+    let mut froms: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            let m = MessageParser::default().parse(m.as_slice()).unwrap();
+            m.from()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    froms.sort();
+    assert_eq!(froms, ["office@office.test", "other@client.test"]);
+    gateway.shutdown().await;
+}
