@@ -37,6 +37,9 @@ pub struct TeamConfig {
     /// A room (id or alias) where `!incident` reports are posted; the emergency alert room
     /// when not set. Invite the bot there.
     pub incident_room: Option<OwnedRoomOrAliasId>,
+    /// What may leave the office in a reply.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// The policies that run on a client's message, in order.
     #[serde(default = "default_pipeline")]
     pub pipeline: Vec<InboundStep>,
@@ -394,4 +397,39 @@ pub struct TemplateOverrides {
     pub emergency_sms: Option<String>,
     /// To a client the team blocked (`!block`), at most once a day.
     pub blocked: Option<String>,
+}
+
+/// `[teams.KEY.privacy]`: what of a reply may reach a client. Workers' Matrix IDs, names,
+/// mentions and reply quotes never do; phone numbers and mail addresses only from this list
+/// (and the emergency numbers) without a worker's `!send`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The office's own numbers, as written anywhere (`"08-123 456 78"`).
+    #[serde(default)]
+    pub allowed_numbers: Vec<String>,
+    /// The office's addresses, or whole domains as `"@kommun.example"`.
+    #[serde(default)]
+    pub allowed_addresses: Vec<String>,
+    /// Country for numbers written without a country code.
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Appended to every reply; `{first_name}` is the worker's first name (leave it out to name
+    /// no one), e.g. `"{first_name}, Socialtjänsten"`.
+    pub signature: Option<String>,
+}
+
+fn default_region() -> String {
+    "SE".into()
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            allowed_numbers: Vec::new(),
+            allowed_addresses: Vec::new(),
+            default_region: default_region(),
+            signature: None,
+        }
+    }
 }

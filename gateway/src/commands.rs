@@ -15,6 +15,8 @@ use crate::{
 pub struct AfterCommit {
     /// Invite this user to the case room.
     pub invite: Option<(String, ruma::OwnedUserId)>,
+    /// A bridge instance with a reply to deliver.
+    pub wake: Option<String>,
 }
 
 impl Core {
@@ -81,6 +83,13 @@ impl Core {
                 }
             }
             Command::Note(_) => "Internal note recorded; it is not sent to the client.".to_owned(),
+            Command::Send => match Store::release_held(conn, case.id).await? {
+                Some((instance, _)) => {
+                    after.wake = Some(instance);
+                    format!("The held reply is sent as written, confirmed by {sender}.")
+                }
+                None => "No reply is held in this case.".to_owned(),
+            },
             Command::Incident(text) => {
                 let room = self
                     .policies

@@ -150,6 +150,10 @@ impl Gateway {
         let shutdown = Arc::new(Notify::new());
         let mut tasks = Vec::new();
 
+        let names = core.clone();
+        tasks.push(tokio::spawn(
+            async move { names.load_display_names().await },
+        ));
         let (tx, rx) = mpsc::channel(1024);
         tasks.push(tokio::spawn(core.clone().run_inbound(rx)));
         tasks.push(tokio::spawn(

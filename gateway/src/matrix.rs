@@ -12,7 +12,7 @@ use ruma::{
             media::create_content,
             membership::{invite_user, join_room_by_id},
             message::send_message_event,
-            profile::set_display_name,
+            profile::{get_display_name, set_display_name},
             room::{create_room, Visibility},
         },
         path_builder::{PathBuilder, SinglePath, VersionHistory},
@@ -196,6 +196,15 @@ impl MatrixClient {
         self.send("set display name", request, Some(user))
             .await
             .map(|_| ())
+    }
+
+    /// The display name of `user`, if set.
+    pub async fn display_name(&self, user: &UserId) -> Result<Option<String>, MatrixError> {
+        #[allow(deprecated)]
+        let request = get_display_name::v3::Request::new(user.to_owned());
+        self.send("get display name", request, None)
+            .await
+            .map(|r| r.displayname)
     }
 
     /// Creates a private case room as the bot, or finds the one an earlier try created under

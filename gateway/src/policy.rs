@@ -7,6 +7,7 @@ use casebridge_config::{Config, ConfigError};
 use casebridge_policies::{
     holidays::Holidays,
     inbound::{AutoReply, TeamPolicy},
+    privacy::{Privacy, Worker},
 };
 use chrono::{Datelike, Duration, Utc};
 
@@ -14,6 +15,7 @@ use chrono::{Datelike, Duration, Utc};
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     teams: BTreeMap<String, TeamPolicy>,
+    privacy: BTreeMap<String, Privacy>,
     /// `#_cb_case_` and `:server`: a case room's alias is made of these and its number.
     alias: (String, String),
 }
@@ -37,6 +39,17 @@ impl Policies {
         let from = today.with_year(today.year() - 1).unwrap_or(today) - Duration::days(1);
         let to = today + Duration::days(5 * 366);
         let mut teams = BTreeMap::new();
+        let mut privacy = BTreeMap::new();
+        // Every configured worker, of every team: none may be named to any client.
+        let workers: Vec<Worker> = config
+            .teams
+            .values()
+            .flat_map(|t| t.members.iter().chain(&t.on_call))
+            .map(|u| Worker {
+                user_id: u.to_string(),
+                names: Vec::new(),
+            })
+            .collect();
         for (key, team) in &config.teams {
             let mut holidays = Holidays::default();
             if let Some(hours) = &team.hours {
@@ -64,9 +77,25 @@ impl Policies {
                     message: e.message,
                 })?;
             teams.insert(key.clone(), policy);
+            let p = &team.privacy;
+            let mut rules = Privacy::new(
+                workers.clone(),
+                config.homeserver.server_name.as_str(),
+                &p.allowed_numbers,
+                &p.allowed_addresses,
+                &p.default_region,
+                p.signature.clone(),
+            )
+            .map_err(|message| ConfigError::Invalid {
+                key: format!("teams.{key}.privacy"),
+                message,
+            })?;
+            rules.allow_numbers_in(&team.emergency.numbers);
+            privacy.insert(key.clone(), rules);
         }
         Ok(Self {
             teams,
+            privacy,
             alias: (
                 format!("#{}case_", config.appservice.ghost_prefix),
                 format!(":{}", config.homeserver.server_name),
@@ -77,6 +106,11 @@ impl Policies {
     /// The policy of team `key`.
     pub fn team(&self, key: &str) -> Option<&TeamPolicy> {
         self.teams.get(key)
+    }
+
+    /// The privacy rules of team `key`.
+    pub fn privacy(&self, key: &str) -> Option<&Privacy> {
+        self.privacy.get(key)
     }
 
     /// Every team's policy.

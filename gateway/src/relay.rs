@@ -14,12 +14,13 @@ use casebridge_bridges::{
     OutboundMessage, SubmitError,
 };
 use casebridge_config::{Config, Secrets};
-use casebridge_policies::outbound::strip_reply_fallback;
+use casebridge_policies::{outbound::strip_reply_fallback, privacy::Outcome};
 use chrono::Utc;
 use ruma::{
     events::{
         room::message::{MessageType, OriginalRoomMessageEvent, Relation, RoomMessageEventContent},
-        AnyMessageLikeEvent, AnyTimelineEvent, Mentions, MessageLikeEvent,
+        AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, Mentions, MessageLikeEvent,
+        StateEvent,
     },
     serde::Raw,
     OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
@@ -76,6 +77,8 @@ pub struct Core {
     ghosts: Mutex<HashMap<i64, OwnedUserId>>,
     /// Alert rooms the bot is in, by team.
     alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
+    /// Display names of workers, as the homeserver last told (profiles, member events).
+    display_names: Mutex<HashMap<String, String>>,
 }
 
 /// Items a worker takes from the queue per round.
@@ -122,6 +125,7 @@ impl Core {
             rooms: Mutex::new(HashMap::new()),
             ghosts: Mutex::new(HashMap::new()),
             alert_rooms: Mutex::new(HashMap::new()),
+            display_names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,6 +161,59 @@ impl Core {
         self.bridges
             .get(instance)
             .map_or_else(|| channel.to_owned(), |b| b.capabilities.label.to_owned())
+    }
+
+    /// A worker's display name, if known.
+    fn display_name(&self, user: &UserId) -> Option<String> {
+        self.display_names
+            .lock()
+            .expect("not poisoned")
+            .get(user.as_str())
+            .cloned()
+    }
+
+    /// Every known display name of a worker.
+    fn known_names(&self) -> Vec<String> {
+        self.display_names
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Remembers the display name a homeserver reports for a (non-appservice) user.
+    fn learn_display_name(&self, user: &UserId, name: Option<&str>) {
+        if self.config.is_appservice_user(user) {
+            return;
+        }
+        let mut names = self.display_names.lock().expect("not poisoned");
+        match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(name) => {
+                names.insert(user.to_string(), name.to_owned());
+            }
+            None => {
+                names.remove(user.as_str());
+            }
+        }
+    }
+
+    /// Asks the homeserver for every configured worker's display name (at start; member events
+    /// keep them current after).
+    pub async fn load_display_names(&self) {
+        let users: Vec<OwnedUserId> = self
+            .config
+            .teams
+            .values()
+            .flat_map(|t| t.members.iter().chain(&t.on_call))
+            .cloned()
+            .collect();
+        for user in users {
+            match self.matrix.display_name(&user).await {
+                Ok(name) => self.learn_display_name(&user, name.as_deref()),
+                Err(e) => debug!(%user, error = %e, "no display name"),
+            }
+        }
     }
 
     // ----- inbound: channel -> record -----
@@ -782,6 +839,13 @@ impl Core {
                     queued.extend(handled.instance);
                     invites.extend(handled.invite);
                 }
+                Ok(AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(
+                    member,
+                )))) => {
+                    if let Ok(user) = UserId::parse(member.state_key.as_str()) {
+                        self.learn_display_name(&user, member.content.displayname.as_deref());
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => warn!(txn_id, error = %e, "skipping an event the gateway cannot read"),
             }
@@ -863,7 +927,7 @@ impl Core {
                         )
                         .await?;
                     Ok(Handled {
-                        instance: None,
+                        instance: after.wake,
                         invite: after.invite,
                     })
                 }
@@ -945,7 +1009,18 @@ impl Core {
             .await?;
             return Ok(Handled::default());
         }
-        let text = strip_reply_fallback(&body, html.as_deref());
+        let sender_name = self.display_name(&event.sender);
+        let known_names = self.known_names();
+        let outcome = match self.policies.privacy(&case.team) {
+            Some(rules) => {
+                rules.prepare_with(&body, html.as_deref(), sender_name.as_deref(), &known_names)
+            }
+            None => Outcome::Send(strip_reply_fallback(&body, html.as_deref())),
+        };
+        let (text, held) = match outcome {
+            Outcome::Send(text) => (text, None),
+            Outcome::Hold { text, found } => (text, Some(found)),
+        };
         let instance = identity.instance.clone();
         let parts = self
             .bridges
@@ -963,9 +1038,24 @@ impl Core {
                 html: text.html,
                 parts,
                 label,
+                held: held.is_some(),
             },
         )
         .await?;
+        if let (true, Some(found)) = (queued, &held) {
+            Store::record_notice(
+                conn,
+                case.id,
+                &format!(
+                    "Held, not sent: this reply contains {}, which is not one of the office's \
+                     numbers or addresses. A private number or address must not reach a client. \
+                     Type !send to send it as written, or write the reply again.",
+                    found.join(", ")
+                ),
+            )
+            .await?;
+            return Ok(Handled::default());
+        }
         Ok(Handled {
             instance: queued.then_some(instance),
             invite: None,

@@ -28,6 +28,8 @@ pub enum Command {
     Note(String),
     /// `!incident TEXT`: an incident report.
     Incident(String),
+    /// `!send`: send the held reply as written.
+    Send,
 }
 
 /// What `!help` says.
@@ -40,6 +42,7 @@ pub const HELP: &str = "Commands in a case room (only the case team may use them
 !block / !unblock — stop relaying a client's messages (they get the team's neutral answer)
 !note TEXT — an internal note: recorded, never sent
 !incident TEXT — an incident report: recorded and posted to the incident room
+!send — send a held reply (one naming a number or address off the office's list) as written
 !help — this list";
 
 /// Reads `body` as a command: `None` if it is not one (a text for the client), an error that
@@ -77,6 +80,7 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         "reopen" => no_argument(Command::Reopen),
         "block" => no_argument(Command::Block),
         "unblock" => no_argument(Command::Unblock),
+        "send" => no_argument(Command::Send),
         "note" => needs_text(Command::Note),
         "incident" => needs_text(Command::Incident),
         "assign" => {

@@ -8,5 +8,6 @@ pub mod holidays;
 pub mod hours;
 pub mod inbound;
 pub mod outbound;
+pub mod privacy;
 pub mod sms;
 pub mod templates;

@@ -118,6 +118,8 @@ pub struct NewOutbound {
     pub parts: Option<Vec<String>>,
     /// How the case team names the channel, for the notice about parts.
     pub label: String,
+    /// Recorded but not queued: it waits for a worker's `!send`.
+    pub held: bool,
 }
 
 /// Where a known client address leads. An identity never moves to another case, so this is
@@ -545,20 +547,21 @@ impl Store {
             sender: Set(Some(out.sender.clone())),
             ..message_row(out.case_id, direction::OUTBOUND, state, body, now)
         };
+        let state = match (&out.parts, out.held) {
+            (_, true) => "held",
+            (Some(_), false) => "split",
+            (None, false) => "queued",
+        };
         let whole = message::ActiveModel {
             event_id: Set(Some(out.event_id.clone())),
             html: Set(out.html.clone()),
-            ..row(
-                &out.body,
-                if out.parts.is_some() {
-                    "split"
-                } else {
-                    "queued"
-                },
-            )
+            ..row(&out.body, state)
         }
         .insert(conn)
         .await?;
+        if out.held {
+            return Ok(true);
+        }
         let Some(parts) = &out.parts else {
             enqueue(
                 conn,
@@ -638,6 +641,39 @@ impl Store {
             .await?;
         enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
         Ok(m.id)
+    }
+
+    /// Releases the latest held reply of a case (a worker's `!send`), inside `conn`: it is
+    /// queued for its bridge. Returns its instance and body, or `None` if nothing is held.
+    pub async fn release_held<C: ConnectionTrait>(
+        conn: &C,
+        case_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let Some(held) = message::Entity::find()
+            .filter(message::Column::CaseId.eq(case_id))
+            .filter(message::Column::Direction.eq(direction::OUTBOUND))
+            .filter(message::Column::State.eq("held"))
+            .order_by_desc(message::Column::Id)
+            .one(conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        message::Entity::update_many()
+            .col_expr(message::Column::State, Expr::value("queued"))
+            .filter(message::Column::Id.eq(held.id))
+            .exec(conn)
+            .await?;
+        enqueue(
+            conn,
+            target::BRIDGE,
+            &held.instance,
+            held.id,
+            case_id,
+            Utc::now(),
+        )
+        .await?;
+        Ok(Some((held.instance, held.body)))
     }
 
     /// Records a worker's message that is for the record only (a note, a command), inside

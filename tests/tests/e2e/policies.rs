@@ -390,3 +390,85 @@ alert_room = "{alert_room}"
 
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_identity_or_private_number_reaches_a_client() {
+    let mut stack = Stack::new(Db::Sqlite, "privacy").await;
+    let gateway = stack.start_gateway().await;
+    stack
+        .spool
+        .put("p1", "+46703333333", "Hej, när kan vi ses?");
+    let room = stack.join_case_room().await;
+    let first = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    let client_event = first[0]["event_id"].as_str().unwrap().to_owned();
+    let ghost = first[0]["sender"].as_str().unwrap().to_owned();
+
+    // A reply to the client's message that also mentions a colleague: the client gets neither
+    // the quote (with its Matrix IDs) nor the mention.
+    stack
+        .worker
+        .send(
+            &room,
+            serde_json::json!({
+                "msgtype": "m.text",
+                "body": format!("> <{ghost}> Hej, när kan vi ses?\n\nbo: kan du ta den? Hej! I morgon kl. 10 går bra."),
+                "format": "org.matrix.custom.html",
+                "formatted_body": format!(
+                    "<mx-reply><blockquote><a href=\"https://matrix.to/#/{room}/{client_event}\">In reply to</a> \
+                     <a href=\"https://matrix.to/#/{ghost}\">{ghost}</a><br>Hej, när kan vi ses?</blockquote></mx-reply>\
+                     <a href=\"https://matrix.to/#/@bo:localhost\">bo</a>: kan du ta den? Hej! I morgon kl. 10 går bra."
+                ),
+                "m.relates_to": {"m.in_reply_to": {"event_id": client_event}},
+                "m.mentions": {"user_ids": ["@bo:localhost"]},
+            }),
+        )
+        .await;
+    let out = eventually(
+        Duration::from_secs(20),
+        "the reply at the client",
+        || async { stack.spool.outbox().into_iter().next() },
+    )
+    .await;
+    assert_eq!(out.body, "kan du ta den? Hej! I morgon kl. 10 går bra.");
+    let html = out.html.unwrap_or_default();
+    for payload in [out.body.as_str(), html.as_str()] {
+        for bad in [
+            "@bo",
+            "bo<",
+            ">bo",
+            "anna",
+            "matrix.to",
+            "mx-reply",
+            "när kan vi ses",
+        ] {
+            assert!(!payload.contains(bad), "{bad} in {payload}");
+        }
+    }
+
+    // A private number is held until a worker confirms it.
+    stack
+        .worker
+        .send_text(&room, "Ring mig hellre privat på 070-123 45 67.")
+        .await;
+    stack
+        .wait_for_notice(&room, "the hold", |n| {
+            n.starts_with("Held, not sent: this reply contains 070-123 45 67")
+        })
+        .await;
+    assert_eq!(stack.spool.outbox().len(), 1);
+    stack.worker.send_text(&room, "!send").await;
+    let out = eventually(Duration::from_secs(20), "the confirmed reply", || async {
+        let out = stack.spool.outbox();
+        (out.len() == 2).then_some(out)
+    })
+    .await;
+    assert_eq!(out[1].body, "Ring mig hellre privat på 070-123 45 67.");
+    stack
+        .wait_for_notice(&room, "the confirmation", |n| {
+            n == "The held reply is sent as written, confirmed by @anna:localhost."
+        })
+        .await;
+    gateway.shutdown().await;
+}
