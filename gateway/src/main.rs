@@ -6,7 +6,11 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{bail, Context, Result};
 use casebridge_config::Config;
 use casebridge_gateway::{
-    build_bridges, policy::Policies, registration::registration_yaml, store::Store, Gateway,
+    build_bridges,
+    policy::Policies,
+    registration::registration_yaml,
+    store::{chain, Store},
+    Gateway,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -82,6 +86,13 @@ enum CasesCommand {
 
 #[derive(Subcommand)]
 enum RecordsCommand {
+    /// Check every case's hash chain (or one case's): names every changed, deleted or
+    /// reordered record; exits non-zero if any.
+    Verify {
+        /// Case number, e.g. 2026-000123; every case when left out.
+        #[arg(long)]
+        case: Option<String>,
+    },
     /// Export every message of a case.
     Export {
         /// Case number, e.g. 2026-000123.
@@ -188,6 +199,32 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Records(RecordsCommand::Verify { case }) => {
+            let store = open_store(&config).await?;
+            let cases = match case {
+                Some(number) => vec![find_case(&store, &number).await?],
+                None => store.cases().await?.into_iter().rev().collect(),
+            };
+            let mut broken = 0;
+            let mut records = 0;
+            for case in &cases {
+                records += store.messages(case.id).await?.len();
+                for finding in chain::verify(store.connection(), case).await? {
+                    println!("{finding}");
+                    broken += 1;
+                }
+            }
+            if broken > 0 {
+                anyhow::bail!(
+                    "{broken} break(s) in the records of {} case(s)",
+                    cases.len()
+                );
+            }
+            println!(
+                "{records} records in {} case(s): every chain is intact",
+                cases.len()
+            );
         }
         Command::Records(RecordsCommand::Export { case, format }) => {
             let store = open_store(&config).await?;

@@ -230,3 +230,159 @@ async fn cases_and_records_export() {
     assert!(!ok);
     assert!(err.contains("no case 1999-000001"), "{err}");
 }
+
+#[tokio::test]
+async fn records_verify_names_a_changed_byte_a_deleted_row_and_a_swapped_pair() {
+    use sea_orm::ConnectionTrait;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = example(dir.path());
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("cb.db").display()),
+        1,
+    )
+    .await
+    .unwrap();
+    let message = |id: &str, from: &str, body: &str| NewInbound {
+        instance: "sms".into(),
+        channel: "sms".into(),
+        team: "socialtjanst".into(),
+        label: "SMS".into(),
+        ghost_localpart: format!("_cb_sms_{from}"),
+        message: InboundMessage {
+            message_id: RemoteMessageId::new(id),
+            from: RemoteAddress::new(from),
+            display_name: from.into(),
+            body: body.into(),
+            html: None,
+            attachments: Vec::new(),
+            sent_at: chrono::Utc::now(),
+            automated: false,
+            subject: None,
+            references: Vec::new(),
+            case_hint: None,
+            original: None,
+        },
+    };
+    // Three cases of six records each, recorded in two batches.
+    for batch in 0..2 {
+        let items: Vec<_> = (0..9)
+            .map(|i| {
+                message(
+                    &format!("m{batch}-{i}"),
+                    &format!("+4670000000{}", i % 3),
+                    &format!("meddelande {batch}-{i}"),
+                )
+            })
+            .collect();
+        store
+            .record_inbound(&items, &Default::default())
+            .await
+            .unwrap();
+    }
+    let cases = store.cases().await.unwrap();
+    let numbers: Vec<String> = cases.iter().rev().map(|c| c.number.clone()).collect();
+    let (ok, out, err) = casebridge(&path, &["records", "verify"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "18 records in 3 case(s): every chain is intact\n");
+
+    let db = store.connection();
+    let ids = |case: usize| {
+        let case_id = cases[cases.len() - 1 - case].id;
+        format!("SELECT id FROM messages WHERE case_id = {case_id} ORDER BY seq")
+    };
+    let id_at =
+        |rows: &[sea_orm::QueryResult], i: usize| -> i64 { rows[i].try_get("", "id").unwrap() };
+    // Case 1: one changed byte in record 2.
+    let rows = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            ids(0),
+        ))
+        .await
+        .unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE messages SET body = 'meddelande 0-X' WHERE id = {}",
+        id_at(&rows, 1)
+    ))
+    .await
+    .unwrap();
+    // Case 2: record 4 deleted (with its queue item).
+    let rows = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            ids(1),
+        ))
+        .await
+        .unwrap();
+    let gone = id_at(&rows, 3);
+    db.execute_unprepared(&format!("DELETE FROM queue WHERE message_id = {gone}"))
+        .await
+        .unwrap();
+    db.execute_unprepared(&format!("DELETE FROM messages WHERE id = {gone}"))
+        .await
+        .unwrap();
+    // Case 3: records 2 and 3 swapped.
+    let rows = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            ids(2),
+        ))
+        .await
+        .unwrap();
+    let (a, b) = (id_at(&rows, 1), id_at(&rows, 2));
+    db.execute_unprepared(&format!("UPDATE messages SET seq = 100 WHERE id = {a}"))
+        .await
+        .unwrap();
+    db.execute_unprepared(&format!("UPDATE messages SET seq = 2 WHERE id = {b}"))
+        .await
+        .unwrap();
+    db.execute_unprepared(&format!("UPDATE messages SET seq = 3 WHERE id = {a}"))
+        .await
+        .unwrap();
+    drop(store);
+
+    let (ok, out, _) = casebridge(&path, &["records", "verify"]);
+    assert!(!ok, "tampering must fail the check");
+    let expected = [
+        format!("case {} record 2: its content was changed", numbers[0]),
+        format!(
+            "case {} record 4: record 4 is missing (deleted)",
+            numbers[1]
+        ),
+        format!(
+            "case {} record 5: does not follow the record before it",
+            numbers[1]
+        ),
+        format!(
+            "case {} record 2: does not follow the record before it",
+            numbers[2]
+        ),
+        format!(
+            "case {} record 2: its registration data was changed",
+            numbers[2]
+        ),
+        format!(
+            "case {} record 3: does not follow the record before it",
+            numbers[2]
+        ),
+        format!(
+            "case {} record 3: its registration data was changed",
+            numbers[2]
+        ),
+    ];
+    for line in &expected {
+        assert!(
+            out.lines().any(|l| l.starts_with(line.as_str())),
+            "{line:?} not in:\n{out}"
+        );
+    }
+    // Untouched records are not named.
+    assert!(
+        !out.contains(&format!("case {} record 1:", numbers[0])),
+        "{out}"
+    );
+    let (ok, out, _) = casebridge(&path, &["records", "verify", "--case", &numbers[0]]);
+    assert!(!ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+}

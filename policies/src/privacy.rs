@@ -144,7 +144,12 @@ impl Privacy {
         for name in names {
             out = remove_word(&out, name);
         }
-        tidy(&out)
+        // Only where something was taken out: a worker's own layout stays as written.
+        if out == text {
+            out
+        } else {
+            tidy(&out)
+        }
     }
 
     /// Every `@local:server` of the office's server, and of any configured worker.

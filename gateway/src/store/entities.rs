@@ -103,6 +103,16 @@ pub mod message {
         pub mentions: Option<Json>,
         /// The subject, on channels that have one (mail).
         pub subject: Option<String>,
+        /// Registration number within the case: 1, 2, 3, …
+        pub seq: Option<i32>,
+        /// The previous record's `hash` (none for the first).
+        pub prev_hash: Option<String>,
+        /// SHA-256 of the content: text, HTML, subject, files, original.
+        pub content_hash: Option<String>,
+        /// SHA-256 of the record and `prev_hash`: the chain.
+        pub hash: Option<String>,
+        /// When retention removed the content (the hashes stay, so the chain still verifies).
+        pub purged_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddAttachments),
             Box::new(AddPolicies),
             Box::new(AddSubjects),
+            Box::new(AddChain),
         ]
     }
 }
@@ -493,5 +494,60 @@ impl MigrationTrait for AddSubjects {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// The hash chain of each case's records, and the mark of purged content.
+struct AddChain;
+
+#[derive(DeriveIden)]
+enum ChainColumns {
+    Seq,
+    PrevHash,
+    ContentHash,
+    Hash,
+    PurgedAt,
+}
+
+impl MigrationName for AddChain {
+    fn name(&self) -> &str {
+        "m2026_11_23_000005_chain"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddChain {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            integer_null(ChainColumns::Seq),
+            string_null(ChainColumns::PrevHash),
+            string_null(ChainColumns::ContentHash),
+            string_null(ChainColumns::Hash),
+            timestamp_with_time_zone_null(ChainColumns::PurgedAt),
+        ] {
+            let mut column = column;
+            m.alter_table(
+                Table::alter()
+                    .table(Messages::Table)
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_index(
+            Index::create()
+                .name("messages_case_seq")
+                .table(Messages::Table)
+                .col(Messages::CaseId)
+                .col(ChainColumns::Seq)
+                .unique()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(Index::drop().name("messages_case_seq").to_owned())
+            .await
     }
 }

@@ -1,6 +1,7 @@
 //! The records store: cases, identities, every message, the durable outbound queue and the
 //! processed appservice transactions, on SQLite (default) or PostgreSQL through sea-orm.
 
+pub mod chain;
 pub mod entities;
 mod migration;
 
@@ -345,9 +346,16 @@ impl Store {
                 .await?;
         }
         if !rows.is_empty() {
-            let inserted = message::Entity::insert_many(rows)
-                .exec_with_returning_many(&txn)
-                .await?;
+            let contents = recorded.iter().map(|(item, _)| chain::Content {
+                files: item
+                    .message
+                    .attachments
+                    .iter()
+                    .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
+                    .collect(),
+                original: item.message.original.as_deref(),
+            });
+            let inserted = chain::append(&txn, rows.into_iter().zip(contents).collect()).await?;
             let ids: HashMap<(&str, &str), i64> = inserted
                 .iter()
                 .filter_map(|m| Some(((m.instance.as_str(), m.upstream_id.as_deref()?), m.id)))
@@ -552,12 +560,14 @@ impl Store {
             (Some(_), false) => "split",
             (None, false) => "queued",
         };
-        let whole = message::ActiveModel {
-            event_id: Set(Some(out.event_id.clone())),
-            html: Set(out.html.clone()),
-            ..row(&out.body, state)
-        }
-        .insert(conn)
+        let whole = chain::append_one(
+            conn,
+            message::ActiveModel {
+                event_id: Set(Some(out.event_id.clone())),
+                html: Set(out.html.clone()),
+                ..row(&out.body, state)
+            },
+        )
         .await?;
         if out.held {
             return Ok(true);
@@ -575,11 +585,13 @@ impl Store {
             return Ok(true);
         };
         for part in parts {
-            let m = message::ActiveModel {
-                kind: Set(Some("part".to_owned())),
-                ..row(part, "queued")
-            }
-            .insert(conn)
+            let m = chain::append_one(
+                conn,
+                message::ActiveModel {
+                    kind: Set(Some("part".to_owned())),
+                    ..row(part, "queued")
+                },
+            )
             .await?;
             enqueue(
                 conn,
@@ -611,9 +623,11 @@ impl Store {
         body: &str,
     ) -> Result<i64, StoreError> {
         let now = Utc::now();
-        let m = message_row(case_id, direction::NOTICE, "received", body, now)
-            .insert(conn)
-            .await?;
+        let m = chain::append_one(
+            conn,
+            message_row(case_id, direction::NOTICE, "received", body, now),
+        )
+        .await?;
         enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
@@ -628,7 +642,8 @@ impl Store {
         notice: &TeamNotice,
     ) -> Result<i64, StoreError> {
         let now = Utc::now();
-        let m =
+        let m = chain::append_one(
+            conn,
             message::ActiveModel {
                 html: Set(notice.html.clone()),
                 kind: Set(Some(kind.to_owned())),
@@ -636,9 +651,9 @@ impl Store {
                     (!notice.mentions.is_empty()).then(|| serde_json::json!(notice.mentions))
                 ),
                 ..message_row(case_id, direction, "received", &notice.body, now)
-            }
-            .insert(conn)
-            .await?;
+            },
+        )
+        .await?;
         enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
@@ -693,14 +708,16 @@ impl Store {
         if seen.is_some() {
             return Ok(false);
         }
-        message::ActiveModel {
-            event_id: Set(Some(event_id.to_owned())),
-            sender: Set(Some(sender.to_owned())),
-            kind: Set(Some(kind.to_owned())),
-            relayed_at: Set(Some(Utc::now())),
-            ..message_row(case_id, direction::INTERNAL, "recorded", body, Utc::now())
-        }
-        .insert(conn)
+        chain::append_one(
+            conn,
+            message::ActiveModel {
+                event_id: Set(Some(event_id.to_owned())),
+                sender: Set(Some(sender.to_owned())),
+                kind: Set(Some(kind.to_owned())),
+                relayed_at: Set(Some(Utc::now())),
+                ..message_row(case_id, direction::INTERNAL, "recorded", body, Utc::now())
+            },
+        )
         .await?;
         Ok(true)
     }
@@ -1179,14 +1196,16 @@ async fn apply_policies<C: ConnectionTrait>(
                 None => true,
             };
             if fresh {
-                let m = message::ActiveModel {
-                    identity_id: Set(Some(contact.identity_id)),
-                    instance: Set(item.instance.clone()),
-                    channel: Set(item.channel.clone()),
-                    kind: Set(Some(reply.kind.as_str().to_owned())),
-                    ..message_row(case.id, direction::OUTBOUND, "queued", &reply.text, now)
-                }
-                .insert(conn)
+                let m = chain::append_one(
+                    conn,
+                    message::ActiveModel {
+                        identity_id: Set(Some(contact.identity_id)),
+                        instance: Set(item.instance.clone()),
+                        channel: Set(item.channel.clone()),
+                        kind: Set(Some(reply.kind.as_str().to_owned())),
+                        ..message_row(case.id, direction::OUTBOUND, "queued", &reply.text, now)
+                    },
+                )
                 .await?;
                 enqueue(conn, target::BRIDGE, &item.instance, m.id, case.id, now).await?;
                 wake.insert(item.instance.clone());

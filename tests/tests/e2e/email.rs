@@ -412,7 +412,10 @@ tls_ca_file = "{ca}"
         );
         stack
             .worker
-            .send_text(&room, &format!("Svar från {to}"))
+            .send_text(
+                &room,
+                &format!("Svar via {}", to.split('@').next().unwrap()),
+            )
             .await;
     }
     let mails = mail.wait_for_mail(CLIENT, 2, Duration::from_secs(30)).await;

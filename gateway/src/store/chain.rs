@@ -1,0 +1,328 @@
+//! The records form a hash chain per case: each record has a registration number (1, 2, 3, …
+//! within its case), the hash of its content (text, HTML, subject, every file, the original), and
+//! a hash over what it is (case, number, direction, kind, actor, channel, times, content hash)
+//! and the previous record's hash. Changing a byte, deleting a record or reordering two breaks
+//! the chain where it happened, and [`verify`] names the record.
+//!
+//! What a record *is* never changes; how far it got (relayed, sent, delivered) does, and each
+//! such step that matters is a record of its own (a notice).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{attachment, case, direction, message, original, StoreError};
+
+/// What a record holds besides its row: the bytes of its files and its original.
+#[derive(Default)]
+pub struct Content<'a> {
+    /// Files: name, type, bytes.
+    pub files: Vec<(&'a str, &'a str, &'a [u8])>,
+    /// The message as its channel delivered it.
+    pub original: Option<&'a [u8]>,
+}
+
+fn hex(bytes: impl AsRef<[u8]>) -> String {
+    ::hex::encode(Sha256::digest(bytes))
+}
+
+fn value<T: Clone + Default + Into<sea_orm::Value>>(v: &ActiveValue<T>) -> T {
+    match v {
+        ActiveValue::Set(x) | ActiveValue::Unchanged(x) => x.clone(),
+        ActiveValue::NotSet => T::default(),
+    }
+}
+
+fn micros(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The content hash: what was said, in every form the record keeps.
+pub fn content_hash(
+    body: &str,
+    html: Option<&str>,
+    subject: Option<&str>,
+    content: &Content<'_>,
+) -> String {
+    let files: Vec<_> = content
+        .files
+        .iter()
+        .map(|(name, mime, data)| json!([name, mime, hex(data)]))
+        .collect();
+    let canonical = json!([body, html, subject, files, content.original.map(hex),]);
+    hex(canonical.to_string())
+}
+
+/// What the record hash covers.
+struct Fields<'a> {
+    case_id: i64,
+    seq: Option<i32>,
+    prev_hash: Option<&'a str>,
+    direction: &'a str,
+    kind: Option<&'a str>,
+    identity_id: Option<i64>,
+    instance: &'a str,
+    channel: &'a str,
+    upstream_id: Option<&'a str>,
+    sender: Option<&'a str>,
+    received_at: &'a DateTime<Utc>,
+    sent_at: Option<&'a DateTime<Utc>>,
+    content_hash: Option<&'a str>,
+}
+
+impl<'a> From<&'a message::Model> for Fields<'a> {
+    fn from(m: &'a message::Model) -> Self {
+        Self {
+            case_id: m.case_id,
+            seq: m.seq,
+            prev_hash: m.prev_hash.as_deref(),
+            direction: &m.direction,
+            kind: m.kind.as_deref(),
+            identity_id: m.identity_id,
+            instance: &m.instance,
+            channel: &m.channel,
+            upstream_id: m.upstream_id.as_deref(),
+            sender: m.sender.as_deref(),
+            received_at: &m.received_at,
+            sent_at: m.sent_at.as_ref(),
+            content_hash: m.content_hash.as_deref(),
+        }
+    }
+}
+
+/// The record hash: what the record is, its content hash, and the previous record's hash.
+fn record_hash(f: &Fields<'_>) -> String {
+    let canonical = json!([
+        "casebridge-record-1",
+        f.case_id,
+        f.seq,
+        f.prev_hash,
+        f.direction,
+        f.kind,
+        f.identity_id,
+        f.instance,
+        f.channel,
+        // The client's message id is known when it is recorded; ours only once it is sent.
+        if f.direction == direction::INBOUND {
+            f.upstream_id
+        } else {
+            None
+        },
+        f.sender,
+        micros(f.received_at),
+        f.sent_at.map(micros),
+        f.content_hash,
+    ]);
+    hex(canonical.to_string())
+}
+
+/// Inserts `rows` at the ends of their cases' chains, in order, in one statement. The case
+/// rows are locked first (PostgreSQL) so that concurrent writers to one case take turns; SQLite
+/// has one writer.
+pub async fn append<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<(message::ActiveModel, Content<'_>)>,
+) -> Result<Vec<message::Model>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    let mut ready = Vec::with_capacity(rows.len());
+    for (mut row, content) in rows {
+        let case_id = value(&row.case_id);
+        if !heads.contains_key(&case_id) {
+            case::Entity::find_by_id(case_id)
+                .lock_exclusive()
+                .one(conn)
+                .await?;
+            let head: Option<(Option<i32>, Option<String>)> = message::Entity::find()
+                .select_only()
+                .column(message::Column::Seq)
+                .column(message::Column::Hash)
+                .filter(message::Column::CaseId.eq(case_id))
+                .filter(message::Column::Seq.is_not_null())
+                .order_by_desc(message::Column::Seq)
+                .into_tuple()
+                .one(conn)
+                .await?;
+            let head = head.map_or((0, None), |(seq, hash)| (seq.unwrap_or(0), hash));
+            heads.insert(case_id, head);
+        }
+        let (seq, prev) = heads.get(&case_id).cloned().unwrap_or((0, None));
+        // Stored times are microseconds (PostgreSQL); hash what will be read back.
+        let received_at = value(&row.received_at).trunc_subsecs(6);
+        let sent_at = value(&row.sent_at).map(|t| t.trunc_subsecs(6));
+        let body = value(&row.body);
+        let html = value(&row.html);
+        let subject = value(&row.subject);
+        let content_hash = content_hash(&body, html.as_deref(), subject.as_deref(), &content);
+        let direction = value(&row.direction);
+        let kind = value(&row.kind);
+        let instance = value(&row.instance);
+        let channel = value(&row.channel);
+        let upstream_id = value(&row.upstream_id);
+        let sender = value(&row.sender);
+        let hash = record_hash(&Fields {
+            case_id,
+            seq: Some(seq + 1),
+            prev_hash: prev.as_deref(),
+            direction: &direction,
+            kind: kind.as_deref(),
+            identity_id: value(&row.identity_id),
+            instance: &instance,
+            channel: &channel,
+            upstream_id: upstream_id.as_deref(),
+            sender: sender.as_deref(),
+            received_at: &received_at,
+            sent_at: sent_at.as_ref(),
+            content_hash: Some(&content_hash),
+        });
+        row.received_at = Set(received_at);
+        row.sent_at = Set(sent_at);
+        row.seq = Set(Some(seq + 1));
+        row.prev_hash = Set(prev);
+        row.content_hash = Set(Some(content_hash));
+        row.hash = Set(Some(hash.clone()));
+        row.purged_at = Set(None);
+        heads.insert(case_id, (seq + 1, Some(hash)));
+        ready.push(row);
+    }
+    let mut inserted = message::Entity::insert_many(ready)
+        .exec_with_returning_many(conn)
+        .await?;
+    inserted.sort_by_key(|m| m.id);
+    Ok(inserted)
+}
+
+/// Appends one row.
+pub async fn append_one<C: ConnectionTrait>(
+    conn: &C,
+    row: message::ActiveModel,
+) -> Result<message::Model, StoreError> {
+    let mut inserted = append(conn, vec![(row, Content::default())]).await?;
+    Ok(inserted.remove(0))
+}
+
+/// A break in a case's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The case number.
+    pub case: String,
+    /// The registration number where it breaks.
+    pub seq: i64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "case {} record {}: {}",
+            self.case, self.seq, self.problem
+        )
+    }
+}
+
+/// Checks every record of `case` against the chain; returns each break found.
+pub async fn verify<C: ConnectionTrait>(
+    conn: &C,
+    case: &case::Model,
+) -> Result<Vec<Finding>, StoreError> {
+    let rows = message::Entity::find()
+        .filter(message::Column::CaseId.eq(case.id))
+        .order_by_asc(message::Column::Seq)
+        .order_by_asc(message::Column::Id)
+        .all(conn)
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    let mut files: HashMap<i64, Vec<attachment::Model>> = HashMap::new();
+    for a in attachment::Entity::find()
+        .filter(attachment::Column::MessageId.is_in(ids.clone()))
+        .order_by_asc(attachment::Column::Position)
+        .all(conn)
+        .await?
+    {
+        files.entry(a.message_id).or_default().push(a);
+    }
+    let originals: HashMap<i64, Vec<u8>> = original::Entity::find()
+        .filter(original::Column::MessageId.is_in(ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.message_id, o.data))
+        .collect();
+    let finding = |seq: i64, problem: String| Finding {
+        case: case.number.clone(),
+        seq,
+        problem,
+    };
+    let mut out = Vec::new();
+    let mut expected_seq = 1i64;
+    let mut prev: Option<String> = None;
+    for m in &rows {
+        let Some(seq) = m.seq.map(i64::from) else {
+            out.push(finding(
+                0,
+                format!("row {} has no registration number", m.id),
+            ));
+            continue;
+        };
+        if seq > expected_seq {
+            let missing = if seq - expected_seq == 1 {
+                format!("record {expected_seq} is missing (deleted)")
+            } else {
+                format!(
+                    "records {expected_seq} to {} are missing (deleted)",
+                    seq - 1
+                )
+            };
+            out.push(finding(expected_seq, missing));
+        } else if seq < expected_seq {
+            out.push(finding(seq, "registration number used twice".into()));
+        }
+        if m.prev_hash != prev {
+            out.push(finding(
+                seq,
+                "does not follow the record before it (deleted, inserted or reordered records)"
+                    .into(),
+            ));
+        }
+        if m.purged_at.is_none() {
+            let content = Content {
+                files: files
+                    .get(&m.id)
+                    .map(|v| {
+                        v.iter()
+                            .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                original: originals.get(&m.id).map(Vec::as_slice),
+            };
+            let recomputed =
+                content_hash(&m.body, m.html.as_deref(), m.subject.as_deref(), &content);
+            if m.content_hash.as_deref() != Some(recomputed.as_str()) {
+                out.push(finding(
+                    seq,
+                    "its content was changed (text, HTML, subject, a file or the original)".into(),
+                ));
+            }
+        }
+        if m.hash.as_deref() != Some(record_hash(&Fields::from(m)).as_str()) {
+            out.push(finding(
+                seq,
+                "its registration data was changed (who, when, what kind, or its place)".into(),
+            ));
+        }
+        prev = m.hash.clone();
+        expected_seq = seq + 1;
+    }
+    Ok(out)
+}
