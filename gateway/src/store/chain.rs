@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -136,25 +136,10 @@ pub async fn append<C: ConnectionTrait>(
     let mut ready = Vec::with_capacity(rows.len());
     for (mut row, content) in rows {
         let case_id = value(&row.case_id);
-        if !heads.contains_key(&case_id) {
-            case::Entity::find_by_id(case_id)
-                .lock_exclusive()
-                .one(conn)
-                .await?;
-            let head: Option<(Option<i32>, Option<String>)> = message::Entity::find()
-                .select_only()
-                .column(message::Column::Seq)
-                .column(message::Column::Hash)
-                .filter(message::Column::CaseId.eq(case_id))
-                .filter(message::Column::Seq.is_not_null())
-                .order_by_desc(message::Column::Seq)
-                .into_tuple()
-                .one(conn)
-                .await?;
-            let head = head.map_or((0, None), |(seq, hash)| (seq.unwrap_or(0), hash));
-            heads.insert(case_id, head);
-        }
-        let (seq, prev) = heads.get(&case_id).cloned().unwrap_or((0, None));
+        let (seq, prev) = match heads.get(&case_id) {
+            Some(head) => head.clone(),
+            None => head(conn, case_id).await?,
+        };
         // Stored times are microseconds (PostgreSQL); hash what will be read back.
         let received_at = value(&row.received_at).trunc_subsecs(6);
         let sent_at = value(&row.sent_at).map(|t| t.trunc_subsecs(6));
@@ -198,6 +183,85 @@ pub async fn append<C: ConnectionTrait>(
         .await?;
     inserted.sort_by_key(|m| m.id);
     Ok(inserted)
+}
+
+/// The last registration number and hash of a case, with the case locked (PostgreSQL) so that
+/// concurrent writers to one case take turns.
+async fn head<C: ConnectionTrait>(
+    conn: &C,
+    case_id: i64,
+) -> Result<(i32, Option<String>), StoreError> {
+    case::Entity::find_by_id(case_id)
+        .lock_exclusive()
+        .one(conn)
+        .await?;
+    let head: Option<(Option<i32>, Option<String>)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Seq)
+        .column(message::Column::Hash)
+        .filter(message::Column::CaseId.eq(case_id))
+        .filter(message::Column::Seq.is_not_null())
+        .order_by_desc(message::Column::Seq)
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(head.map_or((0, None), |(seq, hash)| (seq.unwrap_or(0), hash)))
+}
+
+/// Gives records written before the chain existed their place in it (oldest first, after any
+/// chained ones), so that an upgraded store verifies. Returns how many it chained.
+pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<usize, StoreError> {
+    let rows = message::Entity::find()
+        .filter(message::Column::Seq.is_null())
+        .order_by_asc(message::Column::Id)
+        .all(conn)
+        .await?;
+    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    for m in &rows {
+        let (seq, prev) = match heads.get(&m.case_id) {
+            Some(h) => h.clone(),
+            None => head(conn, m.case_id).await?,
+        };
+        let files = attachment::Entity::find()
+            .filter(attachment::Column::MessageId.eq(m.id))
+            .order_by_asc(attachment::Column::Position)
+            .all(conn)
+            .await?;
+        let original = original::Entity::find_by_id(m.id).one(conn).await?;
+        let content = Content {
+            files: files
+                .iter()
+                .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
+                .collect(),
+            original: original.as_ref().map(|o| o.data.as_slice()),
+        };
+        let mut chained = m.clone();
+        chained.seq = Some(seq + 1);
+        chained.prev_hash = prev;
+        chained.content_hash = Some(content_hash(
+            &m.body,
+            m.html.as_deref(),
+            m.subject.as_deref(),
+            &content,
+        ));
+        let hash = record_hash(&Fields::from(&chained));
+        message::Entity::update_many()
+            .col_expr(message::Column::Seq, Expr::value(chained.seq))
+            .col_expr(
+                message::Column::PrevHash,
+                Expr::value(chained.prev_hash.clone()),
+            )
+            .col_expr(
+                message::Column::ContentHash,
+                Expr::value(chained.content_hash.clone()),
+            )
+            .col_expr(message::Column::Hash, Expr::value(hash.clone()))
+            .filter(message::Column::Id.eq(m.id))
+            .exec(conn)
+            .await?;
+        heads.insert(m.case_id, (seq + 1, Some(hash)));
+    }
+    Ok(rows.len())
 }
 
 /// Appends one row.

@@ -175,6 +175,13 @@ impl Store {
             )));
         };
         migration::Migrator::up(&db, None).await?;
+        let chained = chain::backfill(&db).await?;
+        if chained > 0 {
+            tracing::info!(
+                records = chained,
+                "records from before the hash chain are chained now"
+            );
+        }
         Ok(Self {
             db,
             contacts: Arc::default(),
@@ -1397,6 +1404,59 @@ mod tests {
         assert_eq!(
             store.original(message.id).await.unwrap().unwrap(),
             b"From: a@client.test\r\n\r\nhej"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_from_before_the_chain_are_chained_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        store
+            .record_inbound(
+                &[inbound("o1", "a"), inbound("o2", "a"), inbound("o3", "b")],
+                &Policies::default(),
+            )
+            .await
+            .unwrap();
+        // As a store written by a version without the chain.
+        store
+            .connection()
+            .execute_unprepared(
+                "UPDATE messages SET seq = NULL, prev_hash = NULL, content_hash = NULL, hash = NULL",
+            )
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::connect(&url, 1).await.unwrap();
+        for case in store.cases().await.unwrap() {
+            assert_eq!(
+                chain::verify(store.connection(), &case).await.unwrap(),
+                vec![]
+            );
+            let seqs: Vec<_> = store
+                .messages(case.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect();
+            assert!(
+                seqs.iter()
+                    .enumerate()
+                    .all(|(i, s)| *s == Some(i as i32 + 1)),
+                "{seqs:?}"
+            );
+        }
+        // New records continue the chain.
+        store
+            .record_inbound(&[inbound("o4", "a")], &Policies::default())
+            .await
+            .unwrap();
+        let case = store.cases().await.unwrap().pop().unwrap();
+        assert_eq!(
+            chain::verify(store.connection(), &case).await.unwrap(),
+            vec![]
         );
     }
 
