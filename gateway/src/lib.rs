@@ -4,6 +4,7 @@
 
 pub mod appservice;
 mod commands;
+pub mod journal;
 pub mod matrix;
 pub mod metrics;
 pub mod policy;

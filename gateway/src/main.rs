@@ -108,6 +108,8 @@ enum RecordsCommand {
 enum ExportFormat {
     Json,
     Csv,
+    /// A readable journal (one HTML page, printable).
+    Html,
 }
 
 fn init_logging(format: LogFormat) {
@@ -230,6 +232,19 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open_store(&config).await?;
             let case = find_case(&store, &case).await?;
             let messages = store.messages(case.id).await?;
+            if let ExportFormat::Html = format {
+                let identities = store.identities(case.id).await?;
+                print!(
+                    "{}",
+                    casebridge_gateway::journal::render(
+                        &case,
+                        &identities,
+                        &messages,
+                        chrono::Utc::now()
+                    )
+                );
+                return Ok(());
+            }
             let rows: Vec<ExportRow> = messages
                 .into_iter()
                 .map(|m| ExportRow::new(&case.number, m))
@@ -237,6 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
             match format {
                 ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 ExportFormat::Csv => print!("{}", to_csv(&rows)),
+                ExportFormat::Html => unreachable!("rendered above"),
             }
         }
     }
@@ -355,8 +371,12 @@ fn print_summary(path: &std::path::Path, config: &Config) {
 #[derive(serde::Serialize)]
 struct ExportRow {
     case: String,
+    seq: Option<i32>,
     id: i64,
     direction: String,
+    kind: Option<String>,
+    sender: Option<String>,
+    subject: Option<String>,
     channel: String,
     instance: String,
     upstream_id: Option<String>,
@@ -368,14 +388,20 @@ struct ExportRow {
     received_at: String,
     relayed_at: Option<String>,
     delivered_at: Option<String>,
+    content_hash: Option<String>,
+    hash: Option<String>,
 }
 
 impl ExportRow {
     fn new(case: &str, m: casebridge_gateway::store::message::Model) -> Self {
         Self {
             case: case.to_owned(),
+            seq: m.seq,
             id: m.id,
             direction: m.direction,
+            kind: m.kind,
+            sender: m.sender,
+            subject: m.subject,
             channel: m.channel,
             instance: m.instance,
             upstream_id: m.upstream_id,
@@ -387,6 +413,8 @@ impl ExportRow {
             received_at: m.received_at.to_rfc3339(),
             relayed_at: m.relayed_at.map(|t| t.to_rfc3339()),
             delivered_at: m.delivered_at.map(|t| t.to_rfc3339()),
+            content_hash: m.content_hash,
+            hash: m.hash,
         }
     }
 }
@@ -396,8 +424,12 @@ fn to_csv(rows: &[ExportRow]) -> String {
     let value = serde_json::to_value(rows).expect("rows serialise");
     let header = [
         "case",
+        "seq",
         "id",
         "direction",
+        "kind",
+        "sender",
+        "subject",
         "channel",
         "instance",
         "upstream_id",
@@ -409,6 +441,8 @@ fn to_csv(rows: &[ExportRow]) -> String {
         "received_at",
         "relayed_at",
         "delivered_at",
+        "content_hash",
+        "hash",
     ];
     let mut out = header.join(",") + "\r\n";
     for row in value.as_array().into_iter().flatten() {
