@@ -227,6 +227,16 @@ impl MatrixClient {
         request.invite = invite;
         request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
         request.visibility = Visibility::Private;
+        // No URL previews in a case room: a worker's client (or homeserver) must never fetch a
+        // URL a sender chose. Element honours this room setting.
+        request.initial_state = vec![ruma::serde::Raw::from_json(
+            serde_json::value::to_raw_value(&serde_json::json!({
+                "type": "org.matrix.room.preview_urls",
+                "state_key": "",
+                "content": { "disable": true },
+            }))
+            .expect("a JSON literal"),
+        )];
         match self.send("create room", request, None).await {
             Ok(response) => Ok(response.room_id),
             Err(e) if e.errcode.as_deref() == Some("M_ROOM_IN_USE") => {

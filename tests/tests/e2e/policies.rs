@@ -403,6 +403,13 @@ async fn no_worker_identity_or_private_number_reaches_a_client() {
         .ghost_messages(&room, 1, Duration::from_secs(20))
         .await;
     let client_event = first[0]["event_id"].as_str().unwrap().to_owned();
+    // No URL previews in case rooms: no worker's client fetches a URL a client sent.
+    let previews = stack
+        .worker
+        .state(&room, "org.matrix.room.preview_urls", "")
+        .await
+        .expect("the room sets URL previews");
+    assert_eq!(previews["disable"], true);
     let ghost = first[0]["sender"].as_str().unwrap().to_owned();
 
     // A reply to the client's message that also mentions a colleague: the client gets neither
