@@ -511,11 +511,38 @@ impl Core {
         file: attachment::Model,
     ) -> Result<OwnedEventId, RelayError> {
         let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
+        // Images lose EXIF/GPS and the like first; the record keeps the original.
+        let data = if file.mime.starts_with("image/") {
+            match casebridge_policies::media::strip_metadata(&file.mime, &file.data) {
+                Some(clean) => clean,
+                None if matches!(
+                    file.mime.as_str(),
+                    "image/jpeg" | "image/jpg" | "image/png" | "image/webp"
+                ) =>
+                {
+                    let notice = RoomMessageEventContent::notice_plain(format!(
+                        "The client sent {} ({}), which cannot be read as an image, so it could \
+                         not be checked for hidden data such as a location. It is kept in the \
+                         case records and not shown here.",
+                        file.filename, file.mime
+                    ));
+                    return Ok(self
+                        .matrix
+                        .send_message(room, &txn_id, &notice, None)
+                        .await?);
+                }
+                // Other image types (GIF) carry no EXIF.
+                None => file.data.clone(),
+            }
+        } else {
+            file.data.clone()
+        };
+        let size = data.len() as i64;
         let uri = match &file.mxc_uri {
             Some(uri) => OwnedMxcUri::from(uri.as_str()),
             None => match self
                 .matrix
-                .upload(file.data, &file.mime, &file.filename, Some(ghost))
+                .upload(data, &file.mime, &file.filename, Some(ghost))
                 .await
             {
                 Ok(uri) => {
@@ -537,7 +564,7 @@ impl Core {
             },
         };
         let content =
-            RoomMessageEventContent::new(media_message(&file.filename, &file.mime, file.size, uri));
+            RoomMessageEventContent::new(media_message(&file.filename, &file.mime, size, uri));
         Ok(self
             .matrix
             .send_message(room, &txn_id, &content, Some(ghost))

@@ -7,6 +7,7 @@ pub mod emergency;
 pub mod holidays;
 pub mod hours;
 pub mod inbound;
+pub mod media;
 pub mod outbound;
 pub mod privacy;
 pub mod sms;

@@ -162,8 +162,26 @@ async fn round_trip(db: Db) {
 async fn files_reach_the_room_and_the_record() {
     let mut stack = Stack::new(Db::Sqlite, "files").await;
     let gateway = stack.start_gateway().await;
-    // A tiny PNG and a PDF-ish document, with text.
-    let png: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A PNG whose text chunk says where it was taken, and a PDF-ish document, with text.
+    let chunk = |kind: &[u8; 4], data: Vec<u8>| {
+        img_parts::png::PngChunk::new(*kind, img_parts::Bytes::from(data))
+            .encoder()
+            .bytes()
+            .to_vec()
+    };
+    let mut clean_png = b"\x89PNG\r\n\x1a\n".to_vec();
+    clean_png.extend(chunk(b"IHDR", vec![0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]));
+    let idat = chunk(b"IDAT", (0..2048u32).map(|i| (i * 7 % 251) as u8).collect());
+    let iend = chunk(b"IEND", Vec::new());
+    let mut png = clean_png.clone();
+    png.extend(chunk(
+        b"tEXt",
+        b"GPSLatitude\059.3293 N, Storgatan 4".to_vec(),
+    ));
+    png.extend(&idat);
+    png.extend(&iend);
+    clean_png.extend(&idat);
+    clean_png.extend(&iend);
     let pdf = b"%PDF-1.4 beslut om bistand".to_vec();
     stack.spool.put_with_files(
         "f-1",
@@ -182,14 +200,14 @@ async fn files_reach_the_room_and_the_record() {
     assert_eq!(events[1]["content"]["msgtype"], "m.image");
     assert_eq!(events[1]["content"]["body"], "bild.png");
     assert_eq!(events[1]["content"]["info"]["mimetype"], "image/png");
-    assert_eq!(events[1]["content"]["info"]["size"], 2048);
+    assert_eq!(events[1]["content"]["info"]["size"], clean_png.len());
     assert_eq!(events[2]["content"]["msgtype"], "m.file");
     assert_eq!(events[2]["content"]["body"], "beslut.pdf");
     let image = stack
         .worker
         .download(events[1]["content"]["url"].as_str().unwrap())
         .await;
-    assert_eq!(image, png, "the room's copy is the client's file");
+    assert_eq!(image, clean_png, "the room's copy has no location data");
     let doc = stack
         .worker
         .download(events[2]["content"]["url"].as_str().unwrap())
