@@ -176,7 +176,7 @@ async fn files_reach_the_room_and_the_record() {
     let mut png = clean_png.clone();
     png.extend(chunk(
         b"tEXt",
-        b"GPSLatitude\059.3293 N, Storgatan 4".to_vec(),
+        b"GPSLatitude\x00 59.3293 N, Storgatan 4".to_vec(),
     ));
     png.extend(&idat);
     png.extend(&iend);
