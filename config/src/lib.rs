@@ -48,6 +48,9 @@ pub struct Config {
     /// Retry behaviour of the durable queues.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// How long records are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The folder of the file the configuration came from: relative paths in it (holiday
     /// calendars) are read from there.
     #[serde(skip)]
@@ -166,6 +169,42 @@ impl BridgeInstance {
             .extract_inner::<T>(&format!("bridges.{name}"))
             .map_err(|e| ConfigError::Figment(Box::new(e)))
     }
+}
+
+/// `[retention]`: when the content of records is purged. Nothing is purged without a rule;
+/// a case on legal hold (`!hold on`) keeps everything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// The rules; a record goes when any rule says so.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RetentionRule>,
+}
+
+/// `[[retention.rule]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Which records: `inbound`, `outbound`, `notice`, `alert`, `internal`, or a kind
+    /// (`auto-reply`, `note`, `incident`, ...); empty means every record.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Which cases: `closed` (counted from closing), `open` or `any` (counted from the record).
+    pub status: RetentionStatus,
+    /// Days after which the content goes.
+    pub after_days: u32,
+}
+
+/// The cases a retention rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionStatus {
+    /// Closed cases, counted from closing.
+    Closed,
+    /// Open cases, counted from each record.
+    Open,
+    /// Every case, counted from each record.
+    Any,
 }
 
 /// `[queue]`

@@ -49,6 +49,8 @@ impl Core {
                     "open"
                 };
                 set_case(conn, case.id, case::Column::Status, status).await?;
+                let closed_at = (status == "closed").then(chrono::Utc::now);
+                set_case(conn, case.id, case::Column::ClosedAt, closed_at).await?;
                 if status == "closed" {
                     format!("Case {} closed by {sender}.", case.number)
                 } else {
@@ -68,6 +70,14 @@ impl Core {
                 } else {
                     "Discreet mode off: automatic replies and the office's sender name are back."
                         .to_owned()
+                }
+            }
+            Command::Hold(on) => {
+                set_case(conn, case.id, case::Column::LegalHold, on).await?;
+                if on {
+                    format!("Legal hold on, set by {sender}: retention purges nothing of this case until !hold off.")
+                } else {
+                    format!("Legal hold off, lifted by {sender}: the retention rules apply again.")
                 }
             }
             Command::Block | Command::Unblock => {

@@ -86,6 +86,13 @@ enum CasesCommand {
 
 #[derive(Subcommand)]
 enum RecordsCommand {
+    /// Purge what the [retention] rules make due: the content goes from the records store and
+    /// the events are redacted in the case rooms; a purge record keeps the chain verifiable.
+    Purge {
+        /// Only list what would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check every case's hash chain (or one case's): names every changed, deleted or
     /// reordered record; exits non-zero if any.
     Verify {
@@ -200,6 +207,76 @@ async fn run(cli: Cli) -> Result<()> {
                         );
                     }
                 }
+            }
+        }
+        Command::Records(RecordsCommand::Purge { dry_run }) => {
+            let store = open_store(&config).await?;
+            let due = store
+                .retention_due(&config.retention, chrono::Utc::now())
+                .await?;
+            for d in &due {
+                println!(
+                    "case {} record {} ({}{}, {}): rule {}",
+                    d.case.number,
+                    d.record.seq.unwrap_or_default(),
+                    d.record.direction,
+                    d.record
+                        .kind
+                        .as_deref()
+                        .map(|k| format!(" {k}"))
+                        .unwrap_or_default(),
+                    d.record.received_at.format("%Y-%m-%d"),
+                    d.rule
+                );
+            }
+            if dry_run {
+                println!(
+                    "{} record(s) would be purged (dry run: nothing changed)",
+                    due.len()
+                );
+                return Ok(());
+            }
+            let purged = store.purge(&due).await?;
+            let secrets = config.secrets()?;
+            let matrix = casebridge_gateway::matrix::MatrixClient::new(
+                config.homeserver.url.as_str(),
+                secrets.as_token.expose(),
+            );
+            let bot = ruma::UserId::parse(format!(
+                "@{}:{}",
+                config.appservice.bot_localpart, config.homeserver.server_name
+            ))?;
+            let mut failed = 0;
+            for p in &purged {
+                let Some(room) = p.case.room_id.as_deref() else {
+                    continue;
+                };
+                let room = ruma::RoomId::parse(room)?;
+                for event in &p.events {
+                    let event = ruma::EventId::parse(event.as_str())?;
+                    if let Err(e) = matrix
+                        .redact(
+                            &room,
+                            &event,
+                            &format!("cb-purge-{}", event.localpart()),
+                            "Removed under the office's retention rules",
+                            &bot,
+                        )
+                        .await
+                    {
+                        eprintln!("case {}: cannot redact {event}: {e}", p.case.number);
+                        failed += 1;
+                    }
+                }
+            }
+            let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
+            println!(
+                "purged {records} record(s) in {} case(s); redacted {} event(s)",
+                purged.len(),
+                purged.iter().map(|p| p.events.len()).sum::<usize>() - failed
+            );
+            if failed > 0 {
+                anyhow::bail!("{failed} redaction(s) failed; run the purge again to retry them");
             }
         }
         Command::Records(RecordsCommand::Verify { case }) => {

@@ -13,6 +13,7 @@ use ruma::{
             membership::{invite_user, join_room_by_id},
             message::send_message_event,
             profile::{get_display_name, set_display_name},
+            redact::redact_event,
             room::{create_room, Visibility},
         },
         path_builder::{PathBuilder, SinglePath, VersionHistory},
@@ -20,8 +21,8 @@ use ruma::{
         OutgoingRequestAppserviceExt, SupportedVersions,
     },
     events::room::message::RoomMessageEventContent,
-    OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, TransactionId,
-    UserId,
+    EventId, OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId,
+    TransactionId, UserId,
 };
 
 /// A failed homeserver call.
@@ -196,6 +197,22 @@ impl MatrixClient {
         self.send("set display name", request, Some(user))
             .await
             .map(|_| ())
+    }
+
+    /// Redacts `event` in `room` as `user` (the bot, who created the room and may redact any
+    /// event there). `txn` makes a retry the same redaction.
+    pub async fn redact(
+        &self,
+        room: &RoomId,
+        event: &EventId,
+        txn: &str,
+        reason: &str,
+        user: &UserId,
+    ) -> Result<(), MatrixError> {
+        let mut request =
+            redact_event::v3::Request::new(room.to_owned(), event.to_owned(), txn.into());
+        request.reason = Some(reason.to_owned());
+        self.send("redact", request, Some(user)).await.map(|_| ())
     }
 
     /// The display name of `user`, if set.

@@ -30,6 +30,8 @@ pub enum Command {
     Incident(String),
     /// `!send`: send the held reply as written.
     Send,
+    /// `!hold on|off`: legal hold, retention purges nothing of the case.
+    Hold(bool),
 }
 
 /// What `!help` says.
@@ -42,6 +44,7 @@ pub const HELP: &str = "Commands in a case room (only the case team may use them
 !block / !unblock — stop relaying a client's messages (they get the team's neutral answer)
 !note TEXT — an internal note: recorded, never sent
 !incident TEXT — an incident report: recorded and posted to the incident room
+!hold on|off — legal hold: retention purges nothing of this case
 !send — send a held reply (one naming a number or address off the office's list) as written
 !help — this list";
 
@@ -101,6 +104,11 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
             "on" => Ok(Command::Discreet(true)),
             "off" => Ok(Command::Discreet(false)),
             _ => Err("!discreet needs on or off".to_owned()),
+        },
+        "hold" => match argument.to_ascii_lowercase().as_str() {
+            "on" => Ok(Command::Hold(true)),
+            "off" => Ok(Command::Hold(false)),
+            _ => Err("!hold needs on or off".to_owned()),
         },
         _ => Err(format!(
             "unknown command !{word}; nothing was sent. !help lists the commands"

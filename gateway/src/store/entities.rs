@@ -29,6 +29,10 @@ pub mod case {
         pub blocked: bool,
         /// The worker the case is handed to, if any.
         pub assignee: Option<String>,
+        /// When the case was closed (last `!close`), if it is.
+        pub closed_at: Option<DateTimeUtc>,
+        /// Retention never purges a case on legal hold.
+        pub legal_hold: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

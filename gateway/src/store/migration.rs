@@ -497,8 +497,15 @@ impl MigrationTrait for AddSubjects {
     }
 }
 
-/// The hash chain of each case's records, and the mark of purged content.
+/// The hash chain of each case's records, the mark of purged content, and what retention needs
+/// of a case (when it closed, legal hold).
 struct AddChain;
+
+#[derive(DeriveIden)]
+enum CaseRetention {
+    ClosedAt,
+    LegalHold,
+}
 
 #[derive(DeriveIden)]
 enum ChainColumns {
@@ -534,6 +541,20 @@ impl MigrationTrait for AddChain {
             )
             .await?;
         }
+        m.alter_table(
+            Table::alter()
+                .table(Cases::Table)
+                .add_column(timestamp_with_time_zone_null(CaseRetention::ClosedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Cases::Table)
+                .add_column(boolean(CaseRetention::LegalHold).default(false))
+                .to_owned(),
+        )
+        .await?;
         m.create_index(
             Index::create()
                 .name("messages_case_seq")

@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod entities;
 mod migration;
+pub mod retention;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},

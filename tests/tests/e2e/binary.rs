@@ -108,3 +108,132 @@ async fn casebridge_run_answers_the_homeservers_ping() {
         output.1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
+    use sea_orm::ConnectionTrait;
+
+    let mut stack = crate::Stack::new(crate::Db::Sqlite, "retention").await;
+    stack.setup.extra = "[[retention.rule]]\nstatus = \"closed\"\nafter_days = 730\n".to_owned();
+    let gateway = stack.start_gateway().await;
+
+    // Case 1: a conversation, a note, closed. Case 2: the same, but on legal hold.
+    let mut rooms = Vec::new();
+    for (i, hold) in [(1, false), (2, true)] {
+        stack.spool.put(
+            &format!("r{i}"),
+            &format!("+4670111000{i}"),
+            "Hemligt om min situation",
+        );
+        let room = stack.join_case_room().await;
+        stack
+            .ghost_messages(&room, 1, Duration::from_secs(20))
+            .await;
+        stack.worker.send_text(&room, "Vi hörs i morgon.").await;
+        stack
+            .worker
+            .send_text(&room, "!note Klienten mår bättre")
+            .await;
+        if hold {
+            stack.worker.send_text(&room, "!hold on").await;
+            stack
+                .wait_for_notice(&room, "hold", |n| n.starts_with("Legal hold on"))
+                .await;
+        }
+        stack.worker.send_text(&room, "!close").await;
+        stack
+            .wait_for_notice(&room, "closed", |n| n.contains("closed by @anna:localhost"))
+            .await;
+        rooms.push(room);
+    }
+    eventually(
+        Duration::from_secs(20),
+        "both replies delivered",
+        || async { (stack.spool.outbox().len() == 2).then_some(()) },
+    )
+    .await;
+    // Closed three years ago.
+    let db = gateway.store().connection().clone();
+    let three_years_ago = (chrono::Utc::now() - chrono::Duration::days(3 * 365)).to_rfc3339();
+    db.execute_unprepared(&format!("UPDATE cases SET closed_at = '{three_years_ago}'"))
+        .await
+        .unwrap();
+    gateway.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("casebridge.toml");
+    std::fs::write(&config, stack.setup.toml()).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(casebridge_binary())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["records", "purge", "--dry-run"]);
+    assert!(ok, "{err}");
+    let year = chrono::Utc::now().format("%Y");
+    assert!(
+        out.contains(&format!("case {year}-000001 record 1 (inbound")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!("case {year}-000002")),
+        "legal hold: {out}"
+    );
+    assert!(
+        out.contains("would be purged (dry run: nothing changed)"),
+        "{out}"
+    );
+
+    let (ok, out, err) = run(&["records", "purge"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("purged "), "{out}");
+    let (ok, out, err) = run(&["records", "verify"]);
+    assert!(ok, "the chain verifies after a purge: {out}{err}");
+
+    // The room of case 1 no longer shows what was said; case 2 still does.
+    let texts = |room: String| {
+        let worker = &stack.worker;
+        async move {
+            worker
+                .messages(&room)
+                .await
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    let purged_room = texts(rooms[0].clone()).await;
+    for gone in [
+        "Hemligt om min situation",
+        "Vi hörs i morgon.",
+        "!note Klienten mår bättre",
+    ] {
+        assert!(
+            !purged_room.iter().any(|t| t == gone),
+            "{gone} in {purged_room:?}"
+        );
+    }
+    let held_room = texts(rooms[1].clone()).await;
+    assert!(
+        held_room.iter().any(|t| t == "Hemligt om min situation"),
+        "{held_room:?}"
+    );
+    let (_, out, _) = run(&[
+        "records",
+        "export",
+        "--case",
+        &format!("{year}-000001"),
+        "--format",
+        "json",
+    ]);
+    assert!(!out.contains("Hemligt"), "{out}");
+    assert!(out.contains("Purged under retention rule 1"), "{out}");
+}

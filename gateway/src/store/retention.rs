@@ -1,0 +1,283 @@
+//! Retention: which records' content is due to go, and purging it. A purge empties a record
+//! (text, HTML, subject, files, original) but keeps its registration data and hashes, so the
+//! chain still verifies, and appends a purge record to the case saying what went and why.
+//! The caller redacts the purged events in the case room.
+
+use casebridge_config::{RetentionConfig, RetentionRule, RetentionStatus};
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+
+use super::{
+    attachment, case, chain, direction, message, message_row, original, Store, StoreError,
+};
+
+/// A record due to be purged, and the rule that says so.
+#[derive(Debug, Clone)]
+pub struct Due {
+    /// The case.
+    pub case: case::Model,
+    /// The record.
+    pub record: message::Model,
+    /// Which `[[retention.rule]]` (from 1).
+    pub rule: usize,
+}
+
+/// What a purge did to one case.
+#[derive(Debug, Clone)]
+pub struct Purged {
+    /// The case.
+    pub case: case::Model,
+    /// Registration numbers purged.
+    pub seqs: Vec<i32>,
+    /// Events in the case room to redact.
+    pub events: Vec<String>,
+}
+
+fn applies(rule: &RetentionRule, m: &message::Model) -> bool {
+    rule.records.is_empty()
+        || rule
+            .records
+            .iter()
+            .any(|r| *r == m.direction || Some(r.as_str()) == m.kind.as_deref())
+}
+
+/// The rule (from 1) that makes `m` of `case` due at `now`, if any.
+fn due_by(
+    rules: &[RetentionRule],
+    case: &case::Model,
+    m: &message::Model,
+    now: DateTime<Utc>,
+) -> Option<usize> {
+    if case.legal_hold || m.purged_at.is_some() || m.kind.as_deref() == Some("purge") {
+        return None;
+    }
+    rules
+        .iter()
+        .position(|rule| {
+            let after = Duration::days(rule.after_days.into());
+            applies(rule, m)
+                && match rule.status {
+                    RetentionStatus::Closed => {
+                        case.status == "closed" && case.closed_at.is_some_and(|t| t + after <= now)
+                    }
+                    RetentionStatus::Open => case.status == "open" && m.received_at + after <= now,
+                    RetentionStatus::Any => m.received_at + after <= now,
+                }
+        })
+        .map(|i| i + 1)
+}
+
+impl Store {
+    /// Every record the rules make due at `now`, case by case in registration order.
+    pub async fn retention_due(
+        &self,
+        retention: &RetentionConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Due>, StoreError> {
+        if retention.rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for case in self.cases().await?.into_iter().rev() {
+            if case.legal_hold {
+                continue;
+            }
+            let records = message::Entity::find()
+                .filter(message::Column::CaseId.eq(case.id))
+                .filter(message::Column::PurgedAt.is_null())
+                .order_by_asc(message::Column::Seq)
+                .all(self.connection())
+                .await?;
+            for record in records {
+                if let Some(rule) = due_by(&retention.rules, &case, &record, now) {
+                    out.push(Due {
+                        case: case.clone(),
+                        record,
+                        rule,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Purges `due` (from [`Store::retention_due`]), one transaction per case, each with its
+    /// purge record.
+    pub async fn purge(&self, due: &[Due]) -> Result<Vec<Purged>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < due.len() {
+            let case = &due[start].case;
+            let end = due[start..]
+                .iter()
+                .position(|d| d.case.id != case.id)
+                .map_or(due.len(), |n| start + n);
+            let group = &due[start..end];
+            start = end;
+            let txn = self.connection().begin().await?;
+            let ids: Vec<i64> = group.iter().map(|d| d.record.id).collect();
+            let now = Utc::now();
+            message::Entity::update_many()
+                .col_expr(message::Column::Body, Expr::value(""))
+                .col_expr(message::Column::Html, Expr::value(Option::<String>::None))
+                .col_expr(
+                    message::Column::Subject,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    message::Column::Attachments,
+                    Expr::value(Option::<serde_json::Value>::None),
+                )
+                .col_expr(message::Column::PurgedAt, Expr::value(now))
+                .filter(message::Column::Id.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            attachment::Entity::delete_many()
+                .filter(attachment::Column::MessageId.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            original::Entity::delete_many()
+                .filter(original::Column::MessageId.is_in(ids))
+                .exec(&txn)
+                .await?;
+            let seqs: Vec<i32> = group.iter().filter_map(|d| d.record.seq).collect();
+            let mut rules: Vec<usize> = group.iter().map(|d| d.rule).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            let log = format!(
+                "Purged under retention rule {}: the content of record(s) {} was removed; their \
+                 registration data and hashes are kept.",
+                rules
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                seqs.iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            chain::append_one(
+                &txn,
+                message::ActiveModel {
+                    kind: Set(Some("purge".to_owned())),
+                    ..message_row(case.id, direction::INTERNAL, "recorded", &log, now)
+                },
+            )
+            .await?;
+            txn.commit().await?;
+            out.push(Purged {
+                case: case.clone(),
+                seqs,
+                events: group
+                    .iter()
+                    .filter_map(|d| d.record.event_id.clone())
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_config::{RetentionRule, RetentionStatus};
+    use chrono::{Duration, Utc};
+
+    use super::due_by;
+    use crate::store::{case, message};
+
+    fn case(status: &str, closed_days_ago: Option<i64>, hold: bool) -> case::Model {
+        case::Model {
+            id: 1,
+            number: "2026-000001".into(),
+            year: 2026,
+            seq: 1,
+            team: "t".into(),
+            status: status.into(),
+            room_id: None,
+            last_identity_id: None,
+            created_at: Utc::now(),
+            discreet: false,
+            blocked: false,
+            assignee: None,
+            closed_at: closed_days_ago.map(|d| Utc::now() - Duration::days(d)),
+            legal_hold: hold,
+        }
+    }
+
+    fn record(direction: &str, kind: Option<&str>, days_ago: i64) -> message::Model {
+        message::Model {
+            id: 1,
+            case_id: 1,
+            identity_id: None,
+            direction: direction.into(),
+            instance: String::new(),
+            channel: String::new(),
+            upstream_id: None,
+            event_id: None,
+            sender: None,
+            body: "x".into(),
+            html: None,
+            attachments: None,
+            state: "relayed".into(),
+            error: None,
+            sent_at: None,
+            received_at: Utc::now() - Duration::days(days_ago),
+            relayed_at: None,
+            delivered_at: None,
+            kind: kind.map(str::to_owned),
+            mentions: None,
+            subject: None,
+            seq: Some(1),
+            prev_hash: None,
+            content_hash: None,
+            hash: None,
+            purged_at: None,
+        }
+    }
+
+    #[test]
+    fn two_years_after_closing_unless_on_hold() {
+        let rules = [
+            RetentionRule {
+                records: vec![],
+                status: RetentionStatus::Closed,
+                after_days: 730,
+            },
+            RetentionRule {
+                records: vec!["notice".into()],
+                status: RetentionStatus::Any,
+                after_days: 90,
+            },
+        ];
+        let now = Utc::now();
+        let old = record("inbound", None, 1000);
+        assert_eq!(
+            due_by(&rules, &case("closed", Some(731), false), &old, now),
+            Some(1)
+        );
+        assert_eq!(
+            due_by(&rules, &case("closed", Some(700), false), &old, now),
+            None
+        );
+        assert_eq!(
+            due_by(&rules, &case("closed", Some(731), true), &old, now),
+            None,
+            "legal hold"
+        );
+        assert_eq!(due_by(&rules, &case("open", None, false), &old, now), None);
+        let notice = record("notice", None, 100);
+        assert_eq!(
+            due_by(&rules, &case("open", None, false), &notice, now),
+            Some(2)
+        );
+        let purge_log = record("internal", Some("purge"), 5000);
+        assert_eq!(
+            due_by(&rules, &case("closed", Some(731), false), &purge_log, now),
+            None
+        );
+    }
+}
