@@ -473,9 +473,12 @@ impl Core {
                     );
                 }
                 for file in files {
+                    let id = file.id;
                     let event = self
                         .relay_attachment(&room, &ghost, message.id, file)
                         .await?;
+                    // Each file is its own event: retention must find it to redact it.
+                    self.store.set_attachment_event(id, event.as_str()).await?;
                     first.get_or_insert(event);
                 }
                 first.expect("a text or at least one file was sent")

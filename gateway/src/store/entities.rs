@@ -188,6 +188,8 @@ pub mod attachment {
         pub data: Vec<u8>,
         /// The homeserver's copy, once uploaded.
         pub mxc_uri: Option<String>,
+        /// The event that shows it in the case room.
+        pub event_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

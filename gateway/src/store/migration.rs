@@ -505,6 +505,7 @@ struct AddChain;
 enum CaseRetention {
     ClosedAt,
     LegalHold,
+    EventId,
 }
 
 #[derive(DeriveIden)]
@@ -541,6 +542,13 @@ impl MigrationTrait for AddChain {
             )
             .await?;
         }
+        m.alter_table(
+            Table::alter()
+                .table(Attachments::Table)
+                .add_column(string_null(CaseRetention::EventId))
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table(Cases::Table)

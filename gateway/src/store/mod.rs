@@ -987,6 +987,16 @@ impl Store {
         Ok(())
     }
 
+    /// Records the event that shows a file in its case room.
+    pub async fn set_attachment_event(&self, id: i64, event_id: &str) -> Result<(), StoreError> {
+        attachment::Entity::update_many()
+            .col_expr(attachment::Column::EventId, Expr::value(event_id))
+            .filter(attachment::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// One case by id.
     pub async fn case(&self, id: i64) -> Result<case::Model, StoreError> {
         case::Entity::find_by_id(id)

@@ -134,6 +134,14 @@ impl Store {
                 .filter(message::Column::Id.is_in(ids.clone()))
                 .exec(&txn)
                 .await?;
+            // Files are events of their own in the room: collect them before they go.
+            let file_events: Vec<String> = attachment::Entity::find()
+                .filter(attachment::Column::MessageId.is_in(ids.clone()))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter_map(|a| a.event_id)
+                .collect();
             attachment::Entity::delete_many()
                 .filter(attachment::Column::MessageId.is_in(ids.clone()))
                 .exec(&txn)
@@ -171,10 +179,16 @@ impl Store {
             out.push(Purged {
                 case: case.clone(),
                 seqs,
-                events: group
-                    .iter()
-                    .filter_map(|d| d.record.event_id.clone())
-                    .collect(),
+                events: {
+                    let mut events: Vec<String> = group
+                        .iter()
+                        .filter_map(|d| d.record.event_id.clone())
+                        .chain(file_events)
+                        .collect();
+                    events.sort();
+                    events.dedup();
+                    events
+                },
             });
         }
         Ok(out)

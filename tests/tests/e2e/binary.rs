@@ -120,14 +120,15 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
     // Case 1: a conversation, a note, closed. Case 2: the same, but on legal hold.
     let mut rooms = Vec::new();
     for (i, hold) in [(1, false), (2, true)] {
-        stack.spool.put(
+        stack.spool.put_with_files(
             &format!("r{i}"),
             &format!("+4670111000{i}"),
             "Hemligt om min situation",
+            &[("intyg.txt", "text/plain", b"lakarintyg")],
         );
         let room = stack.join_case_room().await;
         stack
-            .ghost_messages(&room, 1, Duration::from_secs(20))
+            .ghost_messages(&room, 2, Duration::from_secs(20))
             .await;
         stack.worker.send_text(&room, "Vi hörs i morgon.").await;
         stack
@@ -213,6 +214,7 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
     let purged_room = texts(rooms[0].clone()).await;
     for gone in [
         "Hemligt om min situation",
+        "intyg.txt",
         "Vi hörs i morgon.",
         "!note Klienten mår bättre",
     ] {
@@ -226,6 +228,7 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
         held_room.iter().any(|t| t == "Hemligt om min situation"),
         "{held_room:?}"
     );
+    assert!(held_room.iter().any(|t| t == "intyg.txt"), "{held_room:?}");
     let (_, out, _) = run(&[
         "records",
         "export",
