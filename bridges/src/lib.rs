@@ -138,6 +138,8 @@ pub struct OutboundMessage {
     pub automatic: bool,
     /// The conversation so far with this address, for channels that thread (mail).
     pub conversation: Conversation,
+    /// Files the worker sent (images without their metadata), for channels that carry them.
+    pub attachments: Vec<Attachment>,
 }
 
 /// What a threading channel needs to answer within the client's conversation.

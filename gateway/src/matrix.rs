@@ -323,6 +323,14 @@ impl MatrixClient {
         Ok(self.send("upload media", request, user).await?.content_uri)
     }
 
+    /// Downloads a file from the media repository (authenticated media), as the bot.
+    pub async fn download(&self, uri: &ruma::MxcUri) -> Result<Vec<u8>, MatrixError> {
+        let request =
+            ruma::api::client::authenticated_media::get_content::v1::Request::from_uri(uri)
+                .map_err(|e| MatrixError::local("download", format!("{uri}: {e}")))?;
+        Ok(self.send("download media", request, None).await?.file)
+    }
+
     /// Sends a message as `user` (the bot when `None`). The transaction id makes a retry of the
     /// same send return the same event instead of a second one.
     pub async fn send_message(

@@ -825,7 +825,22 @@ impl Core {
             .ok_or_else(|| StoreError::Missing(format!("identity of message {}", message.id)))?;
         let identity = Store::identity(self.store.connection(), identity_id).await?;
         let conversation = self.store.conversation(identity.id).await?;
+        let attachments = match message.attachments {
+            Some(_) => self
+                .store
+                .attachments(message.id)
+                .await?
+                .into_iter()
+                .map(|a| casebridge_bridges::Attachment {
+                    filename: a.filename,
+                    mime: a.mime,
+                    data: a.data,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(OutboundMessage {
+            attachments,
             conversation,
             record_id: message.id,
             case_number: case.number,
@@ -853,6 +868,9 @@ impl Core {
         txn_id: &str,
         events: &[Raw<AnyTimelineEvent>],
     ) -> Result<(), StoreError> {
+        // Files workers send are fetched before the transaction: no network wait holds the
+        // records store.
+        let files = self.fetch_worker_files(events).await;
         let txn = self.store.begin_write().await?;
         if !Store::claim_transaction(&txn, txn_id).await? {
             debug!(txn_id, "transaction replayed; acknowledged again");
@@ -865,7 +883,7 @@ impl Core {
                 Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
                     MessageLikeEvent::Original(event),
                 ))) => {
-                    let handled = self.handle_room_message(&txn, &event).await?;
+                    let handled = self.handle_room_message(&txn, &event, &files).await?;
                     queued.extend(handled.instance);
                     invites.extend(handled.invite);
                 }
@@ -904,12 +922,91 @@ impl Core {
         Ok(())
     }
 
+    /// Downloads the files case-team members post in case rooms, images without their
+    /// metadata; a file that cannot be fetched is left out (the message gets a notice).
+    async fn fetch_worker_files(
+        &self,
+        events: &[Raw<AnyTimelineEvent>],
+    ) -> HashMap<OwnedEventId, casebridge_bridges::Attachment> {
+        use ruma::events::room::MediaSource;
+        let mut out = HashMap::new();
+        for raw in events {
+            let Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
+                MessageLikeEvent::Original(event),
+            ))) = raw.deserialize()
+            else {
+                continue;
+            };
+            if self.config.is_appservice_user(&event.sender) {
+                continue;
+            }
+            let (name, source, mime) = match &event.content.msgtype {
+                MessageType::Image(m) => (
+                    m.filename().to_owned(),
+                    &m.source,
+                    m.info.as_ref().and_then(|i| i.mimetype.clone()),
+                ),
+                MessageType::File(m) => (
+                    m.filename().to_owned(),
+                    &m.source,
+                    m.info.as_ref().and_then(|i| i.mimetype.clone()),
+                ),
+                MessageType::Audio(m) => (
+                    m.filename().to_owned(),
+                    &m.source,
+                    m.info.as_ref().and_then(|i| i.mimetype.clone()),
+                ),
+                MessageType::Video(m) => (
+                    m.filename().to_owned(),
+                    &m.source,
+                    m.info.as_ref().and_then(|i| i.mimetype.clone()),
+                ),
+                _ => continue,
+            };
+            let MediaSource::Plain(uri) = source else {
+                continue;
+            };
+            match Store::case_by_room(self.store.connection(), event.room_id.as_str()).await {
+                Ok(Some(_)) => {}
+                _ => continue,
+            }
+            let mime = mime.unwrap_or_else(|| "application/octet-stream".to_owned());
+            match self.matrix.download(uri).await {
+                Ok(data) => {
+                    let data = if mime.starts_with("image/") {
+                        // A worker's photo must not carry where it was taken either.
+                        match casebridge_policies::media::strip_metadata(&mime, &data) {
+                            Some(clean) => clean,
+                            None if mime == "image/gif" => data,
+                            None => continue,
+                        }
+                    } else {
+                        data
+                    };
+                    out.insert(
+                        event.event_id.clone(),
+                        casebridge_bridges::Attachment {
+                            filename: name,
+                            mime,
+                            data,
+                        },
+                    );
+                }
+                Err(e) => {
+                    warn!(event = %event.event_id, error = %e, "cannot fetch a worker's file")
+                }
+            }
+        }
+        out
+    }
+
     /// A message in a room: a reply to queue, a refusal to note, or nothing of ours. Returns the
     /// bridge instance a reply was queued for.
     async fn handle_room_message<C: ConnectionTrait>(
         &self,
         conn: &C,
         event: &OriginalRoomMessageEvent,
+        files: &HashMap<OwnedEventId, casebridge_bridges::Attachment>,
     ) -> Result<Handled, StoreError> {
         // Our own bot and ghosts: never echoed back.
         if self.config.is_appservice_user(&event.sender) {
@@ -999,6 +1096,7 @@ impl Core {
             .await?;
             return Ok(Handled::default());
         }
+        let mut attachments = Vec::new();
         let (body, html) = match &event.content.msgtype {
             MessageType::Text(text) => (
                 text.body.clone(),
@@ -1010,6 +1108,23 @@ impl Core {
             ),
             // Notices are the convention for bot output, never client-facing text.
             MessageType::Notice(_) => return Ok(Handled::default()),
+            MessageType::Image(_)
+            | MessageType::File(_)
+            | MessageType::Audio(_)
+            | MessageType::Video(_) => {
+                let Some(file) = files.get(&event.event_id) else {
+                    Store::record_notice(
+                        conn,
+                        case.id,
+                        "The file could not be fetched from the homeserver (or is encrypted, or an \
+                         image that cannot be read). Nothing was sent.",
+                    )
+                    .await?;
+                    return Ok(Handled::default());
+                };
+                attachments.push(file.clone());
+                (String::new(), None)
+            }
             other => {
                 Store::record_notice(
                     conn,
@@ -1034,6 +1149,23 @@ impl Core {
                 &format!(
                     "The client's channel ({}) is not running on this gateway. Nothing was sent.",
                     identity.instance
+                ),
+            )
+            .await?;
+            return Ok(Handled::default());
+        }
+        if !attachments.is_empty()
+            && !self
+                .bridges
+                .get(&identity.instance)
+                .is_some_and(|b| b.capabilities.attachments)
+        {
+            Store::record_notice(
+                conn,
+                case.id,
+                &format!(
+                    "Files cannot be sent to the client on {}. Nothing was sent.",
+                    self.label(&identity.instance, &identity.channel)
                 ),
             )
             .await?;
@@ -1069,6 +1201,7 @@ impl Core {
                 parts,
                 label,
                 held: held.is_some(),
+                attachments,
             },
         )
         .await?;

@@ -198,6 +198,29 @@ impl Worker {
             .collect()
     }
 
+    /// Uploads a file to the media repository; returns its `mxc://` URI.
+    pub async fn upload(&self, data: Vec<u8>, mime: &str, filename: &str) -> String {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_matrix/media/v3/upload?filename={filename}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .header("content-type", mime)
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "upload: {}",
+            response.status()
+        );
+        let body: Value = response.json().await.unwrap();
+        body["content_uri"].as_str().unwrap().to_owned()
+    }
+
     /// Downloads an `mxc://` URI through the authenticated media API.
     pub async fn download(&self, mxc: &str) -> Vec<u8> {
         let (server, id) = mxc

@@ -285,16 +285,39 @@ impl EmailBridge {
             .header(ContentType::TEXT_PLAIN)
             .header(header::ContentTransferEncoding::QuotedPrintable)
             .body(message.body.clone());
-        let mail = match &message.html {
-            Some(html) => builder.multipart(
-                MultiPart::alternative().singlepart(text).singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .header(header::ContentTransferEncoding::QuotedPrintable)
-                        .body(parse::sanitise(html)),
-                ),
+        let body = match &message.html {
+            Some(html) => Some(
+                MultiPart::alternative()
+                    .singlepart(text.clone())
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .header(header::ContentTransferEncoding::QuotedPrintable)
+                            .body(parse::sanitise(html)),
+                    ),
             ),
-            None => builder.singlepart(text),
+            None => None,
+        };
+        let mail = if message.attachments.is_empty() {
+            match body {
+                Some(alternative) => builder.multipart(alternative),
+                None => builder.singlepart(text),
+            }
+        } else {
+            let mut mixed = match body {
+                Some(alternative) => MultiPart::mixed().multipart(alternative),
+                None => MultiPart::mixed().singlepart(text),
+            };
+            for file in &message.attachments {
+                let mime = ContentType::parse(&file.mime).unwrap_or_else(|_| {
+                    ContentType::parse("application/octet-stream").expect("valid")
+                });
+                mixed = mixed.singlepart(
+                    lettre::message::Attachment::new(file.filename.clone())
+                        .body(file.data.clone(), mime),
+                );
+            }
+            builder.multipart(mixed)
         };
         mail.map_err(|e| DeliveryError::permanent(format!("cannot build the mail: {e}")))
     }
@@ -393,6 +416,7 @@ mod tests {
             discreet: None,
             automatic: false,
             conversation: Conversation::default(),
+            attachments: Vec::new(),
         };
         assert_eq!(
             subject(&m, Some("Mottagningen")),

@@ -473,6 +473,7 @@ mod tests {
             discreet: None,
             automatic: false,
             conversation: Default::default(),
+            attachments: Vec::new(),
         };
         let err = bridge.deliver(&message).await.unwrap_err();
         assert!(err.is_permanent());

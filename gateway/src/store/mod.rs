@@ -122,6 +122,8 @@ pub struct NewOutbound {
     pub label: String,
     /// Recorded but not queued: it waits for a worker's `!send`.
     pub held: bool,
+    /// Files the worker sent.
+    pub attachments: Vec<casebridge_bridges::Attachment>,
 }
 
 /// Where a known client address leads. An identity never moves to another case, so this is
@@ -568,15 +570,45 @@ impl Store {
             (Some(_), false) => "split",
             (None, false) => "queued",
         };
-        let whole = chain::append_one(
+        let content = chain::Content {
+            files: out
+                .attachments
+                .iter()
+                .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
+                .collect(),
+            original: None,
+        };
+        let whole = chain::append(
             conn,
-            message::ActiveModel {
-                event_id: Set(Some(out.event_id.clone())),
-                html: Set(out.html.clone()),
-                ..row(&out.body, state)
-            },
+            vec![(
+                message::ActiveModel {
+                    event_id: Set(Some(out.event_id.clone())),
+                    html: Set(out.html.clone()),
+                    attachments: Set(attachment_summary(&out.attachments)),
+                    ..row(&out.body, state)
+                },
+                content,
+            )],
         )
-        .await?;
+        .await?
+        .remove(0);
+        if !out.attachments.is_empty() {
+            attachment::Entity::insert_many(out.attachments.iter().enumerate().map(|(i, a)| {
+                attachment::ActiveModel {
+                    message_id: Set(whole.id),
+                    position: Set(i as i32),
+                    filename: Set(a.filename.clone()),
+                    mime: Set(a.mime.clone()),
+                    size: Set(a.data.len() as i64),
+                    data: Set(a.data.clone()),
+                    mxc_uri: Set(None),
+                    event_id: Set(Some(out.event_id.clone())),
+                    ..Default::default()
+                }
+            }))
+            .exec_without_returning(conn)
+            .await?;
+        }
         if out.held {
             return Ok(true);
         }

@@ -623,6 +623,7 @@ security = "plain"
                 html: Some(format!("<p>Svar nummer <b>{i}</b>.</p>")),
                 discreet: None,
                 automatic: false,
+                attachments: Vec::new(),
                 conversation: casebridge_bridges::Conversation {
                     subject: Some("Fråga".into()),
                     in_reply_to: Some("c1@client.test".into()),

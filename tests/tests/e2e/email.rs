@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use casebridge_tests::mail::{MailServer, CLIENT, OFFICE};
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::{Db, Stack};
 
@@ -169,6 +169,48 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         "the client's own reply is acknowledged once"
     );
 
+    // A photo from the worker goes out as an attachment, without where it was taken.
+    let mut jpeg = vec![0xFF, 0xD8];
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend(((payload.len() + 2) as u16).to_be_bytes());
+        s.extend(payload);
+        s
+    };
+    jpeg.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+    jpeg.extend(segment(0xE1, b"Exif\0\0MM\0*GPSLatitude 59.3293 N"));
+    jpeg.extend(segment(0xDB, &[0u8; 65]));
+    jpeg.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+    jpeg.extend([0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9]);
+    let mxc = stack.worker.upload(jpeg, "image/jpeg", "karta.jpg").await;
+    stack
+        .worker
+        .send(
+            &room,
+            serde_json::json!({
+                "msgtype": "m.image",
+                "body": "karta.jpg",
+                "url": mxc,
+                "info": {"mimetype": "image/jpeg"},
+            }),
+        )
+        .await;
+    let mails = mail.wait_for_mail(CLIENT, 4, Duration::from_secs(20)).await;
+    let photo_mail = MessageParser::default().parse(mails[3].as_slice()).unwrap();
+    let photo = photo_mail
+        .attachments()
+        .next()
+        .expect("the photo is attached");
+    assert_eq!(photo.attachment_name(), Some("karta.jpg"));
+    let bytes = photo.contents();
+    assert!(
+        bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9])
+    );
+    assert!(
+        !String::from_utf8_lossy(bytes).contains("GPS"),
+        "no location in the photo"
+    );
+
     // Another address answering the office's mail joins the case; an unknown address that
     // only names the case number in its subject opens a new case, and the team is told.
     let other = format!(
@@ -213,8 +255,8 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         })
         .await;
     assert_eq!(gateway.store().cases().await.unwrap().len(), 2);
-    // The replies to the sambo's mail and the stranger's acknowledgement went out; count them.
-    let expected_in_client_box = 3;
+    // Acknowledgements, the reply and the photo.
+    let expected_in_client_box = 4;
 
     // A client whose mailbox is gone: Postfix accepts the acknowledgement, then Dovecot refuses
     // it, and Postfix's bounce (a real DSN) comes back to the office mailbox. It is shown as a
