@@ -285,19 +285,16 @@ impl EmailBridge {
             .header(ContentType::TEXT_PLAIN)
             .header(header::ContentTransferEncoding::QuotedPrintable)
             .body(message.body.clone());
-        let body = match &message.html {
-            Some(html) => Some(
-                MultiPart::alternative()
-                    .singlepart(text.clone())
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .header(header::ContentTransferEncoding::QuotedPrintable)
-                            .body(parse::sanitise(html)),
-                    ),
-            ),
-            None => None,
-        };
+        let body = message.html.as_ref().map(|html| {
+            MultiPart::alternative()
+                .singlepart(text.clone())
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .header(header::ContentTransferEncoding::QuotedPrintable)
+                        .body(parse::sanitise(html)),
+                )
+        });
         let mail = if message.attachments.is_empty() {
             match body {
                 Some(alternative) => builder.multipart(alternative),
