@@ -10,6 +10,7 @@
 
 pub mod email;
 pub mod sms;
+pub mod telegram;
 
 use std::{fmt, sync::Arc};
 
@@ -303,7 +304,11 @@ pub trait BridgeFactory: Send + Sync + 'static {
 
 /// The factories of the bridges this build ships. Each bridge adds itself here.
 pub fn builtin_factories() -> Vec<Arc<dyn BridgeFactory>> {
-    vec![Arc::new(sms::SmsFactory), Arc::new(email::EmailFactory)]
+    vec![
+        Arc::new(sms::SmsFactory),
+        Arc::new(email::EmailFactory),
+        Arc::new(telegram::TelegramFactory),
+    ]
 }
 
 /// How the core answered an inbound message.

@@ -8,6 +8,7 @@ pub mod mail;
 pub mod postgres;
 pub mod sms_gateway;
 pub mod synapse;
+pub mod telegram;
 pub mod twilio;
 pub mod worker;
 

@@ -7,6 +7,7 @@ mod email;
 mod policies;
 mod relay;
 mod sms;
+mod telegram;
 
 use std::time::Duration;
 
