@@ -54,6 +54,36 @@ impl MailServer {
         server
     }
 
+    /// `[bridges.mail]` on the office mailbox of this server (plain IMAP and SMTP, as the
+    /// office "Socialtjänsten"), answered by `team`.
+    pub fn bridge_toml(&self, team: &str) -> String {
+        format!(
+            r#"
+[bridges.mail]
+kind = "email"
+team = "{team}"
+address = "{office}"
+name = "Socialtjänsten"
+
+[bridges.mail.imap]
+host = "127.0.0.1"
+port = {imap}
+security = "plain"
+username = "{office}"
+password = "{password}"
+
+[bridges.mail.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "plain"
+"#,
+            office = OFFICE.0,
+            password = OFFICE.1,
+            imap = self.imap_port,
+            smtp = self.smtp_port,
+        )
+    }
+
     /// The PEM file of the CA that signed the servers' certificate (for `localhost`).
     pub fn ca_file(&self) -> std::path::PathBuf {
         self.dir.path().join("tls/ca.pem")

@@ -536,28 +536,7 @@ async fn email(n: usize, senders: usize) {
 
     let dir = tempfile::tempdir().unwrap();
     let mut s = setup(dir.path(), "http://127.0.0.1:1");
-    s.extra = format!(
-        r#"
-[bridges.mail]
-kind = "email"
-team = "social"
-address = "{office}"
-[bridges.mail.imap]
-host = "127.0.0.1"
-port = {imap}
-security = "plain"
-username = "{office}"
-password = "{password}"
-[bridges.mail.smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "plain"
-"#,
-        office = OFFICE.0,
-        password = OFFICE.1,
-        imap = mail.imap_port,
-        smtp = mail.smtp_port,
-    );
+    s.extra = mail.bridge_toml("social");
     let synapse = Synapse::start(&[s.registration_yaml()]).await;
     s.homeserver_url = synapse.url.clone();
     synapse.register_user("anna", "anna-password").await;

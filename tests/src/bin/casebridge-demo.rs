@@ -60,8 +60,7 @@ async fn main() -> anyhow::Result<()> {
         "    mail        IMAP 127.0.0.1:{}  SMTP 127.0.0.1:{}  (office@office.test / office-password, client@client.test / client-password)",
         mail.imap_port, mail.smtp_port
     );
-    setup.extra = format!(
-        r#"
+    setup.extra = r#"
 [teams.office]
 name = "Socialtjänsten"
 members = ["@anna:localhost", "@bo:localhost"]
@@ -69,29 +68,9 @@ languages = ["sv", "en"]
 auto_reply.acknowledge = true
 emergency.numbers = "112 eller socialjouren 08-123 456 78"
 
-[bridges.mail]
-kind = "email"
-team = "office"
-address = "{office}"
-name = "Socialtjänsten"
-
-[bridges.mail.imap]
-host = "127.0.0.1"
-port = {imap}
-security = "plain"
-username = "{office}"
-password = "{password}"
-
-[bridges.mail.smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "plain"
-"#,
-        office = OFFICE.0,
-        password = OFFICE.1,
-        imap = mail.imap_port,
-        smtp = mail.smtp_port,
-    );
+"#
+    .to_string()
+        + &mail.bridge_toml("office");
 
     step("Starting Synapse with the casebridge appservice registration");
     let synapse = Synapse::start(&[setup.registration_yaml()]).await;

@@ -10,36 +10,11 @@ use crate::{Db, Stack};
 async fn mail_stack(name: &str, team_extra: &str) -> (Stack, MailServer) {
     let mail = MailServer::start().await;
     let mut stack = Stack::new(Db::Sqlite, name).await;
-    stack.setup.extra = format!(
-        r#"
-[bridges.mail]
-kind = "email"
-team = "mailteam"
-address = "{office}"
-name = "Socialtjänsten"
-
-[bridges.mail.imap]
-host = "127.0.0.1"
-port = {imap}
-security = "plain"
-username = "{office}"
-password = "{office_password}"
-
-[bridges.mail.smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "plain"
-
-[teams.mailteam]
-name = "Socialtjänsten"
-members = ["@anna:localhost", "@bo:localhost"]
-{team_extra}
-"#,
-        office = OFFICE.0,
-        office_password = OFFICE.1,
-        imap = mail.imap_port,
-        smtp = mail.smtp_port,
-    );
+    stack.setup.extra = mail.bridge_toml("mailteam")
+        + &format!(
+            "\n[teams.mailteam]\nname = \"Socialtjänsten\"\n\
+             members = [\"@anna:localhost\", \"@bo:localhost\"]\n{team_extra}\n"
+        );
     (stack, mail)
 }
 
