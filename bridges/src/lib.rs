@@ -93,6 +93,9 @@ pub struct InboundMessage {
     /// The message exactly as the channel delivered it (mail: the RFC 5322 bytes), for the
     /// record; the room shows `body`/`html`, which may leave quoted history out.
     pub original: Option<Vec<u8>>,
+    /// The channel's id of the client's earlier message this one edits: the room shows it as an
+    /// edit (`m.replace`) of that message.
+    pub replaces: Option<RemoteMessageId>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -525,6 +528,7 @@ mod tests {
             references: Vec::new(),
             case_hint: None,
             original: None,
+            replaces: None,
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

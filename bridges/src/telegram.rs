@@ -120,8 +120,8 @@ fn display_name(message: &Message) -> String {
 }
 
 /// The text of a message, or a description of what it carries.
-fn text_of(message: &Message, edited: bool) -> String {
-    let mut text = if let Some(t) = message.text() {
+fn text_of(message: &Message) -> String {
+    if let Some(t) = message.text() {
         t.to_owned()
     } else if let Some(sticker) = message.sticker() {
         format!("[sticker {}]", sticker.emoji.as_deref().unwrap_or(""))
@@ -144,11 +144,7 @@ fn text_of(message: &Message, edited: bool) -> String {
             Some(c) => format!("{c}\n[the client sent {what}]"),
             None => format!("[the client sent {what}]"),
         }
-    };
-    if edited {
-        text = format!("(edited) {text}");
     }
-    text
 }
 
 impl Reader {
@@ -208,7 +204,7 @@ impl Reader {
                     message_id: RemoteMessageId::new(id),
                     from: RemoteAddress::new(message.chat.id.to_string()),
                     display_name: display_name(&message),
-                    body: text_of(&message, edited),
+                    body: text_of(&message),
                     html: None,
                     attachments: Vec::new(),
                     sent_at: message.date,
@@ -217,6 +213,9 @@ impl Reader {
                     references: Vec::new(),
                     case_hint: None,
                     original: None,
+                    replaces: edited.then(|| {
+                        RemoteMessageId::new(format!("{}:{}", message.chat.id, message.id.0))
+                    }),
                 };
                 match sink.enqueue(inbound).await {
                     Ok(ack) => pending.push(ack),

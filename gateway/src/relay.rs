@@ -462,10 +462,25 @@ impl Core {
                 };
                 let mut first = None;
                 if !message.body.is_empty() || files.is_empty() {
-                    let content = match &message.html {
+                    let mut content = match &message.html {
                         Some(html) => RoomMessageEventContent::text_html(&message.body, html),
                         None => RoomMessageEventContent::text_plain(&message.body),
                     };
+                    // A client's edit shows as an edit of their message, once that is in the
+                    // room (edits come after what they edit, in the same case's order).
+                    if let Some(edited) = &message.replaces {
+                        if let Some(original) =
+                            self.store.inbound_event(&message.instance, edited).await?
+                        {
+                            if let Ok(original) = OwnedEventId::try_from(original) {
+                                content = content.make_replacement(
+                                    ruma::events::room::message::ReplacementMetadata::new(
+                                        original, None,
+                                    ),
+                                );
+                            }
+                        }
+                    }
                     first = Some(
                         self.matrix
                             .send_message(&room, &txn_id, &content, Some(&ghost))

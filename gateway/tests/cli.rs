@@ -159,6 +159,7 @@ async fn cases_and_records_export() {
             references: Vec::new(),
             case_hint: None,
             original: None,
+            replaces: None,
         },
     };
     let answers = store
@@ -285,6 +286,7 @@ async fn records_verify_names_a_changed_byte_a_deleted_row_and_a_swapped_pair() 
             references: Vec::new(),
             case_hint: None,
             original: None,
+            replaces: None,
         },
     };
     // Three cases of six records each, recorded in two batches.

@@ -81,6 +81,7 @@ impl SpoolMessage {
             references: Vec::new(),
             case_hint: None,
             original: None,
+            replaces: None,
         })
     }
 }

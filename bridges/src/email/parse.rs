@@ -201,6 +201,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         case_hint: subject.as_deref().and_then(case_number),
         subject,
         original: Some(raw.to_vec()),
+        replaces: None,
     }
 }
 
@@ -261,6 +262,7 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         references: Vec::new(),
         case_hint: None,
         original: None,
+        replaces: None,
     }
 }
 

@@ -374,6 +374,7 @@ impl Webhook for SmsBridge {
                     references: Vec::new(),
                     case_hint: None,
                     original: None,
+                    replaces: None,
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))

@@ -115,6 +115,8 @@ pub mod message {
         pub content_hash: Option<String>,
         /// SHA-256 of the record and `prev_hash`: the chain.
         pub hash: Option<String>,
+        /// For an edit: the channel's id of the message it edits.
+        pub replaces: Option<String>,
         /// When retention removed the content (the hashes stay, so the chain still verifies).
         pub purged_at: Option<DateTimeUtc>,
     }

@@ -515,6 +515,7 @@ enum ChainColumns {
     ContentHash,
     Hash,
     PurgedAt,
+    Replaces,
 }
 
 impl MigrationName for AddChain {
@@ -532,6 +533,7 @@ impl MigrationTrait for AddChain {
             string_null(ChainColumns::ContentHash),
             string_null(ChainColumns::Hash),
             timestamp_with_time_zone_null(ChainColumns::PurgedAt),
+            string_null(ChainColumns::Replaces),
         ] {
             let mut column = column;
             m.alter_table(

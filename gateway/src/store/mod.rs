@@ -322,6 +322,12 @@ impl Store {
                 upstream_id: Set(Some(item.message.message_id.as_str().to_owned())),
                 html: Set(item.message.html.clone()),
                 subject: Set(item.message.subject.clone()),
+                replaces: Set(item
+                    .message
+                    .replaces
+                    .as_ref()
+                    .map(|r| r.as_str().to_owned())),
+                kind: Set(item.message.replaces.is_some().then(|| "edit".to_owned())),
                 attachments: Set(attachment_summary(&item.message.attachments)),
                 sent_at: Set(Some(item.message.sent_at)),
                 ..message_row(
@@ -1116,6 +1122,21 @@ impl Store {
             .map(|o| o.data))
     }
 
+    /// The room event of a client's message on `instance` with channel id `upstream_id`.
+    pub async fn inbound_event(
+        &self,
+        instance: &str,
+        upstream_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(message::Column::Instance.eq(instance))
+            .filter(message::Column::UpstreamId.eq(upstream_id))
+            .one(&self.db)
+            .await?
+            .and_then(|m| m.event_id))
+    }
+
     /// The messages of a case in the order they were recorded.
     pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
         Ok(message::Entity::find()
@@ -1369,6 +1390,7 @@ mod tests {
                 references: Vec::new(),
                 case_hint: None,
                 original: None,
+                replaces: None,
             },
         }
     }

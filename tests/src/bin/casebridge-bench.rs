@@ -112,6 +112,7 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         references: Vec::new(),
         case_hint: None,
         original: None,
+        replaces: None,
     }
 }
 

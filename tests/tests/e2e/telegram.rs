@@ -65,7 +65,7 @@ async fn telegram_text_in_reply_out_edits_blocks_and_rate_limits() {
     assert_eq!(sent[0]["chat_id"], chat);
     assert_eq!(sent[0]["text"], "Добрий день! Ми зателефонуємо завтра.");
 
-    // An edit reaches the room as a new message marked as edited.
+    // An edit reaches the room as an edit (m.replace) of the client's message.
     telegram.client_edits(
         chat,
         first,
@@ -76,9 +76,12 @@ async fn telegram_text_in_reply_out_edits_blocks_and_rate_limits() {
     let messages = stack
         .ghost_messages(&room, 2, Duration::from_secs(20))
         .await;
+    let edit = &messages[1]["content"];
+    assert_eq!(edit["m.relates_to"]["rel_type"], "m.replace", "{edit}");
+    assert_eq!(edit["m.relates_to"]["event_id"], messages[0]["event_id"]);
     assert_eq!(
-        messages[1]["content"]["body"],
-        "(edited) Добрий день! Потрібна допомога з житлом."
+        edit["m.new_content"]["body"],
+        "Добрий день! Потрібна допомога з житлом."
     );
 
     // Rate limited: the reply waits retry_after and goes once.
