@@ -250,6 +250,7 @@ mod tests {
             content_hash: None,
             hash: None,
             purged_at: None,
+            replaces: None,
         }
     }
 
