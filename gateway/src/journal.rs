@@ -2,16 +2,10 @@
 //! archivist reads, with every message, automatic reply, note, notice and delivery state in
 //! registration order, and the chain's hashes to check it against.
 
+use casebridge_policies::outbound::escape_html as escape;
 use std::fmt::Write;
 
 use crate::store::{case, direction, identity, is_automatic, message};
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// What kind of entry a record is, as the journal names it.
 fn label(m: &message::Model, channel_of: &dyn Fn(&message::Model) -> String) -> String {

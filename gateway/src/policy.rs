@@ -1,6 +1,7 @@
 //! The gateway's side of the policies: builds each team's [`TeamPolicy`] (reading its holiday
 //! calendars) and words what the case team is told when a policy acts.
 
+use casebridge_policies::outbound::escape_html as escape;
 use std::collections::BTreeMap;
 
 use casebridge_config::{Config, ConfigError};
@@ -135,13 +136,6 @@ pub fn auto_reply_notice(reply: &AutoReply, label: &str) -> String {
 
 fn pill(user: &str) -> String {
     format!("<a href=\"https://matrix.to/#/{user}\">{user}</a>")
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The highlighted message in the case room after an emergency word: it mentions the on-call

@@ -2,6 +2,14 @@
 
 use ruma::{events::room::message::sanitize::remove_plain_reply_fallback, html};
 
+/// `text` safe inside HTML text and attribute values.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// The text of one case-room message, as a client may see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundText {

@@ -3,6 +3,7 @@
 //! reply, the office's signature goes in, and a reply that still carries a phone number or mail
 //! address the office has not listed is held until a worker confirms it (`!send`).
 
+use crate::outbound::escape_html as escape;
 use std::collections::BTreeSet;
 
 use phonenumber::{country, Mode};
@@ -428,12 +429,6 @@ fn strip_tags(html: &str) -> String {
         }
     }
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! trimmed), HTML cut down to what Matrix clients render with nothing remote left in it, files
 //! within the office's size limit, and whether a machine sent it (RFC 3834).
 
+use casebridge_policies::outbound::escape_html as escape;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -469,13 +470,6 @@ pub fn trim_quoted_html(html: &str) -> String {
 
 fn strip_tags(html: &str) -> String {
     ammonia::Builder::empty().clean(html).to_string()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn human(bytes: usize) -> String {
