@@ -17,10 +17,29 @@ use tracing::{debug, info, warn};
 use super::{parse, Security, HANDLED_KEYWORD};
 use crate::{DeliveryReport, InboundSink, RemoteMessageId};
 
+/// How long connecting, greeting and logging in may take before the attempt is given up (a
+/// server that is stopping can accept a connection and never answer it).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one IMAP command may take (a fetch of 50 large mails included).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `step`, failing with a named timeout if it takes longer than `limit`.
+async fn within<T>(
+    what: &str,
+    limit: Duration,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, ReadError> {
+    tokio::time::timeout(limit, step)
+        .await
+        .map_err(|_| ReadError::Server(format!("{what} got no answer in {} s", limit.as_secs())))
+}
+
 /// Mails fetched per round trip.
 const CHUNK: usize = 50;
-/// RFC 2177: re-issue IDLE at least every 29 minutes.
-const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// How long IDLE waits without hearing anything before the connection counts as dead and is
+/// renewed: servers send a keepalive every few minutes (Dovecot: 2), and RFC 2177 asks for a
+/// new IDLE within 29 minutes anyway.
+const IDLE_RENEW: Duration = Duration::from_secs(5 * 60);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -167,17 +186,20 @@ impl Reader {
 
     /// One connection: catch up, then wait for news, until it fails or the bridge stops.
     async fn session(&self, sink: &InboundSink, backoff: &mut Duration) -> Result<(), ReadError> {
-        let mut session = self.connect().await?;
-        let mailbox = session.select(&self.mailbox).await?;
+        let mut session =
+            within("connecting and logging in", CONNECT_TIMEOUT, self.connect()).await??;
+        let mailbox = within("SELECT", COMMAND_TIMEOUT, session.select(&self.mailbox)).await??;
         let uid_validity = mailbox.uid_validity.unwrap_or(0);
-        let idle = session.capabilities().await?.has_str("IDLE");
+        let idle = within("CAPABILITY", COMMAND_TIMEOUT, session.capabilities())
+            .await??
+            .has_str("IDLE");
         info!(instance = %self.instance, mailbox = %self.mailbox, idle, "reading the mailbox");
         loop {
             self.catch_up(&mut session, sink, uid_validity).await?;
             *backoff = Duration::from_secs(1);
             if idle {
                 let mut handle = session.idle();
-                handle.init().await?;
+                within("IDLE", COMMAND_TIMEOUT, handle.init()).await??;
                 let (wait, _interrupt) = handle.wait_with_timeout(IDLE_RENEW);
                 match wait.await? {
                     IdleResponse::NewData(_) => {
@@ -185,7 +207,7 @@ impl Reader {
                     }
                     IdleResponse::Timeout | IdleResponse::ManualInterrupt => {}
                 }
-                session = handle.done().await?;
+                session = within("DONE", COMMAND_TIMEOUT, handle.done()).await??;
             } else {
                 tokio::time::sleep(self.poll).await;
             }
@@ -199,19 +221,25 @@ impl Reader {
         sink: &InboundSink,
         uid_validity: u32,
     ) -> Result<(), ReadError> {
-        let mut uids: Vec<u32> = session
-            .uid_search(format!("UNKEYWORD {HANDLED_KEYWORD}"))
-            .await?
-            .into_iter()
-            .collect();
+        let mut uids: Vec<u32> = within(
+            "SEARCH",
+            COMMAND_TIMEOUT,
+            session.uid_search(format!("UNKEYWORD {HANDLED_KEYWORD}")),
+        )
+        .await??
+        .into_iter()
+        .collect();
         uids.sort_unstable();
         for chunk in uids.chunks(CHUNK) {
             let set = uid_set(chunk);
-            let fetched: Vec<_> = session
-                .uid_fetch(&set, "(UID BODY.PEEK[])")
-                .await?
-                .try_collect()
-                .await?;
+            let fetched: Vec<_> = within("FETCH", COMMAND_TIMEOUT, async {
+                session
+                    .uid_fetch(&set, "(UID BODY.PEEK[])")
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await??;
             let mut pending = Vec::with_capacity(fetched.len());
             let mut reports = Vec::new();
             for fetch in &fetched {
@@ -259,11 +287,14 @@ impl Reader {
             }
             done.sort_unstable();
             let set = uid_set(&done);
-            session
-                .uid_store(&set, format!("+FLAGS ({HANDLED_KEYWORD})"))
-                .await?
-                .try_collect::<Vec<_>>()
-                .await?;
+            within("STORE", COMMAND_TIMEOUT, async {
+                session
+                    .uid_store(&set, format!("+FLAGS ({HANDLED_KEYWORD})"))
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await??;
             if let Some(folder) = &self.handled_folder {
                 session.uid_mv(&set, folder).await.map_err(|e| {
                     ReadError::Server(format!("moving handled mail to {folder}: {e}"))

@@ -338,7 +338,7 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
         .await;
     }
     let messages = stack
-        .ghost_messages(&room, 101, Duration::from_secs(90))
+        .ghost_messages(&room, 101, Duration::from_secs(150))
         .await;
     let mut seen: Vec<u32> = messages
         .iter()
