@@ -277,7 +277,8 @@ impl Bridge for TelegramBridge {
     }
 
     async fn stop(&self) {
-        self.reader.stop.notify_waiters();
+        // One waiter, which may be busy right now: a stored permit is not lost.
+        self.reader.stop.notify_one();
         let handle = self.task.lock().expect("not poisoned").take();
         if let Some(handle) = handle {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;

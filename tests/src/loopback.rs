@@ -253,7 +253,8 @@ impl Bridge for Loopback {
     }
 
     async fn stop(&self) {
-        self.stop.notify_waiters();
+        // One waiter, which may be busy right now: a stored permit is not lost.
+        self.stop.notify_one();
         let task = self.task.lock().unwrap().take();
         if let Some(task) = task {
             let _ = task.await;

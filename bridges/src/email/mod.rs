@@ -364,7 +364,8 @@ impl Bridge for EmailBridge {
     }
 
     async fn stop(&self) {
-        self.imap.stop.notify_waiters();
+        // One waiter, which may be busy right now: a stored permit is not lost.
+        self.imap.stop.notify_one();
         let handle = self.task.lock().expect("not poisoned").take();
         if let Some(handle) = handle {
             if tokio::time::timeout(Duration::from_secs(5), handle)
