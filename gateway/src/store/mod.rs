@@ -232,15 +232,14 @@ impl Store {
 
         let mut contacts = self.known_contacts(&txn, batch).await?;
         // Messages of blocked cases are recorded, not relayed.
-        let blocked: HashSet<i64> = case::Entity::find()
-            .select_only()
-            .column(case::Column::Id)
+        // The cases this batch touches, read once: blocked cases are recorded, not relayed,
+        // and the policies read the rest. Cases opened by this batch join as they are made.
+        let mut cases: HashMap<i64, case::Model> = case::Entity::find()
             .filter(case::Column::Id.is_in(contacts.values().map(|c| c.case_id)))
-            .filter(case::Column::Blocked.eq(true))
-            .into_tuple::<i64>()
             .all(&txn)
             .await?
             .into_iter()
+            .map(|c| (c.id, c))
             .collect();
         let mut fresh = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
@@ -271,7 +270,7 @@ impl Store {
                             notices.push((
                                 case.id,
                                 format!(
-                                    "{} wrote for the first time, answering the office's message                                      in this case, so the address joined this case. Replies still                                      go where the client wrote last.",
+                                    "{} wrote for the first time, answering the office's message in this case, so the address joined this case. Replies now go to this address, where the client wrote last.",
                                     item.message.display_name
                                 ),
                             ));
@@ -283,7 +282,7 @@ impl Store {
                                 notices.push((
                                     case.id,
                                     format!(
-                                        "This message names case {named}, but {} is not an address                                          of that case, so it opened this new case. If it belongs                                          to case {named}, handle it there.",
+                                        "This message names case {named}, but {} is not an address of that case, so it opened this new case. If it belongs to case {named}, handle it there.",
                                         item.message.display_name
                                     ),
                                 ));
@@ -291,6 +290,7 @@ impl Store {
                             case
                         }
                     };
+                    cases.insert(case.id, case.clone());
                     let identity = identity::ActiveModel {
                         case_id: Set(case.id),
                         instance: Set(item.instance.clone()),
@@ -333,7 +333,7 @@ impl Store {
                 ..message_row(
                     contact.case_id,
                     direction::INBOUND,
-                    if blocked.contains(&contact.case_id) {
+                    if cases.get(&contact.case_id).is_some_and(|c| c.blocked) {
                         "blocked"
                     } else {
                         "received"
@@ -448,7 +448,7 @@ impl Store {
         for (case_id, notice) in &notices {
             Self::record_notice(&txn, *case_id, notice).await?;
         }
-        let wake = apply_policies(&txn, policies, &recorded, now).await?;
+        let wake = apply_policies(&txn, policies, &recorded, &cases, now).await?;
         txn.commit().await?;
         // Only committed contacts are remembered.
         self.contacts.lock().expect("not poisoned").extend(fresh);
@@ -1218,19 +1218,10 @@ async fn apply_policies<C: ConnectionTrait>(
     conn: &C,
     policies: &Policies,
     recorded: &[(&NewInbound, Contact)],
+    cases: &HashMap<i64, case::Model>,
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, StoreError> {
     let mut wake = BTreeSet::new();
-    if recorded.is_empty() {
-        return Ok(wake);
-    }
-    let cases: HashMap<i64, case::Model> = case::Entity::find()
-        .filter(case::Column::Id.is_in(recorded.iter().map(|(_, c)| c.case_id)))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect();
     for (item, contact) in recorded {
         let (Some(policy), Some(case)) = (policies.team(&item.team), cases.get(&contact.case_id))
         else {

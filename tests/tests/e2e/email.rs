@@ -199,9 +199,9 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         .await;
     stack
         .wait_for_notice(&room, "the joined address", |n| {
-            n.starts_with(
-                "other@client.test wrote for the first time, answering the office's message",
-            )
+            n == "other@client.test wrote for the first time, answering the office's message \
+                  in this case, so the address joined this case. Replies now go to this address, \
+                  where the client wrote last."
         })
         .await;
     let stranger = format!(
@@ -216,10 +216,12 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
     assert_ne!(stranger_room, room);
     stack
         .wait_for_notice(&stranger_room, "the case-number notice", |n| {
-            n.starts_with(&format!(
-                "This message names case {}, but stranger@elsewhere.test",
-                case.number
-            ))
+            n == format!(
+                "This message names case {number}, but stranger@elsewhere.test is not an address \
+                 of that case, so it opened this new case. If it belongs to case {number}, handle \
+                 it there.",
+                number = case.number
+            )
         })
         .await;
     // The acknowledgement to the stranger is refused at once (the test bed delivers nowhere
