@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 macro_rules! opaque_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -61,8 +61,9 @@ opaque_id!(
     RemoteMessageId
 );
 
-/// A message a client sent on a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message a client sent on a channel. Bridges fill in what they know and take the rest
+/// from `..Default::default()`: no subject, no files, not automated, no references.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundMessage {
     /// The channel's id of this message; the same id twice is one message.
     pub message_id: RemoteMessageId,
@@ -520,15 +521,8 @@ mod tests {
             from: RemoteAddress::new("a"),
             display_name: "a".into(),
             body: "hi".into(),
-            html: None,
-            attachments: Vec::new(),
             sent_at: Utc::now(),
-            automated: false,
-            subject: None,
-            references: Vec::new(),
-            case_hint: None,
-            original: None,
-            replaces: None,
+            ..Default::default()
         };
         assert_eq!(
             sink.submit(message.clone()).await.unwrap(),

@@ -205,17 +205,12 @@ impl Reader {
                     from: RemoteAddress::new(message.chat.id.to_string()),
                     display_name: display_name(&message),
                     body: text_of(&message),
-                    html: None,
-                    attachments: Vec::new(),
                     sent_at: message.date,
                     automated: message.from.as_ref().is_some_and(|u| u.is_bot),
-                    subject: None,
-                    references: Vec::new(),
-                    case_hint: None,
-                    original: None,
                     replaces: edited.then(|| {
                         RemoteMessageId::new(format!("{}:{}", message.chat.id, message.id.0))
                     }),
+                    ..Default::default()
                 };
                 match sink.enqueue(inbound).await {
                     Ok(ack) => pending.push(ack),

@@ -151,15 +151,8 @@ async fn cases_and_records_export() {
             from: RemoteAddress::new("+46701234567"),
             display_name: "+46 70 123 45 67".into(),
             body: body.into(),
-            html: None,
-            attachments: Vec::new(),
             sent_at: chrono::Utc::now(),
-            automated: false,
-            subject: None,
-            references: Vec::new(),
-            case_hint: None,
-            original: None,
-            replaces: None,
+            ..Default::default()
         },
     };
     let answers = store
@@ -278,15 +271,8 @@ async fn records_verify_names_a_changed_byte_a_deleted_row_and_a_swapped_pair() 
             from: RemoteAddress::new(from),
             display_name: from.into(),
             body: body.into(),
-            html: None,
-            attachments: Vec::new(),
             sent_at: chrono::Utc::now(),
-            automated: false,
-            subject: None,
-            references: Vec::new(),
-            case_hint: None,
-            original: None,
-            replaces: None,
+            ..Default::default()
         },
     };
     // Three cases of six records each, recorded in two batches.

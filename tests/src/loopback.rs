@@ -73,15 +73,9 @@ impl SpoolMessage {
             from: RemoteAddress::new(self.from.clone()),
             display_name: self.from,
             body: self.body,
-            html: None,
             attachments,
             sent_at: chrono::Utc::now(),
-            automated: false,
-            subject: None,
-            references: Vec::new(),
-            case_hint: None,
-            original: None,
-            replaces: None,
+            ..Default::default()
         })
     }
 }

@@ -251,7 +251,6 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         body: format!(
             "An e-mail arrived that cannot be read: {why}. The original is attached as it came."
         ),
-        html: None,
         attachments: vec![Attachment {
             filename: "original.eml".into(),
             mime: "message/rfc822".into(),
@@ -259,11 +258,7 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         }],
         sent_at: Utc::now(),
         automated: true,
-        subject: None,
-        references: Vec::new(),
-        case_hint: None,
-        original: None,
-        replaces: None,
+        ..Default::default()
     }
 }
 

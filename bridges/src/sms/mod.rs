@@ -366,15 +366,8 @@ impl Webhook for SmsBridge {
                     from: RemoteAddress::new(address),
                     display_name,
                     body: text,
-                    html: None,
-                    attachments: Vec::new(),
                     sent_at: at,
-                    automated: false,
-                    subject: None,
-                    references: Vec::new(),
-                    case_hint: None,
-                    original: None,
-                    replaces: None,
+                    ..Default::default()
                 })
                 .await
                 .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))

@@ -1373,15 +1373,8 @@ mod tests {
                 from: RemoteAddress::new(from),
                 display_name: from.into(),
                 body: format!("text of {id}"),
-                html: None,
-                attachments: Vec::new(),
                 sent_at: Utc::now(),
-                automated: false,
-                subject: None,
-                references: Vec::new(),
-                case_hint: None,
-                original: None,
-                replaces: None,
+                ..Default::default()
             },
         }
     }

@@ -104,15 +104,8 @@ fn message(seq: usize, contact: usize) -> InboundMessage {
         from: RemoteAddress::new(format!("+4670{contact:07}")),
         display_name: format!("+4670{contact:07}"),
         body: format!("b{seq}"),
-        html: None,
-        attachments: Vec::new(),
         sent_at: chrono::Utc::now(),
-        automated: false,
-        subject: None,
-        references: Vec::new(),
-        case_hint: None,
-        original: None,
-        replaces: None,
+        ..Default::default()
     }
 }
 
