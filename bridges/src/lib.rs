@@ -97,6 +97,9 @@ pub struct InboundMessage {
     /// The channel's id of the client's earlier message this one edits: the room shows it as an
     /// edit (`m.replace`) of that message.
     pub replaces: Option<RemoteMessageId>,
+    /// A token the office handed out for this client (a Telegram deep link
+    /// `t.me/BOT?start=TOKEN`): a valid one joins this address to the case it was made for.
+    pub invitation: Option<String>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and
@@ -181,6 +184,9 @@ pub enum FailureKind {
     Transient,
     /// The channel refused this message for good: tell the team, do not retry.
     Permanent,
+    /// The client cannot be reached at this address any more (they blocked the office's bot,
+    /// the mailbox is gone): permanent, and the case is flagged until the client writes again.
+    Unreachable,
 }
 
 /// A delivery that did not succeed.
@@ -214,13 +220,25 @@ impl DeliveryError {
         self.retry_after = Some(after);
         self
     }
+    /// A failure that says the client cannot be reached at this address any more.
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Unreachable,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
     /// Whether a retry may succeed.
     pub fn is_transient(&self) -> bool {
         self.kind == FailureKind::Transient
     }
     /// Whether this message can never be delivered.
     pub fn is_permanent(&self) -> bool {
-        self.kind == FailureKind::Permanent
+        self.kind != FailureKind::Transient
+    }
+    /// Whether the address itself is gone (the case is flagged).
+    pub fn is_unreachable(&self) -> bool {
+        self.kind == FailureKind::Unreachable
     }
     /// The wait the channel asked for, if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
@@ -282,6 +300,13 @@ pub trait Bridge: Send + Sync + 'static {
     /// messages to send. The gateway records and queues each part on its own, so each is
     /// delivered (and retried) exactly once. `None`: deliver it whole, as `deliver` decides.
     fn split(&self, _body: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Optional capability: a link the client opens to bring `token` to the office on this
+    /// channel (Telegram: `https://t.me/BOT?start=TOKEN`); the message it starts carries the
+    /// token as [`InboundMessage::invitation`]. `None`: the channel has no such links.
+    fn invitation_link(&self, _token: &str) -> Option<String> {
         None
     }
 }
@@ -495,6 +520,8 @@ mod tests {
         assert!(e.is_transient() && !e.is_permanent());
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
         assert!(DeliveryError::permanent("bad number").is_permanent());
+        let gone = DeliveryError::unreachable("blocked");
+        assert!(gone.is_permanent() && gone.is_unreachable() && !gone.is_transient());
     }
 
     #[tokio::test]

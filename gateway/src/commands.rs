@@ -17,7 +17,12 @@ pub struct AfterCommit {
     pub invite: Option<(String, ruma::OwnedUserId)>,
     /// A bridge instance with a reply to deliver.
     pub wake: Option<String>,
+    /// Identities `!merge` moved into this case.
+    pub moved: Vec<i64>,
 }
+
+/// How long an invitation link works.
+const INVITATION_DAYS: i64 = 7;
 
 impl Core {
     /// Runs `command` from `sender` in `case`'s room, recording it and answering with a notice.
@@ -153,6 +158,12 @@ impl Core {
                     )
                 }
             }
+            Command::Invite(channel) => self.invite(conn, case, sender, &channel).await?,
+            Command::Merge(number) => {
+                let (notice, moved) = self.merge(conn, case, sender, &number).await?;
+                after.moved = moved;
+                notice
+            }
             Command::Via(channel) => {
                 let identities = identity::Entity::find()
                     .filter(identity::Column::CaseId.eq(case.id))
@@ -186,6 +197,149 @@ impl Core {
         Ok(after)
     }
 
+    /// `!invite CHANNEL`: a one-time link that joins the client's account on that channel to
+    /// this case.
+    async fn invite<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        sender: &str,
+        channel: &str,
+    ) -> Result<String, StoreError> {
+        // The case team's own instance of the channel, if it has one.
+        let mut candidates: Vec<(&String, &crate::relay::RunningBridge)> = self
+            .bridges
+            .iter()
+            .filter(|(name, b)| b.capabilities.channel == channel || name.as_str() == channel)
+            .collect();
+        candidates.sort_by_key(|(name, _)| {
+            self.config
+                .bridges
+                .get(name.as_str())
+                .is_none_or(|b| b.team != case.team)
+        });
+        let Some((instance, running)) = candidates.first() else {
+            return Ok(format!(
+                "No {channel} bridge runs on this gateway: nothing to invite the client to."
+            ));
+        };
+        let label = running.capabilities.label;
+        let (token, expires) =
+            Store::create_invitation(conn, case.id, instance, sender, INVITATION_DAYS).await?;
+        Ok(match running.bridge.invitation_link(&token) {
+            Some(link) => format!(
+                "Invitation for the client on {label}: {link}\nSend it to the client. When \
+                 they open it (and press Start), their {label} account joins case {}. It works \
+                 once, until {}.",
+                case.number,
+                expires.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => format!(
+                "{label} cannot carry invitation links (or does not know its own address yet). \
+                 Nothing was made."
+            ),
+        })
+    }
+
+    /// `!merge NUMBER`: the other case's addresses join this case, and it closes.
+    async fn merge<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        sender: &str,
+        number: &str,
+    ) -> Result<(String, Vec<i64>), StoreError> {
+        let refuse = |text: String| Ok((text, Vec::new()));
+        if number == case.number {
+            return refuse(format!("{number} is this case."));
+        }
+        let Some(other) = case::Entity::find()
+            .filter(case::Column::Number.eq(number))
+            .one(conn)
+            .await?
+        else {
+            return refuse(format!("There is no case {number}; nothing was merged."));
+        };
+        if other.team != case.team {
+            return refuse(format!(
+                "Case {number} belongs to team {}, not {}: only a team's own cases merge.",
+                other.team, case.team
+            ));
+        }
+        if let Some(into) = &other.merged_into {
+            return refuse(format!(
+                "Case {number} was merged into case {into} already."
+            ));
+        }
+        let identities = identity::Entity::find()
+            .filter(identity::Column::CaseId.eq(other.id))
+            .all(conn)
+            .await?;
+        identity::Entity::update_many()
+            .col_expr(identity::Column::CaseId, Expr::value(case.id))
+            // Their ghosts join this case's room with their next message.
+            .col_expr(
+                identity::Column::JoinedAt,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .filter(identity::Column::CaseId.eq(other.id))
+            .exec(conn)
+            .await?;
+        let now = chrono::Utc::now();
+        case::Entity::update_many()
+            .col_expr(case::Column::Status, Expr::value("closed"))
+            .col_expr(case::Column::ClosedAt, Expr::value(now))
+            .col_expr(case::Column::MergedInto, Expr::value(case.number.clone()))
+            .col_expr(
+                case::Column::LastIdentityId,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(case::Column::Id.eq(other.id))
+            .exec(conn)
+            .await?;
+        if case.last_identity_id.is_none() {
+            if let Some(first) = identities.first() {
+                set_case(conn, case.id, case::Column::LastIdentityId, first.id).await?;
+            }
+        }
+        let names = identities
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} ({})",
+                    i.display_name,
+                    self.label(&i.instance, &i.channel)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Store::record_notice(
+            conn,
+            other.id,
+            &format!(
+                "Merged into case {} by {sender}: {names} now belong to case {}, and their new \
+                 messages go there. This case is closed; its records stay here.",
+                case.number, case.number
+            ),
+        )
+        .await?;
+        let notice = format!(
+            "Case {number} merged into this case by {sender}: {} now write here{}. Case \
+             {number}'s earlier messages stay in its own record.",
+            if names.is_empty() {
+                "no addresses"
+            } else {
+                &names
+            },
+            if case.last_identity_id.is_some() {
+                "; replies still go where the client wrote last (!via to choose)"
+            } else {
+                ""
+            }
+        );
+        Ok((notice, identities.into_iter().map(|i| i.id).collect()))
+    }
+
     /// `!case`: what the team needs to know at a glance.
     async fn summary<C: ConnectionTrait>(
         &self,
@@ -215,8 +369,13 @@ impl Core {
                 } else {
                     ""
                 };
+                let unreachable = i
+                    .unreachable
+                    .as_ref()
+                    .map(|why| format!(" ⚠ unreachable: {why}"))
+                    .unwrap_or_default();
                 format!(
-                    "{} ({}){replies}",
+                    "{} ({}){replies}{unreachable}",
                     i.display_name,
                     self.label(&i.instance, &i.channel)
                 )
@@ -248,6 +407,9 @@ impl Core {
         }
         if case.blocked {
             lines.push("The client is blocked".to_owned());
+        }
+        if let Some(into) = &case.merged_into {
+            lines.push(format!("Merged into case {into}"));
         }
         Ok(lines.join("\n"))
     }

@@ -425,7 +425,7 @@ impl Core {
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
                         error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
-                        if let Err(e) = self.store.failed(&item, &e.to_string(), "").await {
+                        if let Err(e) = self.store.failed(&item, &e.to_string(), "", false).await {
                             error!(error = %e, "recording a failed relay");
                         }
                         return (done, false);
@@ -806,7 +806,18 @@ impl Core {
                         "Not delivered to the client ({}): {e}",
                         running.capabilities.label
                     );
-                    let stored = self.store.failed(&item, &e.to_string(), &notice).await;
+                    let notice = if e.is_unreachable() {
+                        format!(
+                            "{notice}\nThe case is flagged: the client cannot be reached on {} until they write from there again. !via another channel, if they have one.",
+                            running.capabilities.label
+                        )
+                    } else {
+                        notice
+                    };
+                    let stored = self
+                        .store
+                        .failed(&item, &e.to_string(), &notice, e.is_unreachable())
+                        .await;
                     self.matrix_wake.notify_one();
                     stored
                 }
@@ -893,6 +904,7 @@ impl Core {
         }
         let mut queued = Vec::new();
         let mut invites = Vec::new();
+        let mut moved = Vec::new();
         for raw in events {
             match raw.deserialize() {
                 Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
@@ -901,6 +913,7 @@ impl Core {
                     let handled = self.handle_room_message(&txn, &event, &files).await?;
                     queued.extend(handled.instance);
                     invites.extend(handled.invite);
+                    moved.extend(handled.moved);
                 }
                 Ok(AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(
                     member,
@@ -914,6 +927,14 @@ impl Core {
             }
         }
         txn.commit().await.map_err(StoreError::from)?;
+        if !moved.is_empty() {
+            // Their next messages go to the case they joined, by a ghost that joins its room.
+            self.store.forget_contacts();
+            self.ghosts
+                .lock()
+                .expect("not poisoned")
+                .retain(|identity, _| !moved.contains(identity));
+        }
         self.matrix_wake.notify_one();
         for (room, user) in invites {
             // Already in the room is fine; anything else is worth a line in the log (the
@@ -1071,6 +1092,7 @@ impl Core {
                     Ok(Handled {
                         instance: after.wake,
                         invite: after.invite,
+                        moved: after.moved,
                     })
                 }
                 Err(refusal) => {
@@ -1237,6 +1259,7 @@ impl Core {
         Ok(Handled {
             instance: queued.then_some(instance),
             invite: None,
+            moved: Vec::new(),
         })
     }
 }
@@ -1248,6 +1271,8 @@ struct Handled {
     instance: Option<String>,
     /// Someone to invite to the case room.
     invite: Option<(String, OwnedUserId)>,
+    /// Identities `!merge` moved to another case.
+    moved: Vec<i64>,
 }
 
 /// The text of a possible command. Clients write a mention as the user's display name in

@@ -32,6 +32,11 @@ pub enum Command {
     Send,
     /// `!hold on|off`: legal hold, retention purges nothing of the case.
     Hold(bool),
+    /// `!invite CHANNEL`: a one-time link that joins the client's account on that channel (a
+    /// Telegram chat) to this case.
+    Invite(String),
+    /// `!merge CASE`: the other case's addresses join this case; it closes, pointing here.
+    Merge(String),
 }
 
 /// What `!help` says.
@@ -45,6 +50,8 @@ pub const HELP: &str = "Commands in a case room (only the case team may use them
 !note TEXT — an internal note: recorded, never sent
 !incident TEXT — an incident report: recorded and posted to the incident room
 !hold on|off — legal hold: retention purges nothing of this case
+!invite telegram — a one-time link for the client: their Telegram chat joins this case
+!merge 2026-000123 — the same client wrote from another address: that case's addresses join this case
 !send — send a held reply (one naming a number or address off the office's list) as written
 !help — this list";
 
@@ -100,6 +107,26 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
                 Ok(Command::Via(argument.to_ascii_lowercase()))
             }
         }
+        "invite" => {
+            if argument.is_empty() || argument.contains(char::is_whitespace) {
+                Err("!invite needs one channel: !invite telegram".to_owned())
+            } else {
+                Ok(Command::Invite(argument.to_ascii_lowercase()))
+            }
+        }
+        "merge" => {
+            let number = argument.trim_start_matches('[').trim_end_matches(']');
+            let ok = number.split_once('-').is_some_and(|(y, n)| {
+                y.len() == 4
+                    && !n.is_empty()
+                    && y.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
+            });
+            if ok {
+                Ok(Command::Merge(number.to_owned()))
+            } else {
+                Err("!merge needs a case number: !merge 2026-000123".to_owned())
+            }
+        }
         "discreet" => match argument.to_ascii_lowercase().as_str() {
             "on" => Ok(Command::Discreet(true)),
             "off" => Ok(Command::Discreet(false)),
@@ -136,6 +163,17 @@ mod tests {
             Some(Ok(Command::Assign("@bo:example.org".try_into().unwrap())))
         );
         assert_eq!(parse("!via SMS"), Some(Ok(Command::Via("sms".into()))));
+        assert_eq!(
+            parse("!invite Telegram"),
+            Some(Ok(Command::Invite("telegram".into())))
+        );
+        assert_eq!(
+            parse("!merge [2026-000123]"),
+            Some(Ok(Command::Merge("2026-000123".into())))
+        );
+        assert!(parse("!merge 123").unwrap().is_err());
+        assert!(parse("!merge").unwrap().is_err());
+        assert!(parse("!invite").unwrap().is_err());
         assert!(parse("!note").unwrap().is_err());
         assert!(parse("!close now").unwrap().is_err());
         assert!(parse("!assign Bo").unwrap().is_err());

@@ -143,3 +143,21 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// A small JPEG whose EXIF segment names a GPS position, and whose image data ends with
+/// `12 34 56 78 FF D9`: what a phone's photo carries, for tests that it leaves no location.
+pub fn jpeg_with_gps() -> Vec<u8> {
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend(((payload.len() + 2) as u16).to_be_bytes());
+        s.extend(payload);
+        s
+    };
+    let mut jpeg = vec![0xFF, 0xD8];
+    jpeg.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+    jpeg.extend(segment(0xE1, b"Exif\0\0MM\0*GPSLatitude 59.3293 N"));
+    jpeg.extend(segment(0xDB, &[0u8; 65]));
+    jpeg.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+    jpeg.extend([0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9]);
+    jpeg
+}

@@ -170,6 +170,16 @@ security = "plain"
 
 impl Drop for MailServer {
     fn drop(&mut self) {
+        // A failing test shows what the mail servers said: the temporary directory goes.
+        if std::thread::panicking() {
+            for log in ["dovecot.log", "dovecot.out", "postfix.log"] {
+                if let Ok(text) = std::fs::read_to_string(self.dir.path().join(log)) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(30)..];
+                    eprintln!("--- {log} (last {} lines)\n{}", tail.len(), tail.join("\n"));
+                }
+            }
+        }
         let _ = std::process::Command::new("bash")
             .arg(repo_root().join("scripts/mail.sh"))
             .arg("stop")

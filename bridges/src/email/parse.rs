@@ -202,7 +202,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         case_hint: subject.as_deref().and_then(case_number),
         subject,
         original: Some(raw.to_vec()),
-        replaces: None,
+        ..Default::default()
     }
 }
 

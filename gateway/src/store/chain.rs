@@ -28,7 +28,8 @@ pub struct Content<'a> {
     pub original: Option<&'a [u8]>,
 }
 
-fn hex(bytes: impl AsRef<[u8]>) -> String {
+/// SHA-256, as lowercase hex.
+pub(crate) fn hex(bytes: impl AsRef<[u8]>) -> String {
     ::hex::encode(Sha256::digest(bytes))
 }
 

@@ -33,6 +33,8 @@ pub mod case {
         pub closed_at: Option<DateTimeUtc>,
         /// Retention never purges a case on legal hold.
         pub legal_hold: bool,
+        /// The case this one was merged into (`!merge`): its addresses moved there.
+        pub merged_into: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -59,6 +61,35 @@ pub mod identity {
         /// Set once the ghost has joined the case room.
         pub joined_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
+        /// Why the client cannot be reached here (they blocked the bot, …), until they write
+        /// again or a reply gets through.
+        pub unreachable: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A one-time invitation (`!invite telegram`): the first new address that brings its token
+/// joins the case. Only the token's SHA-256 is stored.
+pub mod invitation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invitations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub case_id: i64,
+        /// The bridge instance the token is for.
+        pub instance: String,
+        /// The worker who asked for it.
+        pub created_by: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

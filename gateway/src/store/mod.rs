@@ -27,7 +27,7 @@ use sea_orm_migration::MigratorTrait;
 use crate::policy::{self, Policies, TeamNotice};
 
 pub use self::entities::{
-    attachment, case, identity, mark, message, original, queue_item, transaction,
+    attachment, case, identity, invitation, mark, message, original, queue_item, transaction,
 };
 
 /// A store error, with what was being done.
@@ -263,10 +263,39 @@ impl Store {
                 None => {
                     // An unknown address that answers one of the office's own messages joins
                     // that message's case; anything else is a new client.
-                    let answered =
-                        answered_case(&txn, &item.instance, &item.message.references).await?;
-                    let case = match answered {
-                        Some(case) => {
+                    let invited = match &item.message.invitation {
+                        Some(token) => {
+                            Some(use_invitation(&txn, &item.instance, token, now).await?)
+                        }
+                        None => None,
+                    };
+                    let answered = match invited {
+                        Some(Ok(_)) => None,
+                        _ => answered_case(&txn, &item.instance, &item.message.references).await?,
+                    };
+                    let case = match (invited, answered) {
+                        (Some(Ok(case)), _) => {
+                            notices.push((
+                                case.id,
+                                format!(
+                                    "{} opened the invitation made for this case, so the address joined this case. Replies now go to this address, where the client wrote last.",
+                                    item.message.display_name
+                                ),
+                            ));
+                            case
+                        }
+                        (Some(Err(why)), None) => {
+                            let case = new_case(&txn, &item.team, now).await?;
+                            notices.push((
+                                case.id,
+                                format!(
+                                    "{} came with an invitation link that {why}, so this is a new case. If the client belongs to another case, !merge this case there, or !invite them again.",
+                                    item.message.display_name
+                                ),
+                            ));
+                            case
+                        }
+                        (_, Some(case)) => {
                             notices.push((
                                 case.id,
                                 format!(
@@ -276,7 +305,7 @@ impl Store {
                             ));
                             case
                         }
-                        None => {
+                        (None, None) => {
                             let case = new_case(&txn, &item.team, now).await?;
                             if let Some(named) = &item.message.case_hint {
                                 notices.push((
@@ -348,6 +377,16 @@ impl Store {
             });
         }
 
+        // A client who writes can be reached again where they wrote.
+        identity::Entity::update_many()
+            .col_expr(
+                identity::Column::Unreachable,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(identity::Column::Id.is_in(last_identity.values().copied()))
+            .filter(identity::Column::Unreachable.is_not_null())
+            .exec(&txn)
+            .await?;
         // Replies go out where the client wrote last.
         for (case_id, identity_id) in last_identity {
             case::Entity::update_many()
@@ -913,6 +952,7 @@ impl Store {
         item: &queue_item::Model,
         error: &str,
         notice: &str,
+        unreachable: bool,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         message::Entity::update_many()
@@ -921,12 +961,57 @@ impl Store {
             .filter(message::Column::Id.eq(item.message_id))
             .exec(&txn)
             .await?;
+        if unreachable {
+            // The case is flagged at the address until the client writes from it again.
+            let reply = message::Entity::find_by_id(item.message_id)
+                .one(&txn)
+                .await?;
+            if let Some(identity) = reply.and_then(|m| m.identity_id) {
+                identity::Entity::update_many()
+                    .col_expr(identity::Column::Unreachable, Expr::value(error))
+                    .filter(identity::Column::Id.eq(identity))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
         queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
         if !notice.is_empty() {
             Self::record_notice(&txn, item.case_id, notice).await?;
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Stores an invitation to `case_id` on `instance`, valid for `days`; returns the token to
+    /// hand out (only its hash is kept).
+    pub async fn create_invitation<C: ConnectionTrait>(
+        conn: &C,
+        case_id: i64,
+        instance: &str,
+        created_by: &str,
+        days: i64,
+    ) -> Result<(String, DateTime<Utc>), StoreError> {
+        let token = invitation_token();
+        let now = Utc::now();
+        let expires_at = now + chrono::Duration::days(days);
+        invitation::ActiveModel {
+            token_hash: Set(chain::hex(&token)),
+            case_id: Set(case_id),
+            instance: Set(instance.to_owned()),
+            created_by: Set(created_by.to_owned()),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            used_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
+        Ok((token, expires_at))
+    }
+
+    /// Forgets which case each address belongs to (after `!merge` moved some): the next
+    /// message of each reads it from the store.
+    pub fn forget_contacts(&self) {
+        self.contacts.lock().expect("not poisoned").clear();
     }
 
     /// Records a channel's delivery report for the reply it accepted as `remote_id`, with a
@@ -1187,6 +1272,49 @@ fn attachment_summary(files: &[casebridge_bridges::Attachment]) -> Option<serde_
                 .collect(),
         )
     })
+}
+
+/// A new invitation token: 24 lowercase letters (about 113 bits), which no phone-number or
+/// address check mistakes for a private number in the worker's reply that carries it.
+pub fn invitation_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..24)
+        .map(|_| char::from(rng.gen_range(b'a'..=b'z')))
+        .collect()
+}
+
+/// The case a token invites to on `instance`, marking the invitation used; or why not.
+async fn use_invitation<C: ConnectionTrait>(
+    conn: &C,
+    instance: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<case::Model, &'static str>, StoreError> {
+    let Some(found) = invitation::Entity::find_by_id(chain::hex(token))
+        .one(conn)
+        .await?
+    else {
+        return Ok(Err("the office does not know"));
+    };
+    if found.instance != instance {
+        return Ok(Err("was made for another channel"));
+    }
+    if found.used_at.is_some() {
+        return Ok(Err("was used already"));
+    }
+    if found.expires_at < now {
+        return Ok(Err("has expired"));
+    }
+    let Some(case) = case::Entity::find_by_id(found.case_id).one(conn).await? else {
+        return Ok(Err("belongs to a case that is gone"));
+    };
+    invitation::Entity::update_many()
+        .col_expr(invitation::Column::UsedAt, Expr::value(now))
+        .filter(invitation::Column::TokenHash.eq(found.token_hash))
+        .exec(conn)
+        .await?;
+    Ok(Ok(case))
 }
 
 /// The case of the office's own message among `references` on `instance`, if any.

@@ -219,6 +219,7 @@ mod tests {
             assignee: None,
             closed_at: closed_days_ago.map(|d| Utc::now() - Duration::days(d)),
             legal_hold: hold,
+            merged_into: None,
         }
     }
 

@@ -145,18 +145,7 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
     );
 
     // A photo from the worker goes out as an attachment, without where it was taken.
-    let mut jpeg = vec![0xFF, 0xD8];
-    let segment = |marker: u8, payload: &[u8]| {
-        let mut s = vec![0xFF, marker];
-        s.extend(((payload.len() + 2) as u16).to_be_bytes());
-        s.extend(payload);
-        s
-    };
-    jpeg.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
-    jpeg.extend(segment(0xE1, b"Exif\0\0MM\0*GPSLatitude 59.3293 N"));
-    jpeg.extend(segment(0xDB, &[0u8; 65]));
-    jpeg.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
-    jpeg.extend([0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9]);
+    let jpeg = casebridge_tests::jpeg_with_gps();
     let mxc = stack.worker.upload(jpeg, "image/jpeg", "karta.jpg").await;
     stack
         .worker

@@ -117,6 +117,23 @@ async fn telegram_text_in_reply_out_edits_blocks_and_rate_limits() {
         1,
         "a blocked bot is not retried"
     );
+    // The case is flagged until the client writes again.
+    stack.worker.send_text(&room, "!case").await;
+    stack
+        .wait_for_notice(&room, "the flag in !case", |n| {
+            n.starts_with("Case ") && n.contains("⚠ unreachable: the client has blocked")
+        })
+        .await;
+    telegram.client_writes(chat, "Olena", "olena_k", "Вибачте, я розблокувала.");
+    stack
+        .ghost_messages(&room, 3, Duration::from_secs(20))
+        .await;
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    let identities = gateway.store().identities(case.id).await.unwrap();
+    assert_eq!(
+        identities[0].unreachable, None,
+        "writing again clears the flag"
+    );
     gateway.shutdown().await;
 }
 
@@ -150,5 +167,288 @@ async fn restart_in_the_middle_of_100_updates() {
         (0..=100).collect::<Vec<_>>(),
         "each update once, in order"
     );
+    gateway.shutdown().await;
+}
+
+/// The link in an `!invite` notice.
+fn invitation_link(notice: &str) -> String {
+    notice
+        .split_whitespace()
+        .find(|w| w.starts_with("https://t.me/"))
+        .expect("a t.me link")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_both_ways_invitations_and_merged_cases() {
+    let (mut stack, telegram) = telegram_stack("telegramfiles").await;
+    let gateway = stack.start_gateway().await;
+
+    // A client on another channel; the worker invites them to Telegram.
+    stack
+        .spool
+        .put("l1", "klara", "Hej, kan vi ta det på Telegram?");
+    let room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    stack.worker.send_text(&room, "!invite telegram").await;
+    let notice = stack
+        .wait_for_notice(&room, "the invitation", |n| {
+            n.starts_with("Invitation for the client on Telegram: ")
+        })
+        .await;
+    let link = invitation_link(&notice);
+    let token = link
+        .strip_prefix("https://t.me/office_bot?start=")
+        .unwrap_or_else(|| panic!("{link}"));
+    assert!(token.len() >= 20 && token.bytes().all(|b| b.is_ascii_lowercase()));
+
+    // The client opens the link: /start TOKEN from a new chat joins this case.
+    let chat = 555_000_001;
+    telegram.client_writes(chat, "Klara", "klara_k", &format!("/start {token}"));
+    let messages = stack
+        .ghost_messages(&room, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        messages[1]["content"]["body"],
+        format!("[the client started the bot with the office's link: {token}]")
+    );
+    stack
+        .wait_for_notice(&room, "the joined chat", |n| {
+            n.starts_with("Klara (@klara_k) opened the invitation made for this case")
+        })
+        .await;
+
+    // A photo with its location: in the room as an image, without the location.
+    let photo = casebridge_tests::jpeg_with_gps();
+    telegram.client_sends_photo(chat, "Klara", &photo, "");
+    let messages = stack
+        .ghost_messages(&room, 3, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        messages[2]["content"]["msgtype"], "m.image",
+        "{}",
+        messages[2]
+    );
+    let mxc = messages[2]["content"]["url"].as_str().unwrap();
+    let shown = stack.worker.download(mxc).await;
+    assert!(
+        shown.starts_with(&[0xFF, 0xD8]) && shown.ends_with(&[0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9])
+    );
+    assert!(
+        !String::from_utf8_lossy(&shown).contains("GPS"),
+        "no location"
+    );
+
+    // A document over what a bot may fetch (20 MB) is named, not carried.
+    let big = vec![b'x'; 21 * 1024 * 1024];
+    telegram.client_sends_document(chat, "Klara", "kontoutdrag.pdf", "application/pdf", &big);
+    let messages = stack
+        .ghost_messages(&room, 4, Duration::from_secs(20))
+        .await;
+    let body = messages[3]["content"]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with(
+            "[the client sent a file (kontoutdrag.pdf): 21.0 MB, larger than the 20 MB"
+        ),
+        "{body}"
+    );
+    // A small one is carried whole.
+    telegram.client_sends_document(
+        chat,
+        "Klara",
+        "intyg.pdf",
+        "application/pdf",
+        b"%PDF-1.4 intyg",
+    );
+    let messages = stack
+        .ghost_messages(&room, 5, Duration::from_secs(20))
+        .await;
+    assert_eq!(messages[4]["content"]["msgtype"], "m.file");
+    assert_eq!(messages[4]["content"]["body"], "intyg.pdf");
+
+    // Files from the worker: a photo with sendPhoto (no location), a PDF with sendDocument.
+    let mxc = stack
+        .worker
+        .upload(photo.clone(), "image/jpeg", "karta.jpg")
+        .await;
+    stack
+        .worker
+        .send(
+            &room,
+            serde_json::json!({
+                "msgtype": "m.image", "body": "karta.jpg", "url": mxc,
+                "info": {"mimetype": "image/jpeg"},
+            }),
+        )
+        .await;
+    let mxc = stack
+        .worker
+        .upload(
+            b"%PDF-1.4 blankett".to_vec(),
+            "application/pdf",
+            "blankett.pdf",
+        )
+        .await;
+    stack
+        .worker
+        .send(
+            &room,
+            serde_json::json!({
+                "msgtype": "m.file", "body": "blankett.pdf", "url": mxc,
+                "info": {"mimetype": "application/pdf"},
+            }),
+        )
+        .await;
+    let files = eventually(Duration::from_secs(20), "two files at Telegram", || async {
+        let files = telegram.sent_files();
+        (files.len() == 2).then_some(files)
+    })
+    .await;
+    assert_eq!(
+        (files[0].method.as_str(), files[0].chat_id),
+        ("sendphoto", chat)
+    );
+    assert!(files[0]
+        .data
+        .ends_with(&[0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9]));
+    assert!(!String::from_utf8_lossy(&files[0].data).contains("GPS"));
+    assert_eq!(files[1].method, "senddocument");
+    assert_eq!(files[1].filename.as_deref(), Some("blankett.pdf"));
+    assert_eq!(files[1].data, b"%PDF-1.4 blankett");
+
+    // An invitation works once: a second chat with the same token opens a case of its own.
+    telegram.client_writes(555_000_002, "Mallory", "m", &format!("/start {token}"));
+    let other_room = stack.join_case_room().await;
+    stack
+        .wait_for_notice(&other_room, "the used invitation", |n| {
+            n.starts_with("Mallory (@m) came with an invitation link that was used already")
+        })
+        .await;
+
+    // The same client wrote from another address, which opened its own case: !merge joins it.
+    stack
+        .spool
+        .put("l2", "klara-work", "Det är Klara igen, från jobbet.");
+    let work_room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&work_room, 1, Duration::from_secs(20))
+        .await;
+    let cases = gateway.store().cases().await.unwrap();
+    let first = cases
+        .iter()
+        .find(|c| c.room_id.as_deref() == Some(room.as_str()))
+        .unwrap();
+    let work = cases
+        .iter()
+        .find(|c| c.room_id.as_deref() == Some(work_room.as_str()))
+        .unwrap();
+    stack
+        .worker
+        .send_text(&room, &format!("!merge {}", work.number))
+        .await;
+    stack
+        .wait_for_notice(&room, "the merge", |n| {
+            n.starts_with(&format!(
+                "Case {} merged into this case by @anna:localhost: klara-work",
+                work.number
+            ))
+        })
+        .await;
+    stack
+        .wait_for_notice(&work_room, "the merged case's notice", |n| {
+            n.starts_with(&format!("Merged into case {}", first.number))
+        })
+        .await;
+    stack.spool.put("l3", "klara-work", "Och en sak till.");
+    let messages = stack
+        .ghost_messages(&room, 6, Duration::from_secs(20))
+        .await;
+    assert_eq!(messages[5]["content"]["body"], "Och en sak till.");
+    let work_case = gateway.store().case(work.id).await.unwrap();
+    assert_eq!(work_case.status, "closed");
+    assert_eq!(
+        work_case.merged_into.as_deref(),
+        Some(first.number.as_str())
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_checks_the_secret_token_and_survives_a_restart() {
+    let mut stack = Stack::new(Db::Sqlite, "telegramwebhook").await;
+    let telegram = TelegramDouble::start().await;
+    let hook = format!("http://127.0.0.1:{}/webhook/tg", stack.setup.port);
+    stack.setup.extra = format!(
+        "[bridges.tg]\nkind = \"telegram\"\nteam = \"social\"\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\
+         mode = \"webhook\"\nwebhook_url = \"{hook}\"\nwebhook_secret = \"s3cret_Token-1\"\n",
+        telegram.url
+    );
+    let gateway = stack.start_gateway().await;
+    assert_eq!(
+        telegram.webhook(),
+        Some((hook.clone(), Some("s3cret_Token-1".to_owned())))
+    );
+    let chat = 666_000_001;
+    telegram.client_writes(chat, "Ivan", "ivan", "Привіт");
+    let room = stack.join_case_room().await;
+    let messages = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(messages[0]["content"]["body"], "Привіт");
+    assert!(telegram.webhook_answers().contains(&200));
+
+    // Forged calls: no secret, a wrong one. Refused; nothing reaches the room.
+    let client = reqwest::Client::new();
+    let update = serde_json::json!({
+        "update_id": 1, "message": {
+            "message_id": 9, "date": 1_790_000_000,
+            "chat": {"id": chat, "type": "private", "first_name": "Ivan"},
+            "from": {"id": chat, "is_bot": false, "first_name": "Ivan"},
+            "text": "підробка",
+        }
+    });
+    for secret in [None, Some("guess")] {
+        let mut request = client.post(&hook).json(&update);
+        if let Some(s) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", s);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{secret:?}");
+    }
+    let malformed = client
+        .post(&hook)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret_Token-1")
+        .body("{\"update_id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+
+    // Down for a while: Telegram keeps calling; each update arrives once after the restart.
+    gateway.shutdown().await;
+    for i in 1..=5 {
+        telegram.client_writes(chat, "Ivan", "ivan", &format!("{i}"));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let gateway = stack.start_gateway().await;
+    let messages = stack
+        .ghost_messages(&room, 6, Duration::from_secs(30))
+        .await;
+    let bodies: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["Привіт", "1", "2", "3", "4", "5"]);
+    assert!(
+        telegram.webhook_answers().iter().any(|s| *s != 200),
+        "calls failed while down"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "every update confirmed",
+        || async { (telegram.unconfirmed() == 0).then_some(()) },
+    )
+    .await;
     gateway.shutdown().await;
 }
