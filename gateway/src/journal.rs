@@ -57,7 +57,7 @@ pub fn render(
     );
     let _ = write!(
         out,
-        "<h1>Case {}</h1>\n<p class=\"meta\">Team {} · status {} · opened {} UTC{}{}</p>\n",
+        "<h1>Case {}</h1>\n<p class=\"meta\">Team {} · status {} · opened {} UTC{}{}{}</p>\n",
         escape(&case.number),
         escape(&case.team),
         escape(&case.status),
@@ -67,12 +67,29 @@ pub fn render(
             .as_deref()
             .map(|a| format!(" · assigned to {}", escape(a)))
             .unwrap_or_default(),
+        case.merged_into
+            .as_deref()
+            .map(|m| format!(" · merged into case {}", escape(m)))
+            .unwrap_or_default(),
     );
     out.push_str("<h2>Contacts</h2>\n<ul>\n");
     for i in identities {
+        let moved = if i.case_id == case.id {
+            String::new()
+        } else {
+            format!(
+                ", now in case {}",
+                escape(case.merged_into.as_deref().unwrap_or("another case"))
+            )
+        };
+        let unreachable = i
+            .unreachable
+            .as_deref()
+            .map(|why| format!(", unreachable: {}", escape(why)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "<li>{} — {} ({}), first written {} UTC</li>",
+            "<li>{} — {} ({}), first written {} UTC{moved}{unreachable}</li>",
             escape(&i.display_name),
             escape(&i.channel),
             escape(&i.instance),

@@ -1155,10 +1155,21 @@ impl Store {
             .await?)
     }
 
-    /// The identities of a case.
+    /// The identities of a case: its addresses, and those its records name that `!merge` moved
+    /// to another case since.
     pub async fn identities(&self, case_id: i64) -> Result<Vec<identity::Model>, StoreError> {
+        let named = sea_orm::sea_query::Query::select()
+            .column(message::Column::IdentityId)
+            .from(message::Entity)
+            .and_where(message::Column::CaseId.eq(case_id))
+            .and_where(message::Column::IdentityId.is_not_null())
+            .to_owned();
         Ok(identity::Entity::find()
-            .filter(identity::Column::CaseId.eq(case_id))
+            .filter(
+                Condition::any()
+                    .add(identity::Column::CaseId.eq(case_id))
+                    .add(identity::Column::Id.in_subquery(named)),
+            )
             .order_by_asc(identity::Column::Id)
             .all(&self.db)
             .await?)

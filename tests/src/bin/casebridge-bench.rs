@@ -11,6 +11,8 @@
 //! 3. Resident memory of an idle gateway process.
 //! 4. Mail (`--email N`): Postfix's own SMTP acceptance rate, mails through IMAP into case
 //!    rooms (real Dovecot, Postfix and Synapse), and the e-mail bridge's SMTP sends.
+//! 5. Telegram (`--telegram N`): updates per second from the Bot API double into case rooms
+//!    (real Synapse), by long polling and by webhook, and the bridge's sendMessage rate.
 
 use std::{
     collections::BTreeMap,
@@ -51,6 +53,12 @@ struct Args {
     /// Only the e-mail part.
     #[arg(long)]
     email_only: bool,
+    /// Updates for the Telegram part (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    telegram: usize,
+    /// Only the Telegram part.
+    #[arg(long)]
+    telegram_only: bool,
 }
 
 // ----- a bridge whose sink the benchmark drives directly -----
@@ -616,6 +624,132 @@ async fn email(n: usize, senders: usize) {
     gateway.shutdown().await;
 }
 
+/// Part 5: Telegram updates into case rooms, from the Bot API double through a real Synapse.
+async fn telegram(n: usize, chats: usize) {
+    use casebridge_gateway::store::message;
+    use casebridge_tests::telegram::{TelegramDouble, TOKEN};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    println!("telegram ({n} updates from {chats} chats; Bot API double, Synapse on this machine):");
+    for mode in ["polling", "webhook"] {
+        let double = TelegramDouble::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = setup(dir.path(), "http://127.0.0.1:1");
+        let hook = format!("http://127.0.0.1:{}/webhook/tg", s.port);
+        s.extra = format!(
+            "[bridges.tg]\nkind = \"telegram\"\nteam = \"social\"\ntoken = \"{TOKEN}\"\n\
+             api_url = \"{}\"\npoll_seconds = 1\n{}",
+            double.url,
+            if mode == "webhook" {
+                format!(
+                    "mode = \"webhook\"\nwebhook_url = \"{hook}\"\nwebhook_secret = \"bench\"\n"
+                )
+            } else {
+                String::new()
+            }
+        );
+        let synapse = Synapse::start(&[s.registration_yaml()]).await;
+        s.homeserver_url = synapse.url.clone();
+        synapse.register_user("anna", "anna-password").await;
+        let gateway = Gateway::start(s.config(), &casebridge_tests::loopback::test_factories())
+            .await
+            .unwrap();
+        let store = gateway.store().clone();
+        let relayed = || {
+            let store = store.clone();
+            async move {
+                message::Entity::find()
+                    .filter(message::Column::Direction.eq("inbound"))
+                    .filter(message::Column::State.eq("relayed"))
+                    .count(store.connection())
+                    .await
+                    .unwrap() as usize
+            }
+        };
+        // Warm up: one message per chat, so that cases and rooms exist.
+        for c in 0..chats {
+            double.client_writes(1000 + c as i64, "Klient", "k", "hej");
+        }
+        wait_until_async(
+            "warm-up updates in rooms",
+            Duration::from_secs(120),
+            || async { relayed().await >= chats },
+        )
+        .await;
+        let t0 = Instant::now();
+        for i in 0..n {
+            double.client_writes(
+                1000 + (i % chats) as i64,
+                "Klient",
+                "k",
+                &format!("meddelande {i}"),
+            );
+        }
+        let mut confirmed_at = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while relayed().await < n + chats {
+            if confirmed_at.is_none() && double.unconfirmed() == 0 {
+                confirmed_at = Some(t0.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "updates did not reach the rooms in 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let into_rooms = n as f64 / t0.elapsed().as_secs_f64();
+        let confirmed = n as f64 / confirmed_at.unwrap_or_else(|| t0.elapsed()).as_secs_f64();
+        let how = if mode == "webhook" {
+            "webhook (the double calls one at a time)"
+        } else {
+            "long polling"
+        };
+        println!("  {how}:");
+        println!("    recorded and confirmed to Telegram:  {confirmed:.1} updates/s");
+        println!("    in the case rooms (through Synapse): {into_rooms:.1} updates/s");
+        if mode == "polling" {
+            let instance = s.config().bridges["tg"].clone();
+            let bridge = casebridge_bridges::telegram::TelegramFactory
+                .build("tg", &instance)
+                .unwrap();
+            let t0 = Instant::now();
+            for i in 0..n {
+                bridge
+                    .deliver(&OutboundMessage {
+                        record_id: i as i64,
+                        case_number: "2026-000001".into(),
+                        to: RemoteAddress::new("1000"),
+                        body: format!("Svar nummer {i}."),
+                        html: None,
+                        discreet: None,
+                        automatic: false,
+                        attachments: Vec::new(),
+                        conversation: Default::default(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            let outbound = n as f64 / t0.elapsed().as_secs_f64();
+            println!(
+                "    bridge sendMessage to the double:    {outbound:.1} messages/s (one at a time)"
+            );
+        }
+        gateway.shutdown().await;
+    }
+}
+
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Part 3: RSS of the gateway binary, idle.
 fn idle_rss() {
     let dir = tempfile::tempdir().unwrap();
@@ -660,6 +794,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.telegram_only {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(telegram(args.telegram.max(1), args.concurrency));
+        return;
+    }
     if args.email_only {
         tokio::runtime::Runtime::new()
             .unwrap()
@@ -677,6 +817,11 @@ fn main() {
         tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(email(args.email, args.concurrency));
+    }
+    if args.telegram > 0 {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(telegram(args.telegram, args.concurrency));
     }
     idle_rss();
 }

@@ -372,6 +372,19 @@ async fn files_both_ways_invitations_and_merged_cases() {
         work_case.merged_into.as_deref(),
         Some(first.number.as_str())
     );
+    // The merged case's journal still names its client, and says where they went.
+    let journal = casebridge_gateway::journal::render(
+        &work_case,
+        &gateway.store().identities(work.id).await.unwrap(),
+        &gateway.store().messages(work.id).await.unwrap(),
+        chrono::Utc::now(),
+    );
+    assert!(
+        journal.contains(&format!("merged into case {}", first.number))
+            && journal.contains("klara-work — loopback (loop), first written")
+            && journal.contains(&format!("now in case {}", first.number)),
+        "{journal}"
+    );
     gateway.shutdown().await;
 }
 
