@@ -65,6 +65,14 @@ pub struct HomeserverConfig {
     pub url: Url,
     /// The homeserver's server name, the part after the colon in `@user:example.org`.
     pub server_name: OwnedServerName,
+    /// Optional: an access token of a Synapse server admin. With it, a retention purge deletes
+    /// the purged files from the media repository (Synapse's admin API), not only redacts their
+    /// events.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    /// File holding `admin_token`.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[appservice]`
@@ -308,6 +316,8 @@ pub struct Secrets {
     pub hs_token: Secret,
     /// `database.url`
     pub database_url: Secret,
+    /// `homeserver.admin_token`, if given.
+    pub admin_token: Option<Secret>,
 }
 
 impl Config {
@@ -428,6 +438,13 @@ impl Config {
                     .map_or(self.database.url.clone(), |_| None),
                 &self.database.url_file,
             )?,
+            admin_token: match (
+                &self.homeserver.admin_token,
+                &self.homeserver.admin_token_file,
+            ) {
+                (None, None) => None,
+                (value, file) => Some(resolve_secret("homeserver.admin_token", value, file)?),
+            },
         })
     }
 

@@ -269,14 +269,41 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+            let media: Vec<&String> = purged.iter().flat_map(|p| &p.media).collect();
+            let mut deleted = 0;
+            let mut failed_media = 0;
+            match &secrets.admin_token {
+                Some(admin) => {
+                    for mxc in &media {
+                        match matrix.delete_media(mxc, admin.expose()).await {
+                            Ok(()) => deleted += 1,
+                            Err(e) => {
+                                eprintln!("cannot delete {mxc} from the media repository: {e}");
+                                failed_media += 1;
+                            }
+                        }
+                    }
+                }
+                None if !media.is_empty() => eprintln!(
+                    "{} file(s) stay in the homeserver's media repository (their events are \
+                     redacted): set homeserver.admin_token (a Synapse server admin's token) to \
+                     delete them with the purge, or let the homeserver's media_retention do it",
+                    media.len()
+                ),
+                None => {}
+            }
             let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
             println!(
-                "purged {records} record(s) in {} case(s); redacted {} event(s)",
+                "purged {records} record(s) in {} case(s); redacted {} event(s); deleted {deleted} \
+                 file(s) from the media repository",
                 purged.len(),
                 purged.iter().map(|p| p.events.len()).sum::<usize>() - failed
             );
-            if failed > 0 {
-                anyhow::bail!("{failed} redaction(s) failed; run the purge again to retry them");
+            if failed + failed_media > 0 {
+                anyhow::bail!(
+                    "{failed} redaction(s) and {failed_media} media deletion(s) failed: the \
+                     content is gone from the records store; redact or delete those by hand"
+                );
             }
         }
         Command::Records(RecordsCommand::Verify { case }) => {

@@ -215,6 +215,47 @@ impl MatrixClient {
         self.send("redact", request, Some(user)).await.map(|_| ())
     }
 
+    /// Deletes a file of this homeserver from its media repository with Synapse's admin API
+    /// (`DELETE /_synapse/admin/v1/media/{server_name}/{media_id}`), as the server admin whose
+    /// token is `admin_token`. A file already gone is fine.
+    pub async fn delete_media(&self, mxc: &str, admin_token: &str) -> Result<(), MatrixError> {
+        let (server, id) = mxc
+            .strip_prefix("mxc://")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(|| {
+                MatrixError::local("delete media", format!("{mxc} is not an mxc URI"))
+            })?;
+        let url = format!(
+            "{}/_synapse/admin/v1/media/{}/{}",
+            self.base,
+            urlencode(server),
+            urlencode(id)
+        );
+        let response = self
+            .http
+            .delete(&url)
+            .bearer_auth(admin_token)
+            .send()
+            .await
+            .map_err(|e| MatrixError {
+                operation: "delete media",
+                status: None,
+                errcode: None,
+                detail: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() || status == 404 {
+            return Ok(());
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        Err(MatrixError {
+            operation: "delete media",
+            status: Some(status),
+            errcode: body["errcode"].as_str().map(str::to_owned),
+            detail: body["error"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
     /// The display name of `user`, if set.
     pub async fn display_name(&self, user: &UserId) -> Result<Option<String>, MatrixError> {
         #[allow(deprecated)]
@@ -350,4 +391,9 @@ impl MatrixClient {
                 })?;
         Ok(self.send("send message", request, user).await?.event_id)
     }
+}
+
+/// One path segment, percent-encoded.
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

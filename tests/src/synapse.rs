@@ -67,18 +67,28 @@ impl Synapse {
 
     /// Registers a user with the admin shared-secret API; returns the Matrix ID.
     pub async fn register_user(&self, localpart: &str, password: &str) -> String {
+        self.register(localpart, password, false).await
+    }
+
+    /// Registers a server admin (Synapse's admin API answers them); returns the user ID.
+    pub async fn register_admin(&self, localpart: &str, password: &str) -> String {
+        self.register(localpart, password, true).await
+    }
+
+    async fn register(&self, localpart: &str, password: &str, admin: bool) -> String {
         let http = reqwest::Client::new();
         let url = format!("{}/_synapse/admin/v1/register", self.url);
         let nonce: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         let nonce = nonce["nonce"].as_str().unwrap().to_owned();
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(REGISTRATION_SECRET.as_bytes()).unwrap();
-        mac.update(format!("{nonce}\0{localpart}\0{password}\0notadmin").as_bytes());
+        let kind = if admin { "admin" } else { "notadmin" };
+        mac.update(format!("{nonce}\0{localpart}\0{password}\0{kind}").as_bytes());
         let mac = hex::encode(mac.finalize().into_bytes());
         let response = http
             .post(&url)
             .json(&json!({
                 "nonce": nonce, "username": localpart, "password": password,
-                "admin": false, "mac": mac,
+                "admin": admin, "mac": mac,
             }))
             .send()
             .await

@@ -223,6 +223,14 @@ impl Worker {
 
     /// Downloads an `mxc://` URI through the authenticated media API.
     pub async fn download(&self, mxc: &str) -> Vec<u8> {
+        match self.try_download(mxc).await {
+            Ok(data) => data,
+            Err(status) => panic!("download {mxc}: {status}"),
+        }
+    }
+
+    /// Downloads an `mxc://` URI, or the HTTP status the homeserver answered instead.
+    pub async fn try_download(&self, mxc: &str) -> Result<Vec<u8>, u16> {
         let (server, id) = mxc
             .strip_prefix("mxc://")
             .and_then(|r| r.split_once('/'))
@@ -237,12 +245,10 @@ impl Worker {
             .send()
             .await
             .unwrap();
-        assert!(
-            response.status().is_success(),
-            "download {mxc}: {}",
-            response.status()
-        );
-        response.bytes().await.unwrap().to_vec()
+        if !response.status().is_success() {
+            return Err(response.status().as_u16());
+        }
+        Ok(response.bytes().await.unwrap().to_vec())
     }
 
     /// The display name of `user`.

@@ -33,6 +33,8 @@ pub struct Purged {
     pub seqs: Vec<i32>,
     /// Events in the case room to redact.
     pub events: Vec<String>,
+    /// Files in the homeserver's media repository that carried purged content.
+    pub media: Vec<String>,
 }
 
 fn applies(rule: &RetentionRule, m: &message::Model) -> bool {
@@ -134,14 +136,14 @@ impl Store {
                 .filter(message::Column::Id.is_in(ids.clone()))
                 .exec(&txn)
                 .await?;
-            // Files are events of their own in the room: collect them before they go.
-            let file_events: Vec<String> = attachment::Entity::find()
+            // Files are events of their own in the room, and files in the media repository:
+            // collect both before the rows go.
+            let files = attachment::Entity::find()
                 .filter(attachment::Column::MessageId.is_in(ids.clone()))
                 .all(&txn)
-                .await?
-                .into_iter()
-                .filter_map(|a| a.event_id)
-                .collect();
+                .await?;
+            let media: Vec<String> = files.iter().filter_map(|a| a.mxc_uri.clone()).collect();
+            let file_events: Vec<String> = files.into_iter().filter_map(|a| a.event_id).collect();
             attachment::Entity::delete_many()
                 .filter(attachment::Column::MessageId.is_in(ids.clone()))
                 .exec(&txn)
@@ -189,6 +191,7 @@ impl Store {
                     events.dedup();
                     events
                 },
+                media,
             });
         }
         Ok(out)

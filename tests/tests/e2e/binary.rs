@@ -193,9 +193,53 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
         "{out}"
     );
 
-    let (ok, out, err) = run(&["records", "purge"]);
+    // The client's file in case 1's room, in the media repository before the purge.
+    let file_url = |room: String| {
+        let worker = &stack.worker;
+        async move {
+            worker
+                .messages(&room)
+                .await
+                .iter()
+                .find(|e| e["content"]["body"] == "intyg.txt")
+                .and_then(|e| e["content"]["url"].as_str().map(str::to_owned))
+                .expect("the file event")
+        }
+    };
+    let purged_file = file_url(rooms[0].clone()).await;
+    let held_file = file_url(rooms[1].clone()).await;
+    assert_eq!(stack.worker.download(&purged_file).await, b"lakarintyg");
+
+    // A server admin's token lets the purge delete the files too.
+    stack
+        .synapse
+        .register_admin("admin", "admin-password")
+        .await;
+    let admin =
+        casebridge_tests::Worker::login(&stack.synapse.url, "admin", "admin-password").await;
+    let out = std::process::Command::new(casebridge_binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["records", "purge"])
+        .env("CASEBRIDGE__HOMESERVER__ADMIN_TOKEN", admin.access_token())
+        .output()
+        .unwrap();
+    let (ok, out, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(ok, "{out}{err}");
-    assert!(out.contains("purged "), "{out}");
+    assert!(
+        out.contains("purged ") && out.contains("deleted 1 file(s) from the media repository"),
+        "{out}"
+    );
+    assert_eq!(
+        stack.worker.try_download(&purged_file).await,
+        Err(404),
+        "the purged file is gone from the media repository"
+    );
+    assert_eq!(stack.worker.download(&held_file).await, b"lakarintyg");
     let (ok, out, err) = run(&["records", "verify"]);
     assert!(ok, "the chain verifies after a purge: {out}{err}");
 
