@@ -322,6 +322,15 @@ pub trait Webhook: Send + Sync {
     async fn handle(&self, request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>>;
 }
 
+/// A plain-text answer to a provider's webhook call.
+pub(crate) fn respond(status: u16, text: &str) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(format!("{text}\n").into_bytes())
+        .expect("a valid response")
+}
+
 /// Builds bridge instances of one kind from their configuration.
 pub trait BridgeFactory: Send + Sync + 'static {
     /// The `kind` value this factory answers to.

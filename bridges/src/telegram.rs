@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::{
-    Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered,
+    respond, Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered,
     DeliveryError, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
     Webhook,
 };
@@ -573,14 +573,6 @@ impl PendingAckOr {
             Self::Nothing => Ok(()),
         }
     }
-}
-
-fn respond(status: u16, text: &str) -> http::Response<Vec<u8>> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(format!("{text}\n").into_bytes())
-        .expect("a valid response")
 }
 
 /// What Telegram's answer to a send means for the queue.

@@ -22,7 +22,7 @@ use url::Url;
 
 use self::segments::Segments;
 use crate::{
-    Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
+    respond, Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
     DeliveryReport, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
     Webhook,
 };
@@ -263,14 +263,6 @@ impl SmsBridge {
             _ => (from.to_owned(), from.to_owned()),
         }
     }
-}
-
-fn respond(status: u16, text: &str) -> http::Response<Vec<u8>> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(format!("{text}\n").into_bytes())
-        .expect("a valid response")
 }
 
 #[async_trait]
