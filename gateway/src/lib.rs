@@ -8,6 +8,7 @@ pub mod journal;
 pub mod matrix;
 pub mod metrics;
 pub mod policy;
+pub mod purge;
 pub mod registration;
 pub mod relay;
 pub mod store;

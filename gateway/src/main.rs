@@ -237,6 +237,10 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let purged = store.purge(&due).await?;
+            let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
+            println!("purged {records} record(s) in {} case(s)", purged.len());
+            // The redactions and file deletions of this purge and of any earlier one whose
+            // homeserver did not answer.
             let secrets = config.secrets()?;
             let matrix = casebridge_gateway::matrix::MatrixClient::new(
                 config.homeserver.url.as_str(),
@@ -246,63 +250,29 @@ async fn run(cli: Cli) -> Result<()> {
                 "@{}:{}",
                 config.appservice.bot_localpart, config.homeserver.server_name
             ))?;
-            let mut failed = 0;
-            for p in &purged {
-                let Some(room) = p.case.room_id.as_deref() else {
-                    continue;
-                };
-                let room = ruma::RoomId::parse(room)?;
-                for event in &p.events {
-                    let event = ruma::EventId::parse(event.as_str())?;
-                    if let Err(e) = matrix
-                        .redact(
-                            &room,
-                            &event,
-                            &format!("cb-purge-{}", event.localpart()),
-                            "Removed under the office's retention rules",
-                            &bot,
-                        )
-                        .await
-                    {
-                        eprintln!("case {}: cannot redact {event}: {e}", p.case.number);
-                        failed += 1;
-                    }
-                }
-            }
-            let media: Vec<&String> = purged.iter().flat_map(|p| &p.media).collect();
-            let mut deleted = 0;
-            let mut failed_media = 0;
-            match &secrets.admin_token {
-                Some(admin) => {
-                    for mxc in &media {
-                        match matrix.delete_media(mxc, admin.expose()).await {
-                            Ok(()) => deleted += 1,
-                            Err(e) => {
-                                eprintln!("cannot delete {mxc} from the media repository: {e}");
-                                failed_media += 1;
-                            }
-                        }
-                    }
-                }
-                None if !media.is_empty() => eprintln!(
+            let admin = secrets.admin_token.as_ref().map(|t| t.expose());
+            let done = casebridge_gateway::purge::carry_out(&store, &matrix, &bot, admin).await?;
+            println!(
+                "redacted {} event(s); deleted {} file(s) from the media repository",
+                done.redacted, done.deleted
+            );
+            if done.media_waiting > 0 {
+                eprintln!(
                     "{} file(s) stay in the homeserver's media repository (their events are \
                      redacted): set homeserver.admin_token (a Synapse server admin's token) to \
-                     delete them with the purge, or let the homeserver's media_retention do it",
-                    media.len()
-                ),
-                None => {}
+                     delete them with the next purge, or let the homeserver's media_retention do it",
+                    done.media_waiting
+                );
             }
-            let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
-            println!(
-                "purged {records} record(s) in {} case(s); redacted {} event(s); deleted {deleted} \
-                 file(s) from the media repository",
-                purged.len(),
-                purged.iter().map(|p| p.events.len()).sum::<usize>() - failed
-            );
-            if failed + failed_media > 0 {
+            for e in &done.failed {
+                eprintln!("{e}");
+            }
+            if !done.failed.is_empty() {
                 anyhow::bail!(
-                    "{failed} redaction(s) and {failed_media} media deletion(s) failed: the \
-                     content is gone from the records store; redact or delete those by hand"
+                    "{} redaction(s) or file deletion(s) failed: the content is gone from the \
+                     records store, and they stay queued; the next `casebridge records purge` \
+                     tries them again",
+                    done.failed.len()
                 );
             }
         }

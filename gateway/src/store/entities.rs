@@ -98,6 +98,35 @@ pub mod invitation {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A redaction or media deletion a purge still owes the homeserver (one of `event_id` or
+/// `mxc_uri`), kept until it is done.
+pub mod purge_followup {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "purge_followups")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub case_id: i64,
+        /// The case room the event is in.
+        pub room_id: Option<String>,
+        /// An event to redact.
+        pub event_id: Option<String>,
+        /// A file to delete from the media repository.
+        pub mxc_uri: Option<String>,
+        pub attempts: i32,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub done_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Every message of a case: inbound, outbound, and the gateway's notices to the team.
 pub mod message {
     use sea_orm::entity::prelude::*;

@@ -27,7 +27,8 @@ use sea_orm_migration::MigratorTrait;
 use crate::policy::{self, Policies, TeamNotice};
 
 pub use self::entities::{
-    attachment, case, identity, invitation, mark, message, original, queue_item, transaction,
+    attachment, case, identity, invitation, mark, message, original, purge_followup, queue_item,
+    transaction,
 };
 
 /// A store error, with what was being done.

@@ -1,7 +1,8 @@
 //! Retention: which records' content is due to go, and purging it. A purge empties a record
 //! (text, HTML, subject, files, original) but keeps its registration data and hashes, so the
 //! chain still verifies, and appends a purge record to the case saying what went and why.
-//! The caller redacts the purged events in the case room.
+//! The purge also writes what the homeserver still has to forget (redactions, media deletions)
+//! as follow-ups in the same transaction; [`crate::purge`] carries them out.
 
 use casebridge_config::{RetentionConfig, RetentionRule, RetentionStatus};
 use chrono::{DateTime, Duration, Utc};
@@ -10,7 +11,8 @@ use sea_orm::{
 };
 
 use super::{
-    attachment, case, chain, direction, message, message_row, original, Store, StoreError,
+    attachment, case, chain, direction, message, message_row, original, purge_followup, Store,
+    StoreError,
 };
 
 /// A record due to be purged, and the rule that says so.
@@ -177,24 +179,72 @@ impl Store {
                 },
             )
             .await?;
+            let mut events: Vec<String> = group
+                .iter()
+                .filter_map(|d| d.record.event_id.clone())
+                .chain(file_events)
+                .collect();
+            events.sort();
+            events.dedup();
+            // What the homeserver still has to forget, owed in the same transaction.
+            let owed = events
+                .iter()
+                .filter(|_| case.room_id.is_some())
+                .map(|e| (Some(e.clone()), None))
+                .chain(media.iter().map(|m| (None, Some(m.clone()))))
+                .map(|(event_id, mxc_uri)| purge_followup::ActiveModel {
+                    case_id: Set(case.id),
+                    room_id: Set(case.room_id.clone()),
+                    event_id: Set(event_id),
+                    mxc_uri: Set(mxc_uri),
+                    attempts: Set(0),
+                    last_error: Set(None),
+                    created_at: Set(now),
+                    done_at: Set(None),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>();
+            if !owed.is_empty() {
+                purge_followup::Entity::insert_many(owed).exec(&txn).await?;
+            }
             txn.commit().await?;
             out.push(Purged {
                 case: case.clone(),
                 seqs,
-                events: {
-                    let mut events: Vec<String> = group
-                        .iter()
-                        .filter_map(|d| d.record.event_id.clone())
-                        .chain(file_events)
-                        .collect();
-                    events.sort();
-                    events.dedup();
-                    events
-                },
+                events,
                 media,
             });
         }
         Ok(out)
+    }
+
+    /// The redactions and media deletions purges still owe the homeserver, oldest first.
+    pub async fn purge_followups(&self) -> Result<Vec<purge_followup::Model>, StoreError> {
+        Ok(purge_followup::Entity::find()
+            .filter(purge_followup::Column::DoneAt.is_null())
+            .order_by_asc(purge_followup::Column::Id)
+            .all(self.connection())
+            .await?)
+    }
+
+    /// Marks a follow-up done (`Ok`) or counts a failed attempt with its reason.
+    pub async fn purge_followup_result(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let update = purge_followup::Entity::update_many()
+            .col_expr(
+                purge_followup::Column::Attempts,
+                Expr::col(purge_followup::Column::Attempts).add(1),
+            )
+            .filter(purge_followup::Column::Id.eq(id));
+        let update = match result {
+            Ok(()) => update.col_expr(purge_followup::Column::DoneAt, Expr::value(Utc::now())),
+            Err(e) => update.col_expr(purge_followup::Column::LastError, Expr::value(e)),
+        };
+        update.exec(self.connection()).await?;
+        Ok(())
     }
 }
 

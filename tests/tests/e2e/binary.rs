@@ -5,7 +5,7 @@ use std::{process::Stdio, time::Duration};
 use casebridge_tests::{eventually, free_port, GatewaySetup, Spool, Synapse, AS_TOKEN};
 use serde_json::{json, Value};
 
-fn casebridge_binary() -> std::path::PathBuf {
+pub(crate) fn casebridge_binary() -> std::path::PathBuf {
     // target/debug/deps/e2e-HASH -> target/debug/casebridge
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("casebridge");
@@ -217,22 +217,51 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
         .await;
     let admin =
         casebridge_tests::Worker::login(&stack.synapse.url, "admin", "admin-password").await;
-    let out = std::process::Command::new(casebridge_binary())
-        .arg("--config")
-        .arg(&config)
-        .args(["records", "purge"])
-        .env("CASEBRIDGE__HOMESERVER__ADMIN_TOKEN", admin.access_token())
-        .output()
-        .unwrap();
-    let (ok, out, err) = (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let purge = || {
+        let out = std::process::Command::new(casebridge_binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["records", "purge"])
+            .env("CASEBRIDGE__HOMESERVER__ADMIN_TOKEN", admin.access_token())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The homeserver is down during the purge: the records store forgets at once, and the
+    // redactions and the file deletion stay queued.
+    stack.synapse.stop().await;
+    let (ok, out, err) = purge();
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("purged 6 record(s) in 1 case(s)")
+            && out.contains("redacted 0 event(s); deleted 0 file(s)"),
+        "{out}"
     );
+    assert!(
+        err.contains("8 redaction(s) or file deletion(s) failed")
+            && err.contains("the next `casebridge records purge` tries them again"),
+        "{err}"
+    );
+    let (_, export, _) = run(&["records", "export", "--case", &format!("{year}-000001")]);
+    assert!(!export.contains("Hemligt"), "{export}");
+    // The next run, with the homeserver back, does what was owed: nothing is purged twice.
+    stack.synapse.restart().await;
+    let (ok, out, err) = purge();
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("purged ") && out.contains("deleted 1 file(s) from the media repository"),
+        out.contains("purged 0 record(s) in 0 case(s)")
+            && out.contains("redacted 7 event(s); deleted 1 file(s) from the media repository"),
         "{out}"
+    );
+    let (ok, out, err) = purge();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("redacted 0 event(s); deleted 0 file(s)"),
+        "each follow-up is done once: {out}"
     );
     assert_eq!(
         stack.worker.try_download(&purged_file).await,

@@ -4,6 +4,7 @@ mod appservice_api;
 mod binary;
 mod durability;
 mod email;
+mod journal;
 mod policies;
 mod relay;
 mod sms;
