@@ -235,6 +235,19 @@ struct EmailBridge {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// The Message-ID of a reply: unique per record and the same on every retry. It names no case:
+/// replies in a discreet case carry the earlier ids in References, and a case number must not
+/// reach that client's phone. Replies are routed by the ids we stored, not by their shape.
+fn message_id(message: &OutboundMessage, domain: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{}:{}", message.record_id, message.case_number));
+    format!(
+        "cb.{}.{}@{domain}",
+        message.record_id,
+        hex::encode(&digest[..10])
+    )
+}
+
 impl EmailBridge {
     /// The reply as a mail: from the office (or the neutral name), threaded.
     fn compose(&self, message: &OutboundMessage) -> Result<lettre::Message, DeliveryError> {
@@ -244,8 +257,7 @@ impl EmailBridge {
                 message.to.as_str()
             ))
         })?;
-        let domain = self.office.email.domain();
-        let message_id = format!("cb.{}.{}@{domain}", message.record_id, message.case_number);
+        let message_id = message_id(message, self.office.email.domain());
         let (from, subject) = match &message.discreet {
             Some(d) => (
                 Mailbox::new(Some(d.sender_name.clone()), self.office.email.clone()),
@@ -401,7 +413,7 @@ impl Bridge for EmailBridge {
 mod tests {
     use crate::{Conversation, OutboundMessage, RemoteAddress};
 
-    use super::subject;
+    use super::{message_id, subject};
 
     #[test]
     fn subjects_keep_one_re_and_one_case_number() {
@@ -422,5 +434,27 @@ mod tests {
         );
         m.conversation.subject = Some("SV: Re: Fråga om bidrag [2026-000042]".into());
         assert_eq!(subject(&m, None), "Re: Fråga om bidrag [2026-000042]");
+    }
+
+    #[test]
+    fn a_message_id_names_no_case() {
+        let m = OutboundMessage {
+            record_id: 7,
+            case_number: "2026-000042".into(),
+            to: RemoteAddress::new("a@client.test"),
+            body: String::new(),
+            html: None,
+            discreet: None,
+            automatic: false,
+            conversation: Conversation::default(),
+            attachments: Vec::new(),
+        };
+        let id = message_id(&m, "office.test");
+        assert!(
+            id.starts_with("cb.7.") && id.ends_with("@office.test"),
+            "{id}"
+        );
+        assert!(!id.contains("2026") && !id.contains("000042"), "{id}");
+        assert_eq!(id, message_id(&m, "office.test"), "the same on every retry");
     }
 }

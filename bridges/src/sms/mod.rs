@@ -135,6 +135,28 @@ fn refused(provider: &str, status: u16, detail: &str) -> DeliveryError {
     }
 }
 
+/// An alphanumeric sender as operators and providers take it: 1–11 ASCII letters, digits and
+/// spaces, at least one letter (a digits-only sender would pass for a number).
+fn check_sender_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 11 {
+        return Err(format!(
+            "{id:?} has {} characters; a sender id takes 1 to 11",
+            id.chars().count()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_alphanumeric() && *c != ' ') {
+        return Err(format!(
+            "{id:?} contains {c:?}; a sender id takes only the letters A-Z and a-z, digits and spaces"
+        ));
+    }
+    if !id.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "{id:?} has no letter; a sender id of digits only passes for a number"
+        ));
+    }
+    Ok(())
+}
+
 /// A refusal of a webhook request: status and reason.
 pub type Refusal = (u16, String);
 
@@ -222,6 +244,9 @@ impl BridgeFactory for SmsFactory {
                 Arc::new(generic::Generic::new(*generic, context)?)
             }
         };
+        if let Some(id) = &options.sender_id {
+            check_sender_id(id).map_err(|why| invalid("sender_id", why))?;
+        }
         let report_url = provider.report_url();
         Ok(Arc::new(SmsBridge {
             sender: options
@@ -252,16 +277,29 @@ struct SmsBridge {
 }
 
 impl SmsBridge {
-    /// E.164 address and international display form of a sender; a sender that is no phone
-    /// number (an alphanumeric id) stays as it is.
+    /// E.164 address and display form of a sender: national, as the office writes its own
+    /// country's numbers (`070-123 45 67`), international for any other country; a sender that
+    /// is no phone number (an alphanumeric id) stays as it is.
     fn normalise(&self, from: &str) -> (String, String) {
-        match phonenumber::parse(Some(self.region), from) {
-            Ok(n) if phonenumber::is_valid(&n) => (
+        normalise(self.region, from)
+    }
+}
+
+/// See [`SmsBridge::normalise`]; `region` is the office's own country.
+fn normalise(region: country::Id, from: &str) -> (String, String) {
+    match phonenumber::parse(Some(region), from) {
+        Ok(n) if phonenumber::is_valid(&n) => {
+            let shown = if n.country().id() == Some(region) {
+                Mode::National
+            } else {
+                Mode::International
+            };
+            (
                 n.format().mode(Mode::E164).to_string(),
-                n.format().mode(Mode::International).to_string(),
-            ),
-            _ => (from.to_owned(), from.to_owned()),
+                n.format().mode(shown).to_string(),
+            )
         }
+        _ => (from.to_owned(), from.to_owned()),
     }
 }
 
@@ -431,6 +469,59 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn sender_ids_are_checked_as_operators_take_them() {
+        for good in ["Kommunen", "Soc 24", "A", "SOCIALTJANS"] {
+            let config = GOOD.replace("number =", &format!("sender_id = {good:?}\nnumber ="));
+            assert!(
+                SmsFactory.build("sms", &instance(&config)).is_ok(),
+                "{good}"
+            );
+        }
+        for (bad, why) in [
+            (
+                "Socialtjänsten",
+                "has 14 characters; a sender id takes 1 to 11",
+            ),
+            ("Soc-jour", "contains '-'; a sender id takes only"),
+            ("Kontoret ä", "contains 'ä'"),
+            ("112", "has no letter"),
+            ("", "has 0 characters"),
+        ] {
+            let config = GOOD.replace("number =", &format!("sender_id = {bad:?}\nnumber ="));
+            let err = SmsFactory
+                .build("sms", &instance(&config))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("bridges.sms.sender_id: {bad:?} ")) && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_show_as_the_office_writes_them() {
+        let se: country::Id = "SE".parse().unwrap();
+        assert_eq!(
+            normalise(se, "0701234567"),
+            ("+46701234567".to_owned(), "070-123 45 67".to_owned())
+        );
+        assert_eq!(
+            normalise(se, "+46701234567"),
+            ("+46701234567".to_owned(), "070-123 45 67".to_owned())
+        );
+        assert_eq!(
+            normalise(se, "+36201234567"),
+            ("+36201234567".to_owned(), "+36 20 123 4567".to_owned())
+        );
+        assert_eq!(
+            normalise(se, "Bank"),
+            ("Bank".to_owned(), "Bank".to_owned())
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ fn header(raw: &[u8], name: &str) -> String {
 async fn mail_in_reply_out_threaded_and_machines_unanswered() {
     let (mut stack, mail) = mail_stack(
         "email",
-        "auto_reply.acknowledge = true\nauto_reply.repeat = \"every-message\"",
+        "auto_reply.acknowledge = true\nauto_reply.repeat = \"every-message\"\n\
+         discreet.sender_name = \"Information\"\ndiscreet.subject = \"Meddelande\"",
     )
     .await;
     let gateway = stack.start_gateway().await;
@@ -291,6 +292,32 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
             "The attachment stor.pdf (30.0 MB) is larger than this office accepts (10.0 MB)"
         ),
         "{body}"
+    );
+
+    // The attachment's mail was acknowledged (the auto-responder's was not).
+    // A discreet case: the neutral sender and subject, and neither the office's name nor the
+    // case number anywhere in the mail, headers included.
+    stack.worker.send_text(&room, "!discreet on").await;
+    stack
+        .wait_for_notice(&room, "discreet on", |n| n.starts_with("Discreet mode on"))
+        .await;
+    stack.worker.send_text(&room, "Vi hörs som vanligt.").await;
+    let mails = mail
+        .wait_for_mail(CLIENT, expected_in_client_box + 2, Duration::from_secs(20))
+        .await;
+    let discreet = mails.last().unwrap();
+    let parsed = MessageParser::default().parse(discreet.as_slice()).unwrap();
+    assert_eq!(parsed.subject(), Some("Meddelande"));
+    let from = parsed.from().unwrap().first().unwrap();
+    assert_eq!(
+        (from.name(), from.address()),
+        (Some("Information"), Some(OFFICE.0))
+    );
+    let raw = String::from_utf8_lossy(discreet);
+    let digits = case.number.split('-').nth(1).unwrap();
+    assert!(
+        !raw.contains(&case.number) && !raw.contains(digits) && !raw.contains("Socialtj"),
+        "{raw}"
     );
     gateway.shutdown().await;
 }

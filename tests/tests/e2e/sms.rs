@@ -89,7 +89,7 @@ async fn sms_in_reply_out_delivery_report() {
     let ghost = inbound[0]["sender"].as_str().unwrap().to_owned();
     assert_eq!(
         stack.worker.display_name(&ghost).await.as_deref(),
-        Some("+46 70 123 45 67 (SMS)")
+        Some("070-123 45 67 (SMS)")
     );
     assert_eq!(inbound[0]["content"]["body"], "Hej, kan ni ringa mig?");
 
