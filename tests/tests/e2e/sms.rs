@@ -37,6 +37,22 @@ api_password = "{API_PASSWORD}"
     (stack, elks, gateway)
 }
 
+/// Client messages recorded in every case.
+async fn inbound_records(gateway: &casebridge_gateway::Gateway) -> usize {
+    let store = gateway.store();
+    let mut n = 0;
+    for case in store.cases().await.unwrap() {
+        n += store
+            .messages(case.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.direction == "inbound")
+            .count();
+    }
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_in_reply_out_delivery_report() {
     let (mut stack, elks, base) = sms_stack("sms").await;
@@ -175,6 +191,42 @@ async fn sms_in_reply_out_delivery_report() {
             ("outbound".to_owned(), "failed".to_owned(), None),
         ]
     );
+
+    // A text from a sender id (a pharmacy's reminder, forwarded by the network) cannot be
+    // answered: 46elks refuses the number, and the team sees why; nothing is retried.
+    assert_eq!(
+        ElksDouble::incoming(
+            &webhook,
+            "s2",
+            "Apoteket",
+            OFFICE,
+            "Din medicin finns att hämta"
+        )
+        .await,
+        204
+    );
+    let pharmacy_room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&pharmacy_room, 1, Duration::from_secs(20))
+        .await;
+    stack.worker.send_text(&pharmacy_room, "Tack!").await;
+    stack
+        .wait_for_notice(&pharmacy_room, "the refusal", |n| {
+            n.starts_with(
+                "Not delivered to the client (SMS): 46elks answered 403: Invalid to number",
+            )
+        })
+        .await;
+    let pharmacy = store.cases().await.unwrap().remove(0);
+    let reply = store
+        .messages(pharmacy.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.direction == "outbound")
+        .unwrap();
+    assert_eq!(reply.state, "failed");
+    assert_eq!(elks.sent().len(), 1, "nothing more was sent");
     gateway.shutdown().await;
 }
 
@@ -254,14 +306,27 @@ auth_token = "{AUTH_TOKEN}"
     ];
 
     // Unsigned, signed with another token, or with a parameter changed after signing: refused.
-    assert_eq!(TwilioDouble::post_signed(&webhook, &sms, None).await.0, 401);
+    // (Ids and texts of their own, so one let through would show as a message of its own.)
+    let forged_sms = |sid: &'static str| {
+        let mut forged = sms;
+        forged[0].1 = sid;
+        forged[4].1 = "forged";
+        forged
+    };
     assert_eq!(
-        TwilioDouble::post_signed(&webhook, &sms, Some("not-the-token"))
+        TwilioDouble::post_signed(&webhook, &forged_sms("SMffff0001"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        TwilioDouble::post_signed(&webhook, &forged_sms("SMffff0002"), Some("not-the-token"))
             .await
             .0,
         403
     );
     let other_url = format!("{base}/webhook/tw?x=1");
+    let forged = forged_sms("SMffff0003");
     let forged = reqwest::Client::new()
         .post(&other_url)
         .header(
@@ -269,12 +334,13 @@ auth_token = "{AUTH_TOKEN}"
             casebridge_bridges::sms::twilio::signature(
                 AUTH_TOKEN,
                 &webhook,
-                &sms.iter()
+                &forged
+                    .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
             ),
         )
-        .form(&sms)
+        .form(&forged)
         .send()
         .await
         .unwrap();
@@ -306,7 +372,12 @@ auth_token = "{AUTH_TOKEN}"
     let ghost = inbound[0]["sender"].as_str().unwrap().to_owned();
     assert_eq!(
         stack.worker.display_name(&ghost).await.as_deref(),
-        Some("+1 415-555-0123 (SMS)")
+        Some("(415) 555-0123 (SMS)")
+    );
+    assert_eq!(
+        inbound_records(&gateway).await,
+        1,
+        "nothing forged recorded"
     );
 
     // The reply: one Messages request with the documented fields.
@@ -399,9 +470,13 @@ text = "message"
     let gateway = stack.start_gateway().await;
     let webhook = format!("{base}/webhook/gw");
     let sms = json!({"id": "g-in-1", "sender": "0701234567", "to": "+46766860001", "message": "Hej från en annan operatör"});
-    assert_eq!(GatewayDouble::post(&webhook, &sms, None).await, 401);
+    let forged = |id: &str| json!({"id": id, "sender": "0701234567", "to": "+46766860001", "message": "forged"});
     assert_eq!(
-        GatewayDouble::post(&webhook, &sms, Some("wrong")).await,
+        GatewayDouble::post(&webhook, &forged("g-f-1"), None).await,
+        401
+    );
+    assert_eq!(
+        GatewayDouble::post(&webhook, &forged("g-f-2"), Some("wrong")).await,
         403
     );
     assert_eq!(
@@ -419,6 +494,11 @@ text = "message"
     assert_eq!(inbound[0]["content"]["body"], "Hej från en annan operatör");
     // A national number is read in the default region and kept in E.164.
     assert_eq!(inbound[0]["sender"], "@_cb_gw_=2b46701234567:localhost");
+    assert_eq!(
+        inbound_records(&gateway).await,
+        1,
+        "nothing forged, nothing twice"
+    );
 
     stack
         .worker
