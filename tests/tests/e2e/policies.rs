@@ -1,11 +1,15 @@
 //! Office policies end to end, on the real clock: a team whose office time zone puts it at
-//! 22:00 right now, another at noon; auto-replies, emergency escalation, discreet mode and the
-//! case-room commands, seen from real Matrix accounts.
+//! 22:00 right now (on the SMS bridge, against the 46elks double), another at noon; auto-replies,
+//! emergency escalation, discreet mode and the case-room commands, seen from real Matrix
+//! accounts.
 
 use std::time::Duration;
 
 use casebridge_gateway::store::direction;
-use casebridge_tests::{eventually, Spool, Worker, WEBHOOK_SECRET};
+use casebridge_tests::{
+    elks::{ElksDouble, API_PASSWORD, API_USERNAME},
+    eventually, Spool, Worker, WEBHOOK_SECRET,
+};
 use chrono::{Timelike, Utc};
 use serde_json::Value;
 
@@ -72,18 +76,28 @@ async fn office_hours_emergencies_discretion_and_commands() {
         .create_room("On call", &["@casebridge:localhost", "@bo:localhost"])
         .await;
     let spools = stack.setup.spool.parent().unwrap().to_owned();
-    let night = Spool::new(spools.join("night"));
+    let elks = ElksDouble::start().await;
     let noon = Spool::new(spools.join("noon"));
     let (night_zone, night_offset) = zone_at(22);
     let (noon_zone, _) = zone_at(12);
-    let opens_in = 15;
-    stack.setup.extra = format!(
-        r#"
+    let base = format!("http://127.0.0.1:{}", stack.setup.port);
+    let night_sms = format!("{base}/webhook/night?secret=night-secret");
+    const NIGHT_NUMBER: &str = "+46766860002";
+    let config = |open: &str| {
+        format!(
+            r#"
 [bridges.night]
-kind = "loopback"
+kind = "sms"
 team = "night"
-spool = "{night}"
-secret = "{WEBHOOK_SECRET}"
+number = "{NIGHT_NUMBER}"
+public_url = "{base}/"
+webhook_secret = "night-secret"
+
+[bridges.night.provider]
+kind = "46elks"
+api_url = "{elks}"
+api_username = "{API_USERNAME}"
+api_password = "{API_PASSWORD}"
 
 [bridges.noon]
 kind = "loopback"
@@ -104,7 +118,7 @@ tuesday = ["08:00-16:30"]
 wednesday = ["08:00-16:30"]
 thursday = ["08:00-16:30"]
 friday = ["08:00-16:30"]
-open = [{{ from = "{open_from}", to = "{open_to}", reason = "extra evening hours" }}]
+{open}
 
 [teams.night.emergency]
 numbers = "112 eller socialjouren 08-123 456 78"
@@ -131,20 +145,32 @@ sunday = ["00:00-24:00"]
 numbers = "112"
 alert_room = "{alert_room}"
 "#,
-        night = night.root().display(),
-        noon = noon.root().display(),
-        open_from = local_time(night_offset, opens_in),
-        open_to = local_time(night_offset, 3600),
-    );
-    let opens_at = tokio::time::Instant::now() + Duration::from_secs(opens_in as u64 + 1);
+            elks = elks.url,
+            noon = noon.root().display(),
+        )
+    };
+    stack.setup.extra = config("");
     let gateway = stack.start_gateway().await;
+    let texts = |from: &str| -> Vec<String> {
+        elks.sent()
+            .iter()
+            .filter(|f| f["to"] == from)
+            .map(|f| f["message"].clone())
+            .collect()
+    };
 
-    // 22:00 at the office: the first message gets one auto-reply with the emergency numbers.
-    night.put("n1", "+46701111111", "Hej, jag behöver hjälp med hyran.");
+    // 22:00 at the office: the first SMS gets one auto-reply with the emergency numbers, from
+    // the office's number.
+    const CLIENT: &str = "+46701111111";
+    let sms = |id: &'static str, text: &'static str| {
+        let url = night_sms.clone();
+        async move { ElksDouble::incoming(&url, id, CLIENT, NIGHT_NUMBER, text).await }
+    };
+    assert_eq!(sms("n1", "Hej, jag behöver hjälp med hyran.").await, 204);
     let night_room = stack.join_case_room().await;
     let notice = stack
         .wait_for_notice(&night_room, "the auto-reply notice", |n| {
-            n.starts_with("Automatic reply sent to the client (Loopback, outside office hours)")
+            n.starts_with("Automatic reply sent to the client (SMS, outside office hours)")
         })
         .await;
     assert!(
@@ -155,39 +181,62 @@ alert_room = "{alert_room}"
         Duration::from_secs(10),
         "the auto-reply delivered",
         || async {
-            let out = night.outbox();
+            let out = texts(CLIENT);
             (!out.is_empty()).then_some(out)
         },
     )
     .await;
     assert_eq!(replies.len(), 1);
-    assert_eq!(replies[0].to, "+46701111111");
+    assert_eq!(elks.sent()[0]["from"], NIGHT_NUMBER);
     assert!(
-        replies[0]
-            .body
-            .contains("Nattjouren: tack för ditt meddelande"),
+        replies[0].contains("Nattjouren: tack för ditt meddelande"),
         "{}",
-        replies[0].body
+        replies[0]
     );
-    assert!(replies[0]
-        .body
-        .contains("If you or someone else is in danger, call 112"));
+    assert!(replies[0].contains("112 eller socialjouren 08-123 456 78"));
 
-    // A second message the same night: none.
-    night.put("n2", "+46701111111", "Är ni där?");
+    // A second message the same night, still closed: none.
+    assert_eq!(sms("n2", "Är ni där?").await, 204);
     stack
         .ghost_messages(&night_room, 2, Duration::from_secs(20))
         .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(kinds(&gateway, "auto-reply").await, 1);
+    assert_eq!(texts(CLIENT).len(), 1);
 
-    // After the office opens: none either.
-    tokio::time::sleep_until(opens_at).await;
-    night.put("n3", "+46701111111", "God kväll, nu har ni öppet.");
+    // The office opens (an evening opening from a minute ago, as the admin adds it and the
+    // gateway restarts): a message now gets none either.
+    gateway.shutdown().await;
+    stack.setup.extra = config(&format!(
+        "open = [{{ from = \"{}\", to = \"{}\", reason = \"extra evening hours\" }}]",
+        local_time(night_offset, -60),
+        local_time(night_offset, 3600)
+    ));
+    let gateway = stack.start_gateway().await;
+    assert_eq!(sms("n3", "God kväll, nu har ni öppet.").await, 204);
     stack
         .ghost_messages(&night_room, 3, Duration::from_secs(20))
         .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(kinds(&gateway, "auto-reply").await, 1);
-    assert_eq!(night.outbox().len(), 1, "{:?}", night.outbox());
+    assert_eq!(texts(CLIENT).len(), 1, "{:?}", elks.sent());
+
+    // `!via sms` names the number as the office writes it; the worker's reply goes by SMS.
+    stack.worker.send_text(&night_room, "!via sms").await;
+    stack
+        .wait_for_notice(&night_room, "!via sms", |n| {
+            n == "Replies now go to 070-111 11 11 (SMS)."
+        })
+        .await;
+    stack
+        .worker
+        .send_text(&night_room, "Hej! Vi ringer dig i morgon.")
+        .await;
+    eventually(Duration::from_secs(10), "the worker's SMS", || async {
+        (texts(CLIENT).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(texts(CLIENT)[1], "Hej! Vi ringer dig i morgon.");
 
     // Noon, open: an emergency phrase gets the emergency reply at once, a message in the case
     // room that mentions the on-call member, and an alert in the on-call room.
@@ -246,12 +295,41 @@ alert_room = "{alert_room}"
     let mut eve = Worker::login(&stack.synapse.url, "eve", "eve-password").await;
     stack.worker.invite(&noon_room, "@eve:localhost").await;
     eve.join(&noon_room).await;
-    eve.send_text(&noon_room, "!close").await;
-    stack
-        .wait_for_notice(&noon_room, "the refusal", |n| {
-            n == "Only members of team noon can use commands in a case room. Nothing was done."
+    let refusals = || async {
+        stack
+            .notices(&noon_room)
+            .await
+            .iter()
+            .filter(|n| {
+                *n == "Only members of team noon can use commands in a case room. Nothing was done."
+            })
+            .count()
+    };
+    let every_command = [
+        "!help",
+        "!case",
+        "!note x",
+        "!incident x",
+        "!assign @eve:localhost",
+        "!via loopback",
+        "!close",
+        "!reopen",
+        "!discreet on",
+        "!discreet off",
+        "!block",
+        "!unblock",
+        "!send",
+        "!hold on",
+        "!invite telegram",
+        "!merge 2026-000001",
+    ];
+    for (i, command) in every_command.iter().enumerate() {
+        eve.send_text(&noon_room, command).await;
+        eventually(Duration::from_secs(20), command, || async {
+            (refusals().await == i + 1).then_some(())
         })
         .await;
+    }
     eve.send_text(&noon_room, "Hej, det här är Eve").await;
     stack
         .wait_for_notice(&noon_room, "eve's text refused", |n| {
@@ -380,6 +458,21 @@ alert_room = "{alert_room}"
         blocked.event_id.is_none(),
         "a blocked message is not relayed"
     );
+
+    // Unblocked: shown again, and no more neutral answers.
+    stack.worker.send_text(&noon_room, "!unblock").await;
+    stack
+        .wait_for_notice(&noon_room, "unblocked", |n| {
+            n == "Unblocked: the client's messages are shown here again."
+        })
+        .await;
+    noon.put("b2", "+46702222222", "Förlåt för förut.");
+    let shown = stack
+        .ghost_messages(&noon_room, 3, Duration::from_secs(20))
+        .await;
+    assert_eq!(shown[2]["content"]["body"], "Förlåt för förut.");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(noon.outbox().len(), 3, "{:?}", noon.outbox());
     assert_eq!(
         messages
             .iter()
