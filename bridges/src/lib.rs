@@ -100,6 +100,10 @@ pub struct InboundMessage {
     /// A token the office handed out for this client (a Telegram deep link
     /// `t.me/BOT?start=TOKEN`): a valid one joins this address to the case it was made for.
     pub invitation: Option<String>,
+    /// What the bridge could not read in the message (a broken character set, a missing
+    /// part): each is shown to the case team as a notice after the message. The record keeps
+    /// `original` whole.
+    pub problems: Vec<String>,
 }
 
 /// A file a client sent. The bridge applies its own size limit before handing it over (and

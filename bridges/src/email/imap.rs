@@ -59,6 +59,8 @@ pub struct Reader {
     pub password: casebridge_config::Secret,
     pub mailbox: String,
     pub handled_folder: Option<String>,
+    /// Use IDLE when the server has it.
+    pub idle: bool,
     pub poll: Duration,
     pub office: String,
     /// The office address's domain: bounces of mail with Message-IDs there are ours.
@@ -190,9 +192,10 @@ impl Reader {
             within("connecting and logging in", CONNECT_TIMEOUT, self.connect()).await??;
         let mailbox = within("SELECT", COMMAND_TIMEOUT, session.select(&self.mailbox)).await??;
         let uid_validity = mailbox.uid_validity.unwrap_or(0);
-        let idle = within("CAPABILITY", COMMAND_TIMEOUT, session.capabilities())
-            .await??
-            .has_str("IDLE");
+        let idle = self.idle
+            && within("CAPABILITY", COMMAND_TIMEOUT, session.capabilities())
+                .await??
+                .has_str("IDLE");
         info!(instance = %self.instance, mailbox = %self.mailbox, idle, "reading the mailbox");
         loop {
             self.catch_up(&mut session, sink, uid_validity).await?;

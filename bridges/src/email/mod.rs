@@ -66,7 +66,11 @@ struct ImapOptions {
     mailbox: String,
     /// Move handled mail here (it is flagged `$Casebridge` either way).
     handled_folder: Option<String>,
-    /// Seconds between checks when the server has no IDLE.
+    /// Use IDLE where the server offers it; `false` polls instead (for servers or proxies whose
+    /// IDLE is broken).
+    #[serde(default = "yes")]
+    idle: bool,
+    /// Seconds between checks when the server has no IDLE (or `idle = false`).
     #[serde(default = "poll_seconds")]
     poll_seconds: u64,
     /// A PEM file of certificate authorities to trust besides the public ones (an office's own
@@ -109,6 +113,9 @@ fn tls() -> Security {
 }
 fn inbox() -> String {
     "INBOX".into()
+}
+fn yes() -> bool {
+    true
 }
 fn poll_seconds() -> u64 {
     60
@@ -179,6 +186,7 @@ impl BridgeFactory for EmailFactory {
                 password: imap_password,
                 mailbox: options.imap.mailbox.clone(),
                 handled_folder: options.imap.handled_folder.clone(),
+                idle: options.imap.idle,
                 poll: Duration::from_secs(options.imap.poll_seconds.max(1)),
                 office: options.address.to_lowercase(),
                 domain: office.domain().to_lowercase(),

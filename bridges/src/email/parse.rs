@@ -153,7 +153,12 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         .map(|t| t.into_owned())
         .unwrap_or_default();
     let text = trim_quoted(&text);
-    let html = mail.body_html(0).map(|h| sanitise(&trim_quoted_html(&h)));
+    let raw_html = mail.body_html(0);
+    let problems = problems(
+        raw,
+        &[Some(text.as_str()), raw_html.as_deref(), mail.subject()],
+    );
+    let html = raw_html.map(|h| sanitise(&trim_quoted_html(&h)));
     let (attachments, too_large) = files(&mail, context.max_attachment_bytes);
 
     let mut body = String::new();
@@ -202,6 +207,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         case_hint: subject.as_deref().and_then(case_number),
         subject,
         original: Some(raw.to_vec()),
+        problems,
         ..Default::default()
     }
 }
@@ -258,7 +264,26 @@ fn unreadable(raw: &[u8], context: &Context<'_>, why: &str) -> InboundMessage {
         }],
         sent_at: Utc::now(),
         automated: true,
+        original: Some(raw.to_vec()),
         ..Default::default()
+    }
+}
+
+/// What a lenient parse papered over, for the team: characters no character set could decode.
+fn problems(raw: &[u8], decoded: &[Option<&str>]) -> Vec<String> {
+    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+    let replaced = decoded
+        .iter()
+        .flatten()
+        .any(|text| text.contains('\u{FFFD}'));
+    let sent_so = raw.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT);
+    if replaced && !sent_so {
+        vec![
+            "its character set is broken or unknown, so some characters show as \u{FFFD}"
+                .to_owned(),
+        ]
+    } else {
+        Vec::new()
     }
 }
 
@@ -622,7 +647,28 @@ mod tests {
             m.body
         );
         assert_eq!(m.attachments[0].data, b"\x00\x01 not a mail");
+        assert_eq!(m.original.as_deref(), Some(&b"\x00\x01 not a mail"[..]));
         assert!(m.automated);
+    }
+
+    #[test]
+    fn undecodable_characters_are_named_for_the_team() {
+        let broken = b"From: a@client.test\r\nSubject: Hej\r\n\
+                       Content-Type: text/plain; charset=utf-8\r\n\r\nTrasig \xff\xfe text\r\n";
+        let m = inbound(broken, &context());
+        assert!(m.body.contains('\u{FFFD}'), "{}", m.body);
+        assert_eq!(
+            m.problems,
+            ["its character set is broken or unknown, so some characters show as \u{FFFD}"]
+        );
+        assert_eq!(m.original.as_deref(), Some(&broken[..]));
+        // The client's own replacement character is no problem of ours.
+        let sent = "From: a@client.test\r\nSubject: Hej\r\n\
+                    Content-Type: text/plain; charset=utf-8\r\n\r\nSå här: \u{FFFD}\r\n";
+        assert!(inbound(sent.as_bytes(), &context()).problems.is_empty());
+        let fine = "From: a@client.test\r\nSubject: Hej\r\n\
+                    Content-Type: text/plain; charset=iso-8859-1\r\n\r\nS\u{e5} h\u{e4}r\r\n";
+        assert!(inbound(fine.as_bytes(), &context()).problems.is_empty());
     }
 
     #[test]

@@ -372,6 +372,16 @@ impl Store {
                     now,
                 )
             });
+            for problem in &item.message.problems {
+                notices.push((
+                    contact.case_id,
+                    format!(
+                        "Part of {}'s message could not be read: {problem}. The record keeps the \
+                         original whole (casebridge records export).",
+                        item.message.display_name
+                    ),
+                ));
+            }
             recorded.push((item, contact.clone()));
             answers.push(Accepted::Recorded {
                 case_number: contact.case_number,

@@ -471,3 +471,141 @@ tls_ca_file = "{ca}"
     assert_eq!(froms, ["office@office.test", "other@client.test"]);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_mail_is_kept_whole_and_the_bridge_reads_on_by_polling() {
+    let mail = MailServer::start().await;
+    let mut stack = Stack::new(Db::Sqlite, "badmail").await;
+    // Dovecot offers IDLE; this mailbox polls every second instead, as for a server whose IDLE
+    // is broken. Every mail below is sent after the first look, so only polling finds it.
+    stack.setup.extra = mail.bridge_toml("social").replace(
+        "[bridges.mail.imap]\n",
+        "[bridges.mail.imap]\nidle = false\npoll_seconds = 1\n",
+    );
+    let gateway = stack.start_gateway().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let head = |id: &str, extra: &str| {
+        format!(
+            "From: Bo Klient <bo@client.test>\r\nTo: {office}\r\nMessage-ID: <{id}@client.test>\r\n\
+             Date: Mon, 23 Nov 2026 21:00:00 +0100\r\nMIME-Version: 1.0\r\n{extra}",
+            office = OFFICE.0
+        )
+        .into_bytes()
+    };
+    let mut nested = head("b4", "Subject: Djup\r\n");
+    for depth in 0..200 {
+        nested.extend(
+            format!("Content-Type: multipart/mixed; boundary=\"n{depth}\"\r\n\r\n--n{depth}\r\n")
+                .as_bytes(),
+        );
+    }
+    nested.extend(b"Content-Type: text/plain; charset=utf-8\r\n\r\nDjupt inne\r\n");
+    for depth in (0..200).rev() {
+        nested.extend(format!("--n{depth}--\r\n").as_bytes());
+    }
+    let folded: String = (0..800)
+        .map(|i| format!(" padding-{i:04}-{}\r\n", "x".repeat(50)))
+        .collect();
+    let mails: Vec<(Vec<u8>, &[u8])> = vec![
+        (
+            [
+                head("b1", "Subject: Trasig\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"),
+                b"Hej \xff\xfe d\xc3\xa5\r\n".to_vec(),
+            ]
+            .concat(),
+            b"Hej \xff\xfe d",
+        ),
+        (
+            [
+                head("b2", "Subject: Okänd\r\nContent-Type: text/plain; charset=x-klingon\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"),
+                b"qapla\xe4 tlhIngan\r\n".to_vec(),
+            ]
+            .concat(),
+            b"qapla\xe4 tlhIngan",
+        ),
+        (
+            [
+                head("b3", &format!("Subject: Lång rubrik\r\nX-Padding:\r\n{folded}Content-Type: text/plain\r\n\r\n")),
+                b"Stort huvud\r\n".to_vec(),
+            ]
+            .concat(),
+            b"padding-0799",
+        ),
+        (nested, b"--n199--"),
+        (
+            [
+                head("b5", "Subject: Trasig MIME\r\nContent-Type: multipart/mixed; boundary=\"aldrig\"\r\nthis line has no colon\r\n\r\n"),
+                b"--fel\r\nContent-Type: text/plain\r\n\r\nInget slut\r\n".to_vec(),
+            ]
+            .concat(),
+            b"Inget slut",
+        ),
+    ];
+    for (raw, _) in &mails {
+        mail.send_raw("bo@client.test", OFFICE.0, raw).await;
+    }
+    let room = stack.join_case_room().await;
+    // Five mails; the malformed MIME's part comes as a file of its own.
+    let shown = stack
+        .ghost_messages(&room, mails.len() + 1, Duration::from_secs(30))
+        .await;
+    let bodies: Vec<&str> = shown
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Trasig\n\nHej \u{FFFD}\u{FFFD} då",
+        "Okänd\n\nqapla",
+        "Lång rubrik\n\nStort huvud",
+        "Djup\n\nDjupt inne",
+        "Trasig MIME",
+    ] {
+        assert!(
+            bodies.iter().any(|b| b.starts_with(expected)),
+            "{expected:?} in {bodies:?}"
+        );
+    }
+    stack
+        .wait_for_notice(&room, "the charset notice", |n| {
+            n == "Part of Bo Klient <bo@client.test>'s message could not be read: its character \
+                  set is broken or unknown, so some characters show as \u{FFFD}. The record keeps \
+                  the original whole (casebridge records export)."
+        })
+        .await;
+    // Each record keeps the mail as it came, byte for byte.
+    let store = gateway.store();
+    let case = store
+        .cases()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.room_id.as_deref() == Some(room.as_str()))
+        .unwrap();
+    let records = store.messages(case.id).await.unwrap();
+    for (i, (_, marker)) in mails.iter().enumerate() {
+        let id = format!("b{}@client.test", i + 1);
+        let record = records
+            .iter()
+            .find(|m| m.upstream_id.as_deref() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} recorded"));
+        let original = store.original(record.id).await.unwrap().unwrap();
+        assert!(
+            original.windows(marker.len()).any(|w| w == *marker),
+            "{id}: the original is kept whole"
+        );
+    }
+    // And the bridge reads on.
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail("ok1@client.test", "Vanligt", "Ett vanligt brev.", ""),
+    )
+    .await;
+    let ok_room = stack.join_case_room().await;
+    let ok = stack
+        .ghost_messages(&ok_room, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(ok[0]["content"]["body"], "Vanligt\n\nEtt vanligt brev.");
+    gateway.shutdown().await;
+}
