@@ -3,9 +3,12 @@
 # Debian packages, each from its own configuration in DIR, on 127.0.0.1 only.
 #
 #   scripts/mail.sh install
-#   scripts/mail.sh start DIR IMAP SMTP LMTP [IMAPS SMTPS]   install if missing, configure, start
+#   scripts/mail.sh start DIR IMAP SMTP LMTP [IMAPS SMTPS [SUBMISSION AUTH]]
+#                                                  install if missing, configure, start
 #
 # IMAP and SMTP also offer STARTTLS; IMAPS and SMTPS (when given) are TLS from the first byte.
+# SUBMISSION (when given) takes mail only after STARTTLS and SMTP AUTH with a mailbox's password
+# (Postfix asks Dovecot's auth service, which listens on AUTH).
 # The certificate is for localhost and 127.0.0.1, signed by a throwaway CA in DIR/tls/ca.pem.
 #   scripts/mail.sh stop DIR
 #   scripts/mail.sh stop-imap DIR | start-imap DIR            Dovecot alone (outage tests)
@@ -51,7 +54,7 @@ make_certificates() {
 }
 
 write_config() {
-  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-}
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-} submission=${7:-} auth=${8:-0}
   mkdir -p "$dir"/{mail,dovecot-run,dovecot-state,postfix,postfix-queue,postfix-data}
   make_certificates "$dir/tls"
   : >"$dir/passwd"
@@ -112,6 +115,12 @@ service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1
     port = $lmtp
+  }
+}
+service auth {
+  inet_listener auth-smtp {
+    address = 127.0.0.1
+    port = $auth
   }
 }
 protocol lmtp {
@@ -184,6 +193,17 @@ EOF
   if [ -n "$smtps" ]; then
     printf '%s     inet  n       -       n       -       -       smtpd\n  -o smtpd_tls_wrappermode=yes\n' "$smtps" >>"$dir/postfix/master.cf"
   fi
+  if [ -n "$submission" ]; then
+    cat >>"$dir/postfix/master.cf" <<EOF
+$submission inet  n       -       n       -       -       smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=inet:127.0.0.1:$auth
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+EOF
+  fi
   chown -R postfix: "$dir/postfix-data"
 }
 
@@ -217,11 +237,11 @@ stop_imap() {
 }
 
 start() {
-  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-}
+  local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-} submission=${7:-} auth=${8:-0}
   install
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  write_config "$dir" "$imap" "$smtp" "$lmtp" "$imaps" "$smtps"
+  write_config "$dir" "$imap" "$smtp" "$lmtp" "$imaps" "$smtps" "$submission" "$auth"
   start_imap "$dir"
   postfix -c "$dir/postfix" start </dev/null >>"$dir/postfix.out" 2>&1 \
     || { cat "$dir/postfix.out" "$dir/postfix.log" >&2 2>/dev/null; exit 1; }

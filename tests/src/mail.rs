@@ -22,6 +22,8 @@ pub struct MailServer {
     pub imaps_port: u16,
     /// SMTP over TLS (the plain port offers STARTTLS too).
     pub smtps_port: u16,
+    /// Mail submission: STARTTLS, then SMTP AUTH with a mailbox's password, or nothing.
+    pub submission_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -37,6 +39,7 @@ impl MailServer {
             smtp_port: free_port(),
             imaps_port: free_port(),
             smtps_port: free_port(),
+            submission_port: free_port(),
             dir,
         };
         let lmtp = free_port();
@@ -46,6 +49,8 @@ impl MailServer {
             lmtp,
             server.imaps_port,
             server.smtps_port,
+            server.submission_port,
+            free_port(),
         ]
         .map(|p| p.to_string());
         let mut args = vec!["start"];
@@ -82,6 +87,11 @@ security = "plain"
             imap = self.imap_port,
             smtp = self.smtp_port,
         )
+    }
+
+    /// Postfix's log so far.
+    pub fn postfix_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postfix.log")).unwrap_or_default()
     }
 
     /// The PEM file of the CA that signed the servers' certificate (for `localhost`).

@@ -384,13 +384,16 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
 async fn tls_and_starttls_both_ways() {
     let mail = MailServer::start().await;
     let mut stack = Stack::new(Db::Sqlite, "emailtls").await;
-    // Two mailboxes: one read over IMAPS and answered with SMTP STARTTLS, the other read with
-    // IMAP STARTTLS and answered over SMTPS. The servers' CA is the office's own.
+    // Two mailboxes: one read over IMAPS and answered through the submission port (STARTTLS
+    // and SMTP AUTH), the other read with IMAP STARTTLS and answered over SMTPS. The servers'
+    // CA is the office's own.
     let ca = mail.ca_file();
-    let bridge =
-        |key: &str, (address, password): (&str, &str), imap: (u16, &str), smtp: (u16, &str)| {
-            format!(
-                r#"
+    let bridge = |key: &str,
+                  (address, password): (&str, &str),
+                  imap: (u16, &str),
+                  smtp: (u16, &str, &str)| {
+        format!(
+            r#"
 [bridges.{key}]
 kind = "email"
 team = "social"
@@ -408,24 +411,30 @@ host = "localhost"
 port = {smtp_port}
 security = "{smtp_security}"
 tls_ca_file = "{ca}"
+{smtp_auth}
 "#,
-                imap_port = imap.0,
-                imap_security = imap.1,
-                smtp_port = smtp.0,
-                smtp_security = smtp.1,
-                ca = ca.display(),
-            )
-        };
+            imap_port = imap.0,
+            imap_security = imap.1,
+            smtp_port = smtp.0,
+            smtp_security = smtp.1,
+            smtp_auth = smtp.2,
+            ca = ca.display(),
+        )
+    };
     stack.setup.extra = bridge(
         "tls",
         OFFICE,
         (mail.imaps_port, "tls"),
-        (mail.smtp_port, "starttls"),
+        (
+            mail.submission_port,
+            "starttls",
+            &format!("username = \"{}\"\npassword = \"{}\"", OFFICE.0, OFFICE.1),
+        ),
     ) + &bridge(
         "starttls",
         ("other@client.test", "other-password"),
         (mail.imap_port, "starttls"),
-        (mail.smtps_port, "tls"),
+        (mail.smtps_port, "tls", ""),
     );
     let gateway = stack.start_gateway().await;
     for (to, id) in [
@@ -469,6 +478,15 @@ tls_ca_file = "{ca}"
         .collect();
     froms.sort();
     assert_eq!(froms, ["office@office.test", "other@client.test"]);
+    // The office's reply went through submission, logged in as the office's mailbox (the port
+    // takes nothing from anyone who has not).
+    let log = mail.postfix_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("sasl_method=PLAIN")
+                && l.contains("sasl_username=office@office.test")),
+        "{log}"
+    );
     gateway.shutdown().await;
 }
 
