@@ -128,7 +128,7 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
     let Some(mail) = MessageParser::default().parse(raw) else {
         return unreadable(raw, context, "it is not a valid e-mail message");
     };
-    let Some(from) = mail
+    let Some(sender) = mail
         .from()
         .and_then(|a| a.first())
         .and_then(|a| a.address())
@@ -137,12 +137,21 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
     else {
         return unreadable(raw, context, "it has no sender address (From)");
     };
-    let name = mail
-        .from()
-        .and_then(|a| a.first())
-        .and_then(|a| a.name())
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
+    // A Reply-To says where answers go (RFC 5322 3.6.2): a web form sends From its own
+    // no-reply address with Reply-To the person who filled it in. That person is the client.
+    // Never our own address, which would answer ourselves.
+    let reply_to = mail.reply_to().and_then(|a| a.first()).and_then(|a| {
+        let address = a.address()?.trim().to_lowercase();
+        (address.contains('@') && address != context.office).then(|| (address, a.name()))
+    });
+    let (from, name) = match reply_to {
+        Some((address, name)) => (address, name),
+        None => (
+            sender.clone(),
+            mail.from().and_then(|a| a.first()).and_then(|a| a.name()),
+        ),
+    };
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
     let display_name = match name {
         Some(name) => format!("{name} <{from}>"),
         None => from.clone(),
@@ -196,7 +205,8 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
                 .map(str::to_owned)
                 .unwrap_or_else(|| context.fallback_id.clone()),
         ),
-        automated: is_automated(&mail, &from, context.office),
+        // Our own mail coming back is a machine whatever its Reply-To says.
+        automated: sender == context.office || is_automated(&mail, &from, context.office),
         from: RemoteAddress::new(from),
         display_name,
         body,
@@ -649,6 +659,23 @@ mod tests {
         assert_eq!(m.attachments[0].data, b"\x00\x01 not a mail");
         assert_eq!(m.original.as_deref(), Some(&b"\x00\x01 not a mail"[..]));
         assert!(m.automated);
+    }
+
+    #[test]
+    fn reply_to_names_the_client() {
+        let form = b"From: Webbformul\xc3\xa4r <noreply@kommun.test>\r\n\
+                     Reply-To: Klara Klient <Klara@Client.test>\r\nSubject: Kontakt\r\n\r\nHej!\r\n";
+        let m = inbound(form, &context());
+        assert_eq!(m.from.as_str(), "klara@client.test");
+        assert_eq!(m.display_name, "Klara Klient <klara@client.test>");
+        assert!(
+            !m.automated,
+            "a person wrote it, and answers go to that person"
+        );
+        // A Reply-To of the office's own would answer ourselves: the sender stays.
+        let ours =
+            b"From: a@client.test\r\nReply-To: office@office.test\r\nSubject: x\r\n\r\nx\r\n";
+        assert_eq!(inbound(ours, &context()).from.as_str(), "a@client.test");
     }
 
     #[test]
