@@ -264,6 +264,38 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         expected_in_client_box,
         "no answer to an auto-reply"
     );
+    // A bounce from the client's side (not of the office's mail, no Auto-Submitted): recorded
+    // and shown in a case of its own, and never answered.
+    mail.send_raw(
+        "mailer-daemon@client.test",
+        OFFICE.0,
+        b"From: Mail Delivery System <MAILER-DAEMON@client.test>\r\nTo: office@office.test\r\n\
+          Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <md1@client.test>\r\n\r\n\
+          This is the mail system at host client.test. Your message could not be delivered.\r\n",
+    )
+    .await;
+    let daemon_room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&daemon_room, 1, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let daemon_case =
+        casebridge_gateway::store::Store::case_by_room(gateway.store().connection(), &daemon_room)
+            .await
+            .unwrap()
+            .unwrap();
+    let answers: Vec<_> = gateway
+        .store()
+        .messages(daemon_case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == "outbound")
+        .collect();
+    assert!(
+        answers.is_empty(),
+        "a mailer daemon is never answered: {answers:?}"
+    );
 
     // Tracking pixel, script and a 30 MB file over the 10 MB limit.
     let big = "QUFB".repeat(30 * 1024 * 1024 / 3);

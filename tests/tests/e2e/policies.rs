@@ -110,6 +110,7 @@ name = "Nattjouren"
 members = ["@anna:localhost", "@bo:localhost"]
 on_call = ["@bo:localhost"]
 languages = ["sv", "en"]
+auto_reply.fit_sms = true
 
 [teams.night.hours]
 time_zone = "{night_zone}"
@@ -188,12 +189,19 @@ alert_room = "{alert_room}"
     .await;
     assert_eq!(replies.len(), 1);
     assert_eq!(elks.sent()[0]["from"], NIGHT_NUMBER);
+    // fit_sms: the first language's short text, in one SMS part, with the emergency numbers.
     assert!(
-        replies[0].contains("Nattjouren: tack för ditt meddelande"),
+        replies[0].starts_with("Vi har stängt och svarar från ")
+            && replies[0].ends_with("Akut: ring 112 eller socialjouren 08-123 456 78"),
         "{}",
         replies[0]
     );
-    assert!(replies[0].contains("112 eller socialjouren 08-123 456 78"));
+    assert_eq!(
+        casebridge_policies::sms::Segments::of(&replies[0]).parts,
+        1,
+        "{}",
+        replies[0]
+    );
 
     // A second message the same night, still closed: none.
     assert_eq!(sms("n2", "Är ni där?").await, 204);
