@@ -12,6 +12,7 @@
 # The certificate is for localhost and 127.0.0.1, signed by a throwaway CA in DIR/tls/ca.pem.
 #   scripts/mail.sh stop DIR
 #   scripts/mail.sh stop-imap DIR | start-imap DIR            Dovecot alone (outage tests)
+#   scripts/mail.sh uidvalidity DIR USER VALUE                 as if USER's INBOX were recreated
 #
 # Mailboxes: every "user@domain:password" in MAIL_USERS (default below); Postfix accepts mail for
 # their domains (others are refused with 550 unless relayed from 127.0.0.1) and hands it to
@@ -263,5 +264,6 @@ case "$cmd" in
   stop) stop "$@" ;;
   start-imap) start_imap "$(cd "$1" && pwd)" ;;
   stop-imap) stop_imap "$(cd "$1" && pwd)" ;;
+  uidvalidity) doveadm -c "$(cd "$1" && pwd)/dovecot.conf" mailbox update -u "$2" --uid-validity "$3" INBOX ;;
   *) echo "usage: $0 install | start DIR IMAP SMTP LMTP | stop DIR | start-imap DIR | stop-imap DIR" >&2; exit 2 ;;
 esac

@@ -445,12 +445,23 @@ pub enum Inbound {
     Report(ReportEnvelope),
 }
 
+/// Small durable values a bridge keeps between runs (an IMAP mailbox's UIDVALIDITY and last
+/// UID), in the gateway's records store, per bridge instance.
+#[async_trait]
+pub trait BridgeState: Send + Sync {
+    /// The value under `key`, if one was kept.
+    async fn get(&self, instance: &str, key: &str) -> Result<Option<String>, SubmitError>;
+    /// Keeps `value` under `key`, replacing what was there.
+    async fn set(&self, instance: &str, key: &str, value: &str) -> Result<(), SubmitError>;
+}
+
 /// A bridge's handle into the core's inbound queue.
 #[derive(Clone)]
 pub struct InboundSink {
     instance: Arc<str>,
     capabilities: Capabilities,
     tx: mpsc::Sender<Inbound>,
+    state: Option<Arc<dyn BridgeState>>,
 }
 
 impl InboundSink {
@@ -464,6 +475,30 @@ impl InboundSink {
             instance: instance.into(),
             capabilities,
             tx,
+            state: None,
+        }
+    }
+
+    /// The same sink, keeping bridge state in `state` (see [`InboundSink::state`]).
+    pub fn with_state(mut self, state: Arc<dyn BridgeState>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// This instance's durable value under `key`. A sink without a store (a bridge's unit
+    /// tests) keeps nothing and answers `None`.
+    pub async fn state(&self, key: &str) -> Result<Option<String>, SubmitError> {
+        match &self.state {
+            Some(state) => state.get(&self.instance, key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps `value` under `key` for this instance (see [`InboundSink::state`]).
+    pub async fn set_state(&self, key: &str, value: &str) -> Result<(), SubmitError> {
+        match &self.state {
+            Some(state) => state.set(&self.instance, key, value).await,
+            None => Ok(()),
         }
     }
 

@@ -180,7 +180,8 @@ impl Gateway {
         }));
 
         for (name, running) in &core.bridges {
-            let sink = InboundSink::new(name.as_str(), running.capabilities.clone(), tx.clone());
+            let sink = InboundSink::new(name.as_str(), running.capabilities.clone(), tx.clone())
+                .with_state(Arc::new(core.store.clone()));
             running
                 .bridge
                 .start(sink)

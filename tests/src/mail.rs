@@ -119,6 +119,12 @@ security = "plain"
         self.script(&["start-imap"]).await;
     }
 
+    /// Gives `user`'s INBOX a new UIDVALIDITY, as restoring or recreating it would.
+    pub async fn set_uid_validity(&self, user: &str, value: u32) {
+        self.script(&["uidvalidity", user, &value.to_string()])
+            .await;
+    }
+
     /// Sends raw RFC 5322 bytes over SMTP from `from` to `to`, as a client's mail program would.
     pub async fn send_raw(&self, from: &str, to: &str, raw: &[u8]) {
         use lettre::{address::Envelope, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};

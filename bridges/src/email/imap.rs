@@ -197,8 +197,9 @@ impl Reader {
                 .await??
                 .has_str("IDLE");
         info!(instance = %self.instance, mailbox = %self.mailbox, idle, "reading the mailbox");
+        let mut cursor = self.cursor(sink, uid_validity).await?;
         loop {
-            self.catch_up(&mut session, sink, uid_validity).await?;
+            self.catch_up(&mut session, sink, &mut cursor).await?;
             *backoff = Duration::from_secs(1);
             if idle {
                 let mut handle = session.idle();
@@ -217,20 +218,61 @@ impl Reader {
         }
     }
 
-    /// Hands every unmarked mail to the gateway, oldest first, and marks what it committed.
+    /// Where this mailbox's reading resumes: the kept cursor if the mailbox is the same one
+    /// (same UIDVALIDITY), else a fresh one for it, kept at once.
+    async fn cursor(&self, sink: &InboundSink, uid_validity: u32) -> Result<Cursor, ReadError> {
+        let key = format!("imap:{}", self.mailbox);
+        let kept = sink
+            .state(&key)
+            .await
+            .map_err(|e| ReadError::Gateway(e.to_string()))?
+            .as_deref()
+            .and_then(Cursor::parse);
+        match kept {
+            Some(c) if c.uid_validity == uid_validity => Ok(c),
+            kept => {
+                if let Some(old) = kept {
+                    warn!(
+                        instance = %self.instance, mailbox = %self.mailbox,
+                        old = old.uid_validity, new = uid_validity,
+                        "the mailbox's UIDVALIDITY changed (it was recreated or restored): reading \
+                         every unmarked mail again; Message-IDs keep the records free of duplicates"
+                    );
+                }
+                let fresh = Cursor {
+                    uid_validity,
+                    last_uid: 0,
+                };
+                self.keep(sink, fresh).await?;
+                Ok(fresh)
+            }
+        }
+    }
+
+    async fn keep(&self, sink: &InboundSink, cursor: Cursor) -> Result<(), ReadError> {
+        sink.set_state(&format!("imap:{}", self.mailbox), &cursor.to_string())
+            .await
+            .map_err(|e| ReadError::Gateway(e.to_string()))
+    }
+
+    /// Hands every unmarked mail after the cursor to the gateway, oldest first, marks what it
+    /// committed, and moves the cursor past it.
     async fn catch_up(
         &self,
         session: &mut ImapSession,
         sink: &InboundSink,
-        uid_validity: u32,
+        cursor: &mut Cursor,
     ) -> Result<(), ReadError> {
+        let uid_validity = cursor.uid_validity;
         let mut uids: Vec<u32> = within(
             "SEARCH",
             COMMAND_TIMEOUT,
-            session.uid_search(format!("UNKEYWORD {HANDLED_KEYWORD}")),
+            session.uid_search(cursor.search()),
         )
         .await??
         .into_iter()
+        // `UID n:*` also names the newest mail when its UID is below n.
+        .filter(|uid| *uid > cursor.last_uid)
         .collect();
         uids.sort_unstable();
         for chunk in uids.chunks(CHUNK) {
@@ -303,9 +345,47 @@ impl Reader {
                     ReadError::Server(format!("moving handled mail to {folder}: {e}"))
                 })?;
             }
+            // Every UID of the chunk is recorded or a report by now.
+            if let Some(&last) = chunk.last() {
+                cursor.last_uid = last;
+                self.keep(sink, *cursor).await?;
+            }
             debug!(instance = %self.instance, count = done.len(), "mails recorded and marked");
         }
         Ok(())
+    }
+}
+
+/// Where a mailbox's reading resumes, kept in the records store: the mailbox's UIDVALIDITY and
+/// the last UID the gateway committed under it (`"UIDVALIDITY:UID"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub uid_validity: u32,
+    pub last_uid: u32,
+}
+
+impl Cursor {
+    fn parse(kept: &str) -> Option<Self> {
+        let (validity, uid) = kept.split_once(':')?;
+        Some(Self {
+            uid_validity: validity.parse().ok()?,
+            last_uid: uid.parse().ok()?,
+        })
+    }
+
+    /// The SEARCH for mail still to read: after the cursor, and not marked handled (a mail
+    /// marked by an earlier run whose cursor did not move is not read twice).
+    fn search(&self) -> String {
+        format!(
+            "UID {}:* UNKEYWORD {HANDLED_KEYWORD}",
+            self.last_uid.saturating_add(1)
+        )
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid_validity, self.last_uid)
     }
 }
 
@@ -326,4 +406,31 @@ fn uid_set(uids: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn cursors_round_trip_and_search_after_the_last_uid() {
+        let c = Cursor {
+            uid_validity: 1_700_000_000,
+            last_uid: 41,
+        };
+        assert_eq!(c.to_string(), "1700000000:41");
+        assert_eq!(Cursor::parse("1700000000:41"), Some(c));
+        assert_eq!(c.search(), "UID 42:* UNKEYWORD $Casebridge");
+        for broken in ["", "12", "x:1", "1:y", "1:2:3"] {
+            assert_eq!(Cursor::parse(broken), None, "{broken}");
+        }
+        let end = Cursor {
+            uid_validity: 1,
+            last_uid: u32::MAX,
+        };
+        assert_eq!(
+            end.search(),
+            format!("UID {}:* UNKEYWORD $Casebridge", u32::MAX)
+        );
+    }
 }

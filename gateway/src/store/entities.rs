@@ -98,6 +98,27 @@ pub mod invitation {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A value a bridge instance keeps between runs.
+pub mod bridge_state {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bridge_state")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: String,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// A redaction or media deletion a purge still owes the homeserver (one of `event_id` or
 /// `mxc_uri`), kept until it is done.
 pub mod purge_followup {

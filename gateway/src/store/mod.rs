@@ -27,9 +27,47 @@ use sea_orm_migration::MigratorTrait;
 use crate::policy::{self, Policies, TeamNotice};
 
 pub use self::entities::{
-    attachment, case, identity, invitation, mark, message, original, purge_followup, queue_item,
-    transaction,
+    attachment, bridge_state, case, identity, invitation, mark, message, original, purge_followup,
+    queue_item, transaction,
 };
+
+#[async_trait::async_trait]
+impl casebridge_bridges::BridgeState for Store {
+    async fn get(
+        &self,
+        instance: &str,
+        key: &str,
+    ) -> Result<Option<String>, casebridge_bridges::SubmitError> {
+        bridge_state::Entity::find_by_id((instance.to_owned(), key.to_owned()))
+            .one(self.connection())
+            .await
+            .map(|row| row.map(|r| r.value))
+            .map_err(|e| casebridge_bridges::SubmitError(format!("records store: {e}")))
+    }
+
+    async fn set(
+        &self,
+        instance: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), casebridge_bridges::SubmitError> {
+        bridge_state::Entity::insert(bridge_state::ActiveModel {
+            instance: Set(instance.to_owned()),
+            key: Set(key.to_owned()),
+            value: Set(value.to_owned()),
+            updated_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::columns([bridge_state::Column::Instance, bridge_state::Column::Key])
+                .update_columns([bridge_state::Column::Value, bridge_state::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(self.connection())
+        .await
+        .map(|_| ())
+        .map_err(|e| casebridge_bridges::SubmitError(format!("records store: {e}")))
+    }
+}
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use casebridge_tests::mail::{MailServer, CLIENT, OFFICE};
+use casebridge_tests::{
+    eventually,
+    mail::{MailServer, CLIENT, OFFICE},
+};
 use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::{Db, Stack};
@@ -409,6 +412,41 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
         .filter(|m| m.direction == "inbound")
         .count();
     assert_eq!(inbound, 101);
+
+    // The mailbox is restored with a new UIDVALIDITY: the reader notices on reconnecting,
+    // reads nothing twice (the mails are marked), and its cursor follows the new mailbox.
+    mail.set_uid_validity(OFFICE.0, 12345).await;
+    mail.stop_imap().await;
+    mail.start_imap().await;
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail("r101@client.test", "Efter", "mail 101", ""),
+    )
+    .await;
+    let messages = stack
+        .ghost_messages(&room, 102, Duration::from_secs(60))
+        .await;
+    assert_eq!(messages[101]["content"]["body"], "Efter\n\nmail 101");
+    let cursor = eventually(Duration::from_secs(10), "the cursor", || async {
+        use casebridge_bridges::BridgeState;
+        let kept = gateway.store().get("mail", "imap:INBOX").await.unwrap();
+        (kept.as_deref() == Some("12345:102")).then_some(kept)
+    })
+    .await;
+    assert_eq!(cursor.as_deref(), Some("12345:102"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack
+            .worker
+            .messages(&room)
+            .await
+            .iter()
+            .filter(|e| e["sender"].as_str().is_some_and(|s| s.starts_with("@_cb_")))
+            .count(),
+        102,
+        "nothing read twice"
+    );
     gateway.shutdown().await;
 }
 

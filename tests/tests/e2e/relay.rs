@@ -155,6 +155,20 @@ async fn round_trip(db: Db) {
         "{messages:#?}"
     );
     assert_eq!(messages[2].sender.as_deref(), Some("@anna:localhost"));
+
+    // What bridges keep between runs (an IMAP cursor), replaced in place, on either store.
+    {
+        use casebridge_bridges::BridgeState;
+        let store = gateway.store();
+        assert_eq!(store.get("loop", "imap:INBOX").await.unwrap(), None);
+        store.set("loop", "imap:INBOX", "7:1").await.unwrap();
+        store.set("loop", "imap:INBOX", "7:2").await.unwrap();
+        store.set("other", "imap:INBOX", "9:9").await.unwrap();
+        assert_eq!(
+            store.get("loop", "imap:INBOX").await.unwrap().as_deref(),
+            Some("7:2")
+        );
+    }
     gateway.shutdown().await;
 }
 
