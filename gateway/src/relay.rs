@@ -91,6 +91,8 @@ const PARALLEL_ROOMS: usize = 8;
 const STORE_PAUSE: Duration = Duration::from_secs(1);
 /// The longest a worker sleeps with nothing to do (it is woken for new work).
 const IDLE: Duration = Duration::from_secs(60);
+/// Failed attempts at delivering a reply before the case team is told it is delayed.
+const DELAYED_NOTICE_AFTER: i32 = 5;
 /// Attempts after which a request the homeserver refuses for good is given up (the record
 /// keeps the message, marked failed).
 const MAX_PERMANENT_ATTEMPTS: i32 = 5;
@@ -769,18 +771,29 @@ impl Core {
         instance: &str,
         running: &RunningBridge,
     ) -> Result<bool, Duration> {
-        let items = match self.store.due(target::BRIDGE, instance, BATCH).await {
+        // The head of the queue, by case: a reply never overtakes an earlier one of its case
+        // that waits for a retry; other cases go on.
+        let items = match self.store.head(target::BRIDGE, instance, BATCH).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the bridge queue");
                 return Err(Duration::from_secs(1));
             }
         };
-        if items.is_empty() {
-            return Ok(false);
+        let (groups, next_due) = due_groups(items);
+        if groups.is_empty() {
+            return match next_due {
+                Some(wait) => Err(wait.max(Duration::from_millis(10))),
+                None => Ok(false),
+            };
         }
         let channel = running.capabilities.channel;
-        for item in items {
+        let mut retry_in: Option<Duration> = None;
+        let mut failed_cases = std::collections::HashSet::new();
+        for item in groups.into_iter().flatten() {
+            if failed_cases.contains(&item.case_id) {
+                continue;
+            }
             let outbound = match self.outbound_message(&item).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -828,8 +841,25 @@ impl Core {
                         .unwrap_or_else(|| self.backoff(item.attempts));
                     warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "channel delivery failed");
                     let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
-                    let _ = self.store.retry_later(&item, &e.to_string(), at).await;
-                    return Err(pause);
+                    // A reply that keeps failing (the channel is down, or refuses the office's
+                    // credentials) is news for the team, once: they may want to call instead.
+                    let notice = (item.attempts + 1 == DELAYED_NOTICE_AFTER).then(|| {
+                        format!(
+                            "Delivery to the client ({}) is delayed: {e}. casebridge keeps \
+                             trying and nothing is lost; the replies after it wait their turn.",
+                            running.capabilities.label
+                        )
+                    });
+                    let _ = self
+                        .store
+                        .retry_later_telling(&item, &e.to_string(), at, notice.as_deref())
+                        .await;
+                    if notice.is_some() {
+                        self.matrix_wake.notify_one();
+                    }
+                    failed_cases.insert(item.case_id);
+                    retry_in = Some(retry_in.map_or(pause, |r| r.min(pause)));
+                    continue;
                 }
             };
             if let Err(e) = stored {
@@ -837,7 +867,10 @@ impl Core {
                 return Err(Duration::from_secs(1));
             }
         }
-        Ok(true)
+        match retry_in {
+            Some(pause) => Err(pause),
+            None => Ok(true),
+        }
     }
 
     async fn outbound_message(

@@ -935,13 +935,29 @@ impl Store {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.retry_later_telling(item, error, at, None).await
+    }
+
+    /// [`Store::retry_later`], and tells the case team `notice` in the same transaction.
+    pub async fn retry_later_telling(
+        &self,
+        item: &queue_item::Model,
+        error: &str,
+        at: DateTime<Utc>,
+        notice: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
         queue_item::Entity::update_many()
             .col_expr(queue_item::Column::Attempts, Expr::value(item.attempts + 1))
             .col_expr(queue_item::Column::NextAttemptAt, Expr::value(at))
             .col_expr(queue_item::Column::LastError, Expr::value(error))
             .filter(queue_item::Column::Id.eq(item.id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if let Some(notice) = notice {
+            Self::record_notice(&txn, item.case_id, notice).await?;
+        }
+        txn.commit().await?;
         Ok(())
     }
 

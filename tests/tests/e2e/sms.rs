@@ -255,6 +255,12 @@ async fn provider_down_for_60_seconds() {
         elks.sent().is_empty(),
         "nothing gets through while 46elks is down"
     );
+    // The team hears of it once, not once per attempt or per reply.
+    stack
+        .wait_for_notice(&room, "the delay notice", |n| {
+            n.starts_with("Delivery to the client (SMS) is delayed: 46elks answered 503")
+        })
+        .await;
     let sent = eventually(
         Duration::from_secs(90),
         "every reply after the outage",
@@ -267,6 +273,12 @@ async fn provider_down_for_60_seconds() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let messages: Vec<String> = elks.sent().iter().map(|f| f["message"].clone()).collect();
     assert_eq!(messages, replies, "each reply once, in order");
+    let notices = stack.notices(&room).await;
+    let delayed = notices
+        .iter()
+        .filter(|n| n.starts_with("Delivery to the client (SMS) is delayed"))
+        .count();
+    assert_eq!(delayed, 1, "{notices:#?}");
     assert_eq!(sent.len(), replies.len());
     gateway.shutdown().await;
 }
