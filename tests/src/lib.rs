@@ -35,6 +35,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` different TCP ports that were free a moment ago on 127.0.0.1 (held together while they
+/// are picked, so no two are the same).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

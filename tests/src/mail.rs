@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 
-use crate::{free_port, repo_root};
+use crate::{free_ports, repo_root};
 
 /// The office's mailbox on the test bed.
 pub const OFFICE: (&str, &str) = ("office@office.test", "office-password");
@@ -34,25 +34,16 @@ impl MailServer {
             .prefix("cb-mail-")
             .tempdir()
             .unwrap();
+        let [imap, smtp, lmtp, imaps, smtps, submission, auth] = free_ports();
         let server = Self {
-            imap_port: free_port(),
-            smtp_port: free_port(),
-            imaps_port: free_port(),
-            smtps_port: free_port(),
-            submission_port: free_port(),
+            imap_port: imap,
+            smtp_port: smtp,
+            imaps_port: imaps,
+            smtps_port: smtps,
+            submission_port: submission,
             dir,
         };
-        let lmtp = free_port();
-        let ports = [
-            server.imap_port,
-            server.smtp_port,
-            lmtp,
-            server.imaps_port,
-            server.smtps_port,
-            server.submission_port,
-            free_port(),
-        ]
-        .map(|p| p.to_string());
+        let ports = [imap, smtp, lmtp, imaps, smtps, submission, auth].map(|p| p.to_string());
         let mut args = vec!["start"];
         args.extend(ports.iter().map(String::as_str));
         server.script(&args).await;

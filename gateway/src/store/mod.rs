@@ -13,7 +13,7 @@ use std::{
 };
 
 use casebridge_bridges::{Accepted, InboundMessage};
-use casebridge_policies::inbound::{Incoming, ReplyKind};
+use casebridge_policies::inbound::Incoming;
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
@@ -1489,11 +1489,9 @@ async fn apply_policies<C: ConnectionTrait>(
                     .await?;
             }
         }
-        // A blocked client's neutral answer is recorded, not announced.
+        // Every automatic reply is shown, so the team knows what the client was told; a
+        // blocked client's (at most once a day) without their message, which stays unshown.
         if let (true, Some(reply)) = (replied, &decision.reply) {
-            if reply.kind == ReplyKind::Blocked {
-                continue;
-            }
             Store::record_notice(
                 conn,
                 case.id,

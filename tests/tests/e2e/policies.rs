@@ -451,6 +451,17 @@ alert_room = "{alert_room}"
         "{}",
         out[2].body
     );
+    // The team sees what the client was told, never what the client wrote.
+    let told = stack
+        .wait_for_notice(&noon_room, "the neutral answer's notice", |n| {
+            n.starts_with("Automatic reply sent to the client (Loopback, blocked client)")
+        })
+        .await;
+    assert!(
+        told.contains("Ditt meddelande har tagits emot och registrerats.")
+            && !told.contains("Svara mig nu!"),
+        "{told}"
+    );
     let case =
         casebridge_gateway::store::Store::case_by_room(gateway.store().connection(), &noon_room)
             .await
