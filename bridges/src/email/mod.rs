@@ -423,10 +423,10 @@ mod tests {
 
     use super::{message_id, subject};
 
-    #[test]
-    fn subjects_keep_one_re_and_one_case_number() {
-        let mut m = OutboundMessage {
-            record_id: 1,
+    /// A plain reply of record `record_id` in case 2026-000042.
+    fn reply(record_id: i64) -> OutboundMessage {
+        OutboundMessage {
+            record_id,
             case_number: "2026-000042".into(),
             to: RemoteAddress::new("a@client.test"),
             body: String::new(),
@@ -435,7 +435,12 @@ mod tests {
             automatic: false,
             conversation: Conversation::default(),
             attachments: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn subjects_keep_one_re_and_one_case_number() {
+        let mut m = reply(1);
         assert_eq!(
             subject(&m, Some("Mottagningen")),
             "Mottagningen [2026-000042]"
@@ -446,17 +451,7 @@ mod tests {
 
     #[test]
     fn a_message_id_names_no_case() {
-        let m = OutboundMessage {
-            record_id: 7,
-            case_number: "2026-000042".into(),
-            to: RemoteAddress::new("a@client.test"),
-            body: String::new(),
-            html: None,
-            discreet: None,
-            automatic: false,
-            conversation: Conversation::default(),
-            attachments: Vec::new(),
-        };
+        let m = reply(7);
         let id = message_id(&m, "office.test");
         assert!(
             id.starts_with("cb.7.") && id.ends_with("@office.test"),

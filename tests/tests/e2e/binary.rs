@@ -5,7 +5,22 @@ use std::{process::Stdio, time::Duration};
 use casebridge_tests::{eventually, free_port, GatewaySetup, Spool, Synapse, AS_TOKEN};
 use serde_json::{json, Value};
 
-pub(crate) fn casebridge_binary() -> std::path::PathBuf {
+/// Runs the shipped `casebridge` with `config` and `args`: success, stdout, stderr.
+pub(crate) fn casebridge_cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(casebridge_binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn casebridge_binary() -> std::path::PathBuf {
     // target/debug/deps/e2e-HASH -> target/debug/casebridge
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("casebridge");
@@ -164,19 +179,7 @@ async fn retention_purge_redacts_rooms_and_keeps_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("casebridge.toml");
     std::fs::write(&config, stack.setup.toml()).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(casebridge_binary())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| casebridge_cli(&config, args);
     let (ok, out, err) = run(&["records", "purge", "--dry-run"]);
     assert!(ok, "{err}");
     let year = chrono::Utc::now().format("%Y");

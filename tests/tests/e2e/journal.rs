@@ -11,7 +11,7 @@ use casebridge_tests::{
 };
 use scraper::{Html, Selector};
 
-use crate::{binary::casebridge_binary, Db, Stack};
+use crate::{binary::casebridge_cli, Db, Stack};
 
 const SMS_OFFICE: &str = "+46766860000";
 const SECRET: &str = "elks-webhook-secret";
@@ -179,15 +179,9 @@ api_password = "{API_PASSWORD}"
     let config = dir.path().join("casebridge.toml");
     std::fs::write(&config, stack.setup.toml()).unwrap();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(casebridge_binary())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "casebridge {args:?}: {stderr}");
-        String::from_utf8(out.stdout).unwrap()
+        let (ok, out, err) = casebridge_cli(&config, args);
+        assert!(ok, "casebridge {args:?}: {err}");
+        out
     };
     let html = run(&[
         "records",
