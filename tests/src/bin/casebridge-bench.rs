@@ -526,11 +526,21 @@ async fn smtp_burst(port: u16, to: &'static str, n: usize, senders: usize, tag: 
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Client messages in `state` (`received`, `relayed`) in the whole store.
+async fn inbound_in_state(store: &casebridge_gateway::store::Store, state: &str) -> usize {
+    use casebridge_gateway::store::message;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    message::Entity::find()
+        .filter(message::Column::Direction.eq("inbound"))
+        .filter(message::Column::State.eq(state))
+        .count(store.connection())
+        .await
+        .unwrap() as usize
+}
+
 /// Part 4: mail, through real Dovecot, Postfix and Synapse.
 async fn email(n: usize, senders: usize) {
-    use casebridge_gateway::store::message;
     use casebridge_tests::mail::{MailServer, OFFICE};
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
     let mail = MailServer::start().await;
     // Postfix alone: SMTP submissions to a mailbox nobody reads.
@@ -546,17 +556,7 @@ async fn email(n: usize, senders: usize) {
         .await
         .unwrap();
     let store = gateway.store().clone();
-    let count = |state: &'static str| {
-        let store = store.clone();
-        async move {
-            message::Entity::find()
-                .filter(message::Column::Direction.eq("inbound"))
-                .filter(message::Column::State.eq(state))
-                .count(store.connection())
-                .await
-                .unwrap() as usize
-        }
-    };
+    let count = |state: &'static str| inbound_in_state(&store, state);
     // Warm up: one mail per sender, so that the cases and rooms exist.
     smtp_burst(mail.smtp_port, OFFICE.0, senders, senders, "w").await;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -651,9 +651,7 @@ async fn email(n: usize, senders: usize) {
 
 /// Part 5: Telegram updates into case rooms, from the Bot API double through a real Synapse.
 async fn telegram(n: usize, chats: usize) {
-    use casebridge_gateway::store::message;
     use casebridge_tests::telegram::{TelegramDouble, TOKEN};
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
     println!("telegram ({n} updates from {chats} chats; Bot API double, Synapse on this machine):");
     for mode in ["polling", "webhook"] {
@@ -680,17 +678,7 @@ async fn telegram(n: usize, chats: usize) {
             .await
             .unwrap();
         let store = gateway.store().clone();
-        let relayed = || {
-            let store = store.clone();
-            async move {
-                message::Entity::find()
-                    .filter(message::Column::Direction.eq("inbound"))
-                    .filter(message::Column::State.eq("relayed"))
-                    .count(store.connection())
-                    .await
-                    .unwrap() as usize
-            }
-        };
+        let relayed = || inbound_in_state(&store, "relayed");
         // Warm up: one message per chat, so that cases and rooms exist.
         for c in 0..chats {
             double.client_writes(1000 + c as i64, "Klient", "k", "hej");

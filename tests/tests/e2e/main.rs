@@ -18,6 +18,25 @@ use casebridge_tests::{
     Worker,
 };
 
+/// Records in every case of `gateway`'s store that `pick` accepts.
+pub async fn count_records(
+    gateway: &Gateway,
+    pick: impl Fn(&casebridge_gateway::store::message::Model) -> bool,
+) -> usize {
+    let store = gateway.store();
+    let mut n = 0;
+    for case in store.cases().await.unwrap() {
+        n += store
+            .messages(case.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| pick(m))
+            .count();
+    }
+    n
+}
+
 /// Which records store a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Db {

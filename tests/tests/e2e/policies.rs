@@ -54,18 +54,7 @@ async fn highlights(worker: &Worker, room: &str) -> Vec<Value> {
 }
 
 async fn kinds(gateway: &casebridge_gateway::Gateway, kind: &str) -> usize {
-    let mut n = 0;
-    for case in gateway.store().cases().await.unwrap() {
-        n += gateway
-            .store()
-            .messages(case.id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|m| m.kind.as_deref() == Some(kind))
-            .count();
-    }
-    n
+    crate::count_records(gateway, |m| m.kind.as_deref() == Some(kind)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

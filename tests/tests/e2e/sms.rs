@@ -39,18 +39,7 @@ api_password = "{API_PASSWORD}"
 
 /// Client messages recorded in every case.
 async fn inbound_records(gateway: &casebridge_gateway::Gateway) -> usize {
-    let store = gateway.store();
-    let mut n = 0;
-    for case in store.cases().await.unwrap() {
-        n += store
-            .messages(case.id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|m| m.direction == "inbound")
-            .count();
-    }
-    n
+    crate::count_records(gateway, |m| m.direction == "inbound").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
