@@ -6,7 +6,7 @@
 use crate::outbound::escape_html as escape;
 use std::collections::BTreeSet;
 
-use phonenumber::{country, Mode};
+use phonenumber::{country, Mode, PhoneNumber};
 
 use crate::outbound::{strip_reply_fallback, OutboundText};
 
@@ -178,13 +178,13 @@ impl Privacy {
         out
     }
 
-    /// Phone numbers and addresses in `text` that are not on the office's list.
+    /// Phone numbers and addresses in `text` that are not on the office's list. Fails closed:
+    /// seven or more digits written together hold the reply unless they are the office's
+    /// numbers, case numbers, dates or opening hours, whether or not they make a valid number.
     pub fn off_the_list(&self, text: &str) -> Vec<String> {
         let mut found = Vec::new();
-        for (written, e164) in numbers_in(text, self.region) {
-            if !self.allowed_numbers.contains(&e164) {
-                found.push(written);
-            }
+        for run in runs(text) {
+            self.unexplained(&run, &mut found);
         }
         for address in addresses_in(text) {
             let lower = address.to_lowercase();
@@ -199,64 +199,397 @@ impl Privacy {
         }
         found
     }
-}
 
-/// Phone numbers written in `text`: (as written, E.164). A run of digits with the usual
-/// separators counts when the number library finds it a valid number.
-pub fn numbers_in(text: &str, region: country::Id) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let (start, c) = chars[i];
-        let starts = c == '+'
-            || c.is_ascii_digit()
-            || (c == '(' && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit()));
-        // A number starts a word: not inside a case number or a longer token.
-        let boundary = i == 0 || !chars[i - 1].1.is_alphanumeric() && chars[i - 1].1 != '-';
-        if !starts || !boundary {
-            i += 1;
-            continue;
-        }
-        let mut j = i;
-        while j < chars.len()
-            && (chars[j].1.is_ascii_digit() || " +-().\u{a0}/".contains(chars[j].1))
-        {
-            j += 1;
-        }
-        let end = if j < chars.len() {
-            chars[j].0
-        } else {
-            text.len()
-        };
-        let written = text[start..end]
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .to_owned();
-        let digits = written.chars().filter(char::is_ascii_digit).count();
-        let followed_by_word = text[start + written.len()..]
-            .chars()
-            .next()
-            .is_some_and(char::is_alphanumeric);
-        if (7..=15).contains(&digits) && !followed_by_word && !is_case_or_date(&written) {
-            if let Ok(n) = phonenumber::parse(Some(region), &written) {
-                if phonenumber::is_valid(&n) {
-                    out.push((written.clone(), n.format().mode(Mode::E164).to_string()));
+    /// Adds to `found` what of `run` is neither the office's number nor harmless. Every digit
+    /// not taken up by something harmless counts: an office number next to a private one
+    /// (`08-123 456 78 / 073-861 22 49`) leaves the private one standing.
+    fn unexplained(&self, run: &Run, found: &mut Vec<String>) {
+        let count = run.groups.len();
+        let mut explained = vec![false; count];
+        let mut i = 0;
+        while i < count {
+            match (i..count).rev().find(|&j| self.harmless(run, i, j)) {
+                Some(j) => {
+                    explained[i..=j].fill(true);
+                    i = j + 1;
                 }
+                None => i += 1,
             }
         }
-        i = j.max(i + 1);
+        let mut i = 0;
+        while i < count {
+            if explained[i] {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j + 1 < count && !explained[j + 1] {
+                j += 1;
+            }
+            if run.digit_count(i, j) >= PRIVATE_DIGITS {
+                // Name the numbers the library knows, and any other seven digits as written.
+                let mut rest = i;
+                for (a, b, _) in valid_numbers(run, i, j + 1, self.region)
+                    .into_iter()
+                    .chain([(j + 1, j, String::new())])
+                {
+                    if a > rest && run.digit_count(rest, a - 1) >= PRIVATE_DIGITS {
+                        found.push(run.written(rest, a - 1).to_owned());
+                    }
+                    if a <= b {
+                        found.push(run.written(a, b).to_owned());
+                    }
+                    rest = b + 1;
+                }
+            }
+            i = j + 1;
+        }
     }
-    out
+
+    /// Whether groups `i..=j` of `run` may go to a client as they are: one of the office's
+    /// numbers however written, a case number, a date, opening hours.
+    fn harmless(&self, run: &Run, i: usize, j: usize) -> bool {
+        let digits = run.digit_count(i, j);
+        // Reading a number is slow; only a window that ends like an office number can be one.
+        let ends_like_ours = || {
+            let last = run.groups[j].ascii.as_deref().unwrap_or_default();
+            let last = &last[last.len().saturating_sub(2)..];
+            self.allowed_numbers.iter().any(|e164| e164.ends_with(last))
+        };
+        if (PRIVATE_DIGITS..=MAX_DIGITS).contains(&digits)
+            && ends_like_ours()
+            && run
+                .read(i, j, self.region)
+                .is_some_and(|(_, e164)| self.allowed_numbers.contains(&e164))
+        {
+            return true;
+        }
+        j <= i + 3
+            && !run.after_country_code(i)
+            && (run.is_case_number(i, j) || run.is_date(i, j) || run.is_time_range(i, j))
+    }
 }
 
-/// `2026-000123`, `2026-11-23`: case numbers and dates, never phone numbers.
-fn is_case_or_date(written: &str) -> bool {
-    let parts: Vec<&str> = written.split('-').collect();
-    parts.len() >= 2
-        && parts[0].len() == 4
-        && parts
+/// Phone numbers written in `text` that the number library finds valid: (as written, E.164).
+/// Numbers written side by side (`073-861 22 49 / 070-111 22 33`) are read one by one, and what
+/// follows a number (`(17-19)`) is not read into it.
+pub fn numbers_in(text: &str, region: country::Id) -> Vec<(String, String)> {
+    runs(text)
+        .iter()
+        .flat_map(|run| {
+            valid_numbers(run, 0, run.groups.len(), region)
+                .into_iter()
+                .map(|(i, j, e164)| (run.written(i, j).to_owned(), e164))
+        })
+        .collect()
+}
+
+/// The fewest digits that make a reply wait: fewer are times, amounts, street numbers.
+const PRIVATE_DIGITS: usize = 7;
+
+/// The most digits a number can be written with: 15 (E.164) after `00` and a `(0)`.
+const MAX_DIGITS: usize = 18;
+
+/// Digits written together.
+struct Group {
+    start: usize,
+    end: usize,
+    /// `None` when a digit has no ASCII form we know: such a group matches nothing allowed.
+    ascii: Option<String>,
+    len: usize,
+}
+
+/// Digit groups with nothing but [`joins`] characters between them: one number as written, or
+/// several side by side, or a number with a time, a case number or a date next to it.
+struct Run<'t> {
+    text: &'t str,
+    /// Where the run starts, with the joiners before its first digit (`+`, `(`).
+    start: usize,
+    groups: Vec<Group>,
+}
+
+impl Run<'_> {
+    /// What stands between group `k - 1` and group `k`.
+    fn gap(&self, k: usize) -> &str {
+        &self.text[self.groups[k - 1].end..self.groups[k].start]
+    }
+
+    fn digit_count(&self, i: usize, j: usize) -> usize {
+        self.groups[i..=j].iter().map(|g| g.len).sum()
+    }
+
+    fn ascii(&self, k: usize) -> Option<&str> {
+        self.groups[k].ascii.as_deref()
+    }
+
+    /// Groups `i..=j` as written, with a `+` or an opening bracket just before them.
+    fn written(&self, i: usize, j: usize) -> &str {
+        let end = self.groups[j].end;
+        let mut start = self.groups[i].start;
+        let before = &self.text[self.start..start];
+        if let Some(plus) = before.strip_suffix(['+', '\u{ff0b}']) {
+            start = self.start + plus.len();
+        }
+        let before = &self.text[self.start..start];
+        let inside = &self.text[start..end];
+        if inside.matches(')').count() > inside.matches('(').count() {
+            if let Some(open) = before.strip_suffix('(') {
+                start = self.start + open.len();
+            }
+        }
+        &self.text[start..end]
+    }
+
+    /// Groups `i..=j` read as one phone number, only when every digit written is part of it
+    /// (the library would read `08-123 456 78 12` as the office's number and drop the rest).
+    fn read(&self, i: usize, j: usize, region: country::Id) -> Option<(PhoneNumber, String)> {
+        let digits: String = (i..=j).map(|k| self.ascii(k)).collect::<Option<_>>()?;
+        let plus = self.text[self.start..self.groups[i].start].ends_with(['+', '\u{ff0b}']);
+        let n = phonenumber::parse(
+            Some(region),
+            if plus {
+                format!("+{digits}")
+            } else {
+                digits.clone()
+            },
+        )
+        .ok()?;
+        if n.extension().is_some() {
+            return None;
+        }
+        let e164 = n.format().mode(Mode::E164).to_string();
+        let code = n.code().value().to_string();
+        let national = e164.strip_prefix('+')?.strip_prefix(code.as_str())?;
+        let prefix = digits.strip_suffix(national)?;
+        let whole = ["", "0"].contains(&prefix)
+            || [
+                code.clone(),
+                format!("{code}0"),
+                format!("00{code}"),
+                format!("00{code}0"),
+            ]
             .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            .any(|p| p == prefix);
+        whole.then_some((n, e164))
+    }
+
+    /// Whether groups `i..=j` stand apart from their neighbours: a date glued to more digits by
+    /// its own separator (`070-2026-11-24`) is part of something else.
+    fn stands_alone(&self, i: usize, j: usize, inner: &[char]) -> bool {
+        let apart = |gap: &str| {
+            let mut chars = gap.chars();
+            !matches!((chars.next(), chars.next()), (Some(c), None) if inner.contains(&c))
+        };
+        (i == 0 || apart(self.gap(i))) && (j + 1 == self.groups.len() || apart(self.gap(j + 1)))
+    }
+
+    /// Whether a country code comes before group `i`: after `+46 ` or `0046 `, digits that look
+    /// like a date or a case number are the rest of a phone number.
+    fn after_country_code(&self, i: usize) -> bool {
+        self.text[self.start..self.groups[i].start].contains(['+', '\u{ff0b}'])
+            || (0..i).any(|k| {
+                self.groups[k].len <= 5 && self.ascii(k).is_some_and(|d| d.starts_with("00"))
+            })
+    }
+
+    /// `2026-000123`: a case number.
+    fn is_case_number(&self, i: usize, j: usize) -> bool {
+        if j != i + 1 {
+            return false;
+        }
+        let Some(dash) = single(self.gap(j)) else {
+            return false;
+        };
+        is_dash(dash)
+            && self.ascii(i).is_some_and(is_year)
+            && self.ascii(j).is_some_and(|d| d.len() == 6)
+            && self.stands_alone(i, j, &[dash])
+    }
+
+    /// `2026-11-24`, `24.11.2026`, `24/11/2026`: a date that exists.
+    fn is_date(&self, i: usize, j: usize) -> bool {
+        if j != i + 2 {
+            return false;
+        }
+        let (Some(sep), Some(second)) = (single(self.gap(i + 1)), single(self.gap(j))) else {
+            return false;
+        };
+        let [Some(a), Some(b), Some(c)] = [i, i + 1, j].map(|k| self.ascii(k)) else {
+            return false;
+        };
+        let number = |d: &str| d.parse::<u32>().ok();
+        let date = if is_year(a) && b.len() == 2 && c.len() == 2 {
+            (a, b, c)
+        } else if is_year(c) && a.len() <= 2 && b.len() <= 2 {
+            (c, b, a)
+        } else {
+            return false;
+        };
+        sep == second
+            && (is_dash(sep) || "./".contains(sep))
+            && matches!(
+                (number(date.0), number(date.1), number(date.2)),
+                (Some(y), Some(m), Some(d)) if chrono::NaiveDate::from_ymd_opt(y as i32, m, d).is_some()
+            )
+            && self.stands_alone(i, j, &[sep])
+    }
+
+    /// `08.00-16.30`, `8.00 – 12.00`: opening hours.
+    fn is_time_range(&self, i: usize, j: usize) -> bool {
+        if j != i + 3 || self.gap(i + 1) != "." || self.gap(j) != "." {
+            return false;
+        }
+        let Some(dash) = single(self.gap(i + 2).trim()).filter(|c| is_dash(*c)) else {
+            return false;
+        };
+        let time = |h: Option<&str>, m: Option<&str>| {
+            let hour = h
+                .filter(|h| h.len() <= 2)
+                .and_then(|h| h.parse::<u32>().ok());
+            let minute = m
+                .filter(|m| m.len() == 2)
+                .and_then(|m| m.parse::<u32>().ok());
+            matches!((hour, minute), (Some(h), Some(m)) if h <= 24 && m <= 59)
+        };
+        time(self.ascii(i), self.ascii(i + 1))
+            && time(self.ascii(i + 2), self.ascii(j))
+            && self.stands_alone(i, j, &['.', dash])
+    }
+}
+
+/// The one character of `text`, if it has exactly one.
+fn single(text: &str) -> Option<char> {
+    let mut chars = text.chars();
+    chars.next().filter(|_| chars.next().is_none())
+}
+
+fn is_year(digits: &str) -> bool {
+    digits.len() == 4 && (digits.starts_with("19") || digits.starts_with("20"))
+}
+
+/// Every run of digits in `text`.
+fn runs(text: &str) -> Vec<Run<'_>> {
+    let mut runs = Vec::new();
+    let mut current: Option<Run> = None;
+    // Whether only joiners came since the last group.
+    let mut joined = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if !c.is_numeric() {
+            joined &= joins(c);
+            continue;
+        }
+        let mut group = Group {
+            start: at,
+            end: at,
+            ascii: Some(String::new()),
+            len: 0,
+        };
+        let mut next = Some((at, c));
+        while let Some((k, d)) = next {
+            group.len += 1;
+            group.end = k + d.len_utf8();
+            match (ascii_digit(d), group.ascii.as_mut()) {
+                (Some(d), Some(ascii)) => ascii.push(d),
+                _ => group.ascii = None,
+            }
+            next = chars.next_if(|(_, d)| d.is_numeric());
+        }
+        match current.as_mut() {
+            Some(run) if joined => run.groups.push(group),
+            _ => {
+                runs.extend(current.take());
+                let start = text[..at]
+                    .char_indices()
+                    .rev()
+                    .take_while(|(_, c)| joins(*c))
+                    .last()
+                    .map_or(at, |(k, _)| k);
+                current = Some(Run {
+                    text,
+                    start,
+                    groups: vec![group],
+                });
+            }
+        }
+        joined = true;
+    }
+    runs.extend(current);
+    runs
+}
+
+/// What may stand between the digits of one number as people write it: any space but a line
+/// break, any dash, brackets, dots, slashes, `+`, and what markup or a paste leaves inside a
+/// number (`**`, soft hyphens, zero-width spaces). A line break ends a run: lists of times or
+/// amounts are written one a line.
+fn joins(c: char) -> bool {
+    (c.is_whitespace() && !matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+        || is_dash(c)
+        || "()[]{}\u{ff08}\u{ff09}\u{ff3b}\u{ff3d}.\u{b7}\u{2024}\u{ff0e}/\\\u{2044}\u{2215}\u{ff0f}+\u{ff0b}*_~`".contains(c)
+        || matches!(c, '\u{ad}' | '\u{180e}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+}
+
+/// Unicode's dashes (general category Pd) and the minus sign.
+fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '\u{58a}' | '\u{5be}' | '\u{1400}' | '\u{1806}' | '\u{2010}'
+            ..='\u{2015}'
+                | '\u{2212}'
+                | '\u{2e17}'
+                | '\u{2e1a}'
+                | '\u{2e3a}'
+                | '\u{2e3b}'
+                | '\u{2e40}'
+                | '\u{2e5d}'
+                | '\u{301c}'
+                | '\u{3030}'
+                | '\u{30a0}'
+                | '\u{fe31}'
+                | '\u{fe32}'
+                | '\u{fe58}'
+                | '\u{fe63}'
+                | '\u{ff0d}'
+                | '\u{10ead}'
+    )
+}
+
+/// `c` as an ASCII digit: ASCII and full-width digits.
+fn ascii_digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{ff10}'..='\u{ff19}' => char::from_u32(c as u32 - 0xff10 + u32::from(b'0')),
+        _ => None,
+    }
+}
+
+/// Valid numbers among groups `from..to`, leftmost and longest first: (first group, last
+/// group, E.164).
+fn valid_numbers(
+    run: &Run,
+    from: usize,
+    to: usize,
+    region: country::Id,
+) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let mut i = from;
+    while i < to {
+        let found = (i..to)
+            .rev()
+            .filter(|&j| (PRIVATE_DIGITS..=MAX_DIGITS).contains(&run.digit_count(i, j)))
+            .find_map(|j| {
+                let (n, e164) = run.read(i, j, region)?;
+                phonenumber::is_valid(&n).then_some((j, e164))
+            });
+        match found {
+            Some((j, e164)) => {
+                out.push((i, j, e164));
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
 }
 
 /// Mail addresses written in `text`.
@@ -552,6 +885,239 @@ mod tests {
                     prop_assert!(!lower.contains(bad), "{} in {:?}", bad, payload);
                 }
             }
+        }
+    }
+
+    fn held(p: &Privacy, body: &str) -> Vec<String> {
+        match p.prepare(body, None, None) {
+            Outcome::Hold { found, .. } => found,
+            Outcome::Send(text) => panic!("sent: {:?}", text.body),
+        }
+    }
+
+    fn sent(p: &Privacy, body: &str) {
+        let out = p.prepare(body, None, None);
+        assert!(matches!(out, Outcome::Send(_)), "{body:?}: {out:?}");
+    }
+
+    /// Issue 12: the bracket after the number made the scan read "073-861 22 49 (17-19", which
+    /// is no valid number, and the reply went out.
+    #[test]
+    fn a_private_number_followed_by_brackets_is_held() {
+        let found = held(&privacy(), "Ring mig på 073-861 22 49 (17-19) i kväll");
+        assert_eq!(found, ["073-861 22 49"]);
+    }
+
+    /// Issue 12: two numbers with a slash between them read as one invalid number.
+    #[test]
+    fn two_private_numbers_with_a_slash_between_are_both_held() {
+        let found = held(&privacy(), "073-861 22 49 / 070-111 22 33");
+        assert_eq!(found, ["073-861 22 49", "070-111 22 33"]);
+    }
+
+    #[test]
+    fn the_office_number_next_to_a_private_one_lets_nothing_through() {
+        let p = privacy();
+        for body in [
+            "Ring 08-123 456 78 / 073-861 22 49",
+            "Ring 073-861 22 49 / 08-123 456 78",
+            "Ring 08-123 456 78 073-861 22 49",
+            "Ring 08-123 456 78 (073-861 22 49)",
+            "Ring 08-123 456 78, 073-861 22 49.",
+        ] {
+            assert_eq!(held(&p, body), ["073-861 22 49"], "{body}");
+        }
+    }
+
+    #[test]
+    fn the_office_number_passes_however_it_is_written() {
+        let p = privacy();
+        for number in [
+            "08-123 456 78",
+            "08-12345678",
+            "0812345678",
+            "(08) 123 456 78",
+            "08/123 456 78",
+            "08.123.456.78",
+            "08\u{2011}123\u{a0}456\u{a0}78",
+            "+46 8 123 456 78",
+            "+46 (0)8-123 456 78",
+            "+46812345678",
+            "0046 8 123 456 78",
+            "0046-8-123 456 78",
+        ] {
+            sent(
+                &p,
+                &format!("Ring oss på {number} (kl. 8-17) eller {number}."),
+            );
+        }
+    }
+
+    #[test]
+    fn short_numbers_times_amounts_dates_and_case_numbers_pass() {
+        let p = privacy();
+        for body in [
+            "Vi ses 17-19 i kväll (17-19).",
+            "Du får 1 500 kr, sedan 12 000 kr.",
+            "Storgatan 12, 123 45 Stad.",
+            "Kom kl. 10.30 eller 13.00.",
+            "Telefontid 08.00-16.30, fredag 8.00 – 12.00.",
+            "Mötet är 2026-11-24 kl. 10 eller 24.11.2026 eller 24/11/2026.",
+            "Stängt 2026-12-24–2027-01-06.",
+            "Ärende 2026-000042 (2026-000043).",
+            "Ring 112 eller 1177.",
+        ] {
+            sent(&p, body);
+        }
+    }
+
+    /// A case number is YYYY-NNNNNN with a plausible year: "0731-861224" is a mobile number.
+    #[test]
+    fn numbers_shaped_like_case_numbers_are_held() {
+        let p = privacy();
+        assert_eq!(held(&p, "Ring 0731-861224."), ["0731-861224"]);
+        assert_eq!(held(&p, "Ring 0046-70-1234567."), ["0046-70-1234567"]);
+    }
+
+    /// Seven digits the number library does not know are held all the same.
+    #[test]
+    fn any_run_of_seven_digits_is_held() {
+        let p = privacy();
+        assert_eq!(held(&p, "Koden är 123 45 67."), ["123 45 67"]);
+        assert_eq!(held(&p, "ring070 1234567nu"), ["070 1234567"]);
+    }
+
+    /// The channels a reply can leave on, as the worker's client hands the reply over: SMS and
+    /// Telegram send the plain body, e-mail the HTML as well. The privacy rules do not depend
+    /// on the channel; each goes through the same [`Privacy::prepare_with`].
+    #[derive(Debug, Clone, Copy)]
+    enum Channel {
+        Sms,
+        Telegram,
+        Email,
+    }
+
+    /// A Swedish number (never the office's) as a worker might write it.
+    fn written_number() -> impl Strategy<Value = String> {
+        let mobile = ("7[02369]", "[0-9]{7}").prop_map(|(a, b)| (a.to_owned(), b, vec![3, 2, 2]));
+        let stockholm = ("8", "[2-9][0-9]{6,7}").prop_map(|(a, b)| {
+            let groups = if b.len() == 8 {
+                vec![3, 3, 2]
+            } else {
+                vec![3, 2, 2]
+            };
+            (a, b, groups)
+        });
+        let other = ("[1-6][0-9]{1,2}", "[2-9][0-9]{5,6}").prop_map(|(a, b)| {
+            let groups = if b.len() == 7 {
+                vec![3, 2, 2]
+            } else {
+                vec![2, 2, 2]
+            };
+            (a, b, groups)
+        });
+        let separator = prop_oneof![
+            Just(" "),
+            Just("-"),
+            Just("\u{2011}"),
+            Just("\u{2013}"),
+            Just("\u{a0}"),
+            Just("\u{202f}"),
+            Just("."),
+            Just("/"),
+            Just(""),
+        ];
+        (
+            prop_oneof![mobile, stockholm, other],
+            prop_oneof![
+                Just("0{area}"),
+                Just("(0{area})"),
+                Just("+46 {area}"),
+                Just("+46{area}"),
+                Just("+46 (0){area}"),
+                Just("0046 {area}"),
+                Just("0046-{area}"),
+                Just("0046{area}"),
+            ],
+            proptest::collection::vec(separator, 4),
+        )
+            .prop_filter("not the office's", |((area, subscriber, _), _, _)| {
+                !["812345678", "855500000"].contains(&format!("{area}{subscriber}").as_str())
+            })
+            .prop_map(|((area, subscriber, groups), prefix, seps)| {
+                let mut out = prefix.replace("{area}", &area);
+                out.push_str(if prefix.ends_with(')') { " " } else { seps[0] });
+                let mut at = 0;
+                for (k, len) in groups.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(seps[k]);
+                    }
+                    let end = if k + 1 == groups.len() {
+                        subscriber.len()
+                    } else {
+                        at + len
+                    };
+                    out.push_str(&subscriber[at..end]);
+                    at = end;
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A private number, however written and whatever follows it, is never sent without a
+        /// worker's `!send`, on any channel.
+        #[test]
+        fn no_private_number_leaves_on_any_channel(
+            number in written_number(),
+            before in prop_oneof![
+                Just("Ring mig på "), Just("("), Just("Nr: "), Just("ring "), Just("\""),
+                Just("Ring 08-123 456 78 eller "), Just("Ärende 2026-000042, "), Just("kl 17-19 "),
+            ],
+            after in prop_oneof![
+                Just(""), Just("."), Just(","), Just("!"), Just("?"), Just(")"), Just("…"),
+                Just(" (17-19)"), Just(" (kl. 17-19)"), Just("(17-19)"), Just(" i kväll"),
+                Just("i kväll"), Just(" / 08-123 456 78"), Just("/08-123 456 78"),
+                Just(" 08-123 456 78"), Just(" / 073-861 22 49"), Just(" 2026-11-24"),
+                Just(" 2026-000042"), Just(" 1 500 kr"), Just("-"), Just(":"), Just("\""),
+                Just(" [17.00-19.00]"),
+            ],
+            channel in prop_oneof![Just(Channel::Sms), Just(Channel::Telegram), Just(Channel::Email)],
+        ) {
+            let body = format!("Hej! {before}{number}{after} Vi hörs.");
+            let html = match channel {
+                Channel::Sms | Channel::Telegram => None,
+                Channel::Email => Some(format!("<p>{}</p>", escape(&body))),
+            };
+            let out = privacy().prepare_with(&body, html.as_deref(), Some("Anna Berg"), &[]);
+            let Outcome::Hold { found, .. } = out else {
+                return Err(TestCaseError::fail(format!("sent on {channel:?}: {body:?}")));
+            };
+            prop_assert!(!found.is_empty());
+        }
+
+        /// The office's own number, however written, does not stop a reply.
+        #[test]
+        fn the_office_number_passes_on_any_channel(
+            number in prop_oneof![
+                Just("08-123 456 78"), Just("+46 8 123 456 78"), Just("0046 8 123 456 78"),
+                Just("(08) 123 456 78"), Just("08\u{2011}123\u{a0}456\u{a0}78"),
+                Just("08-555 000 00"), Just("+46 (0)8-555 000 00"),
+            ],
+            after in prop_oneof![
+                Just(""), Just("."), Just(")"), Just(" (8-17)"), Just(" i kväll"), Just("…"),
+            ],
+            channel in prop_oneof![Just(Channel::Sms), Just(Channel::Telegram), Just(Channel::Email)],
+        ) {
+            let body = format!("Hej! Ring ({number}{after}) eller mejla info@kommun.example.");
+            let html = match channel {
+                Channel::Sms | Channel::Telegram => None,
+                Channel::Email => Some(format!("<p>{}</p>", escape(&body))),
+            };
+            let out = privacy().prepare_with(&body, html.as_deref(), None, &[]);
+            prop_assert!(matches!(out, Outcome::Send(_)), "{:?} on {:?}", out, channel);
         }
     }
 }
