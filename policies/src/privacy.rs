@@ -592,22 +592,28 @@ fn valid_numbers(
     out
 }
 
-/// Mail addresses written in `text`.
+/// Mail addresses written in `text`, wherever they end: `anna@x.se.`, `(anna@x.se)`,
+/// `anna@x.se…`, `**anna@x.se**`.
 pub fn addresses_in(text: &str) -> Vec<String> {
-    text.split(|c: char| c.is_whitespace() || "<>()[]{},;\"'".contains(c))
-        .filter_map(|token| {
-            let token = token.trim_matches(|c: char| ".:!?".contains(c));
-            let token = token.strip_prefix("mailto:").unwrap_or(token);
-            let (local, domain) = token.split_once('@')?;
+    let local_char = |c: char| c.is_alphanumeric() || "._%+-".contains(c);
+    let domain_char = |c: char| c.is_alphanumeric() || ".-".contains(c);
+    text.match_indices('@')
+        .filter_map(|(at, _)| {
+            let local = text[..at]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| local_char(*c))
+                .last()
+                .map_or("", |(k, _)| &text[k..at])
+                .trim_start_matches(|c: char| !c.is_alphanumeric());
+            let rest = &text[at + 1..];
+            let domain = rest[..rest.find(|c: char| !domain_char(c)).unwrap_or(rest.len())]
+                .trim_end_matches(['.', '-']);
             let ok = !local.is_empty()
-                && !domain.contains(':')
                 && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && domain
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-            ok.then(|| token.to_owned())
+                && !domain.starts_with(['.', '-'])
+                && !domain.contains("..");
+            ok.then(|| text[at - local.len()..at + 1 + domain.len()].to_owned())
         })
         .collect()
 }
@@ -985,6 +991,27 @@ mod tests {
         let p = privacy();
         assert_eq!(held(&p, "Koden är 123 45 67."), ["123 45 67"]);
         assert_eq!(held(&p, "ring070 1234567nu"), ["070 1234567"]);
+    }
+
+    #[test]
+    fn addresses_followed_by_punctuation_are_held() {
+        let p = privacy();
+        for (body, address) in [
+            ("mejla anna.privat@gmail.com.", "anna.privat@gmail.com"),
+            ("(anna@x.se)", "anna@x.se"),
+            ("skriv till anna@x.se…", "anna@x.se"),
+            ("skriv till ”anna@x.se”", "anna@x.se"),
+            ("skriv till **anna@x.se**", "anna@x.se"),
+            ("anna@x.se—eller ring", "anna@x.se"),
+            ("anna@x.se/bo@y.se", "anna@x.se"),
+        ] {
+            let found = held(&p, body);
+            assert_eq!(found.first().map(String::as_str), Some(address), "{body}");
+        }
+        sent(
+            &p,
+            "Skriv till mottagningen@kommun.example. Eller (info@kommun.example)!",
+        );
     }
 
     /// The channels a reply can leave on, as the worker's client hands the reply over: SMS and
