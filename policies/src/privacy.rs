@@ -130,7 +130,17 @@ impl Privacy {
                     .map(|h| format!("{h}<p>{}</p>", escape(&signature)));
             }
         }
-        let found = self.off_the_list(&text.body);
+        let mut found = self.off_the_list(&text.body);
+        // E-mail sends the HTML, and a client's HTML need not say what its body says.
+        for more in text
+            .html
+            .iter()
+            .flat_map(|h| self.off_the_list(&html_text(h)))
+        {
+            if !found.contains(&more) {
+                found.push(more);
+            }
+        }
         if found.is_empty() {
             Outcome::Send(text)
         } else {
@@ -618,6 +628,109 @@ pub fn addresses_in(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// What of `html` may reach a reader: the text as shown, then each tag on a line of its own
+/// (a `tel:` or `mailto:` link dials what its text does not show).
+fn html_text(html: &str) -> String {
+    const BLOCKS: [&str; 16] = [
+        "p",
+        "br",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+    ];
+    let mut shown = String::with_capacity(html.len());
+    let mut tags = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+            break;
+        };
+        shown.push_str(&rest[..open]);
+        let tag = &rest[open + 1..close];
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        // Markup inside a number (`070-<b>123</b>`) joins; a new line or paragraph separates.
+        if BLOCKS.contains(&name.as_str()) || name == "hr" || name == "pre" {
+            shown.push('\n');
+        }
+        tags.push_str(tag);
+        tags.push('\n');
+        rest = &rest[close + 1..];
+    }
+    shown.push_str(rest);
+    format!("{}\n{}", decode_entities(&shown), decode_entities(&tags))
+}
+
+/// `text` with HTML character references replaced: a client may write `&nbsp;` or `&#8209;`
+/// inside a number.
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let decoded = after.find(';').filter(|&e| e <= 12).and_then(|e| {
+            let name = &after[..e];
+            let c = match name {
+                "nbsp" => Some('\u{a0}'),
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "ndash" => Some('\u{2013}'),
+                "mdash" => Some('\u{2014}'),
+                "minus" => Some('\u{2212}'),
+                "hyphen" | "dash" => Some('\u{2010}'),
+                "shy" => Some('\u{ad}'),
+                "thinsp" => Some('\u{2009}'),
+                "ensp" => Some('\u{2002}'),
+                "emsp" => Some('\u{2003}'),
+                "period" => Some('.'),
+                "sol" => Some('/'),
+                "lpar" => Some('('),
+                "rpar" => Some(')'),
+                "plus" => Some('+'),
+                "commat" => Some('@'),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Removes `<a href="https://matrix.to/#/@…">NAME</a>` links (mentions), returning the names
 /// they showed.
 fn remove_user_links(html: &str) -> (String, Vec<String>) {
@@ -1012,6 +1125,22 @@ mod tests {
             &p,
             "Skriv till mottagningen@kommun.example. Eller (info@kommun.example)!",
         );
+    }
+
+    /// A client's HTML (what e-mail sends) may carry what the plain body does not.
+    #[test]
+    fn a_number_only_in_the_html_is_held() {
+        let out = privacy().prepare(
+            "Ring mig",
+            Some(
+                "Ring mig på 070-<b>123</b>&nbsp;45&#8209;67 <a href=\"tel:+46701112233\">här</a>",
+            ),
+            None,
+        );
+        let Outcome::Hold { found, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(found, ["070-123\u{a0}45\u{2011}67", "+46701112233"]);
     }
 
     /// The channels a reply can leave on, as the worker's client hands the reply over: SMS and
