@@ -533,35 +533,19 @@ fn runs(text: &str) -> Vec<Run<'_>> {
 /// number (`**`, soft hyphens, zero-width spaces). A line break ends a run: lists of times or
 /// amounts are written one a line.
 fn joins(c: char) -> bool {
-    (c.is_whitespace() && !matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'))
-        || is_dash(c)
-        || "()[]{}\u{ff08}\u{ff09}\u{ff3b}\u{ff3d}.\u{b7}\u{2024}\u{ff0e}/\\\u{2044}\u{2215}\u{ff0f}+\u{ff0b}*_~`".contains(c)
-        || matches!(c, '\u{ad}' | '\u{180e}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+    const MARKS: &str = "()[]{}\u{ff08}\u{ff09}\u{ff3b}\u{ff3d}.\u{b7}\u{2024}\u{ff0e}/\\\u{2044}\
+                         \u{2215}\u{ff0f}+\u{ff0b}*_~`\u{ad}\u{180e}\u{200b}\u{200c}\u{200d}\u{2060}\
+                         \u{feff}";
+    const LINE_BREAKS: &str = "\n\r\u{b}\u{c}\u{85}\u{2028}\u{2029}";
+    (c.is_whitespace() && !LINE_BREAKS.contains(c)) || is_dash(c) || MARKS.contains(c)
 }
 
 /// Unicode's dashes (general category Pd) and the minus sign.
 fn is_dash(c: char) -> bool {
-    matches!(
-        c,
-        '-' | '\u{58a}' | '\u{5be}' | '\u{1400}' | '\u{1806}' | '\u{2010}'
-            ..='\u{2015}'
-                | '\u{2212}'
-                | '\u{2e17}'
-                | '\u{2e1a}'
-                | '\u{2e3a}'
-                | '\u{2e3b}'
-                | '\u{2e40}'
-                | '\u{2e5d}'
-                | '\u{301c}'
-                | '\u{3030}'
-                | '\u{30a0}'
-                | '\u{fe31}'
-                | '\u{fe32}'
-                | '\u{fe58}'
-                | '\u{fe63}'
-                | '\u{ff0d}'
-                | '\u{10ead}'
-    )
+    const DASHES: &str = "-\u{58a}\u{5be}\u{1400}\u{1806}\u{2010}\u{2011}\u{2012}\u{2013}\u{2014}\
+                          \u{2015}\u{2212}\u{2e17}\u{2e1a}\u{2e3a}\u{2e3b}\u{2e40}\u{2e5d}\u{301c}\
+                          \u{3030}\u{30a0}\u{fe31}\u{fe32}\u{fe58}\u{fe63}\u{ff0d}\u{10ead}";
+    DASHES.contains(c)
 }
 
 /// `c` as an ASCII digit: ASCII and full-width digits.
