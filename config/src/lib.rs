@@ -3,6 +3,15 @@
 //!
 //! Each bridge instance owns its own schema: this crate only knows a bridge's `kind` and `team`
 //! and hands the rest of its table to the bridge through [`BridgeInstance::options`].
+//!
+//! Relative paths are read from the folder of the configuration file, never from the working
+//! directory (an admin runs `casebridge --config /etc/casebridge/casebridge.toml ...` from
+//! anywhere). [`Config::load`] rewrites them once, before anything is parsed, by a rule on key
+//! names that holds in every section, bridges' own included: the value of every key ending in
+//! `_file` is a path, and so is every entry of `holiday_calendars`. Environment overrides are
+//! merged first, so a relative path given there is read from the same folder. A relative SQLite
+//! file in `database.url` (or in the file `database.url_file` names) is resolved the same way
+//! by [`Config::secrets`], where the URL is known whichever way it was given.
 
 use std::{
     collections::BTreeMap,
@@ -13,8 +22,8 @@ use std::{
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
-    value::{Dict, Value},
-    Figment,
+    value::{Dict, Map, Value},
+    Figment, Metadata, Profile, Provider,
 };
 use ruma::{OwnedServerName, UserId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -51,8 +60,8 @@ pub struct Config {
     /// How long records are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
-    /// The folder of the file the configuration came from: relative paths in it (holiday
-    /// calendars) are read from there.
+    /// The folder (absolute) of the file the configuration came from: relative paths in it are
+    /// read from there. `None` for a configuration not read from a file.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
 }
@@ -126,7 +135,8 @@ fn default_ghost_prefix() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://casebridge.db` (the default, created when missing) or `postgres://...`.
+    /// `sqlite://casebridge.db` (the default; a relative file is in the configuration file's
+    /// folder, created by `casebridge run` when missing) or `postgres://...`.
     #[serde(default = "default_database_url")]
     pub url: Option<Secret>,
     /// File holding the URL (it may carry a password).
@@ -314,8 +324,10 @@ pub struct Secrets {
     pub as_token: Secret,
     /// `appservice.hs_token`
     pub hs_token: Secret,
-    /// `database.url`
+    /// `database.url`, a relative SQLite file resolved against the configuration's folder.
     pub database_url: Secret,
+    /// `database.url` as given, before that, for messages about it.
+    pub database_url_given: Secret,
     /// `homeserver.admin_token`, if given.
     pub admin_token: Option<Secret>,
 }
@@ -326,13 +338,20 @@ impl Config {
         if !path.is_file() {
             return Err(ConfigError::NotFound(path.to_owned()));
         }
-        let mut config =
-            Self::from_figment(Figment::from(Toml::file_exact(path)).merge(env_provider()))?;
-        config.base_dir = path.parent().map(Path::to_owned);
+        // Absolute, so that what is resolved against its folder stays right whatever the
+        // working directory, and messages name the real place.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let base = path.parent().unwrap_or(Path::new("/")).to_owned();
+        let figment = Figment::from(Toml::file_exact(&path)).merge(env_provider());
+        let figment = resolve_relative_paths(figment, &base)?;
+        let mut config: Self = figment.extract()?;
+        config.base_dir = Some(base);
+        config.check()?;
         Ok(config)
     }
 
-    /// `path` as written in the configuration: relative ones from the file's folder.
+    /// `path` as written in the configuration: relative ones from the file's folder. Paths
+    /// [`Config::load`] read are absolute already; this is for configurations built otherwise.
     pub fn resolve_path(&self, path: &Path) -> PathBuf {
         match &self.base_dir {
             Some(base) if path.is_relative() => base.join(path),
@@ -426,18 +445,23 @@ impl Config {
     /// Resolves every secret from its value or its `*_file`.
     pub fn secrets(&self) -> Result<Secrets, ConfigError> {
         let a = &self.appservice;
+        let database_url_given = resolve_secret(
+            "database.url",
+            &self
+                .database
+                .url_file
+                .as_ref()
+                .map_or(self.database.url.clone(), |_| None),
+            &self.database.url_file,
+        )?;
         Ok(Secrets {
             as_token: resolve_secret("appservice.as_token", &a.as_token, &a.as_token_file)?,
             hs_token: resolve_secret("appservice.hs_token", &a.hs_token, &a.hs_token_file)?,
-            database_url: resolve_secret(
-                "database.url",
-                &self
-                    .database
-                    .url_file
-                    .as_ref()
-                    .map_or(self.database.url.clone(), |_| None),
-                &self.database.url_file,
-            )?,
+            database_url: match &self.base_dir {
+                Some(base) => Secret::new(resolve_sqlite_url(database_url_given.expose(), base)),
+                None => database_url_given.clone(),
+            },
+            database_url_given,
             admin_token: match (
                 &self.homeserver.admin_token,
                 &self.homeserver.admin_token_file,
@@ -489,6 +513,98 @@ pub fn resolve_secret(
             Ok(Secret::new(text))
         }
         (None, None) => Err(invalid(key, format!("missing: set {key} or {key}_file"))),
+    }
+}
+
+/// `url` with a relative SQLite file (`sqlite://casebridge.db`, `sqlite:data/cb.db`) made
+/// absolute against `base`; an absolute file, an in-memory database and any other URL are
+/// returned as they are.
+pub fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    // As sqlx reads it: `sqlite://FILE?PARAMS` or `sqlite:FILE?PARAMS`.
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (file, params) = match rest.split_once('?') {
+        Some((file, params)) => (file, Some(params)),
+        None => (rest, None),
+    };
+    if file.is_empty() || file == ":memory:" || file.starts_with('/') {
+        return url.to_owned();
+    }
+    // sqlx percent-decodes the file part, so the folder's own '%', '?' and '#' are encoded to
+    // stay themselves; the part written in the URL is already in URL form.
+    let base = base
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    let mut out = format!("sqlite://{}/{file}", base.trim_end_matches('/'));
+    if let Some(params) = params {
+        out.push('?');
+        out.push_str(params);
+    }
+    out
+}
+
+/// Whether the value of `key` is a path, by the rule every section follows (bridges' own
+/// included, so that a bridge's new `*_file` option is resolved without a change here).
+fn is_path_key(key: &str) -> bool {
+    key.ends_with("_file") || key == "holiday_calendars"
+}
+
+/// Makes every relative path in `figment` (see [`is_path_key`]) absolute against `base`. The
+/// values keep their tags, so errors still name the file or variable they came from.
+fn resolve_relative_paths(figment: Figment, base: &Path) -> Result<Figment, ConfigError> {
+    let mut data = figment.data()?;
+    let mut changed = false;
+    for dict in data.values_mut() {
+        changed |= resolve_dict(dict, base);
+    }
+    Ok(if changed {
+        figment.merge(ResolvedPaths(data))
+    } else {
+        figment
+    })
+}
+
+/// Resolves the paths in `dict` and below it; whether any changed.
+fn resolve_dict(dict: &mut Dict, base: &Path) -> bool {
+    let mut changed = false;
+    for (key, value) in dict.iter_mut() {
+        changed |= match value {
+            Value::Dict(_, inner) => resolve_dict(inner, base),
+            Value::String(..) if is_path_key(key) => resolve_value(value, base),
+            Value::Array(_, items) if is_path_key(key) => items
+                .iter_mut()
+                .fold(false, |changed, item| resolve_value(item, base) | changed),
+            _ => false,
+        };
+    }
+    changed
+}
+
+/// Makes `value` absolute against `base` if it is a relative path; whether it did.
+fn resolve_value(value: &mut Value, base: &Path) -> bool {
+    match value {
+        Value::String(_, text) if !text.is_empty() && Path::new(text.as_str()).is_relative() => {
+            *text = base.join(text.as_str()).to_string_lossy().into_owned();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The configuration's own data with its paths resolved, merged over it.
+struct ResolvedPaths(Map<Profile, Dict>);
+
+impl Provider for ResolvedPaths {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("relative paths resolved against the configuration file's folder")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(self.0.clone())
     }
 }
 
@@ -651,6 +767,170 @@ mod tests {
             err.to_string(),
             "config file /nonexistent/casebridge.toml not found (give another with --config)"
         );
+    }
+
+    /// A configuration file in `DIR/etc` with `secrets/hs` beside it.
+    fn config_in_a_folder(dir: &Path, text: &str) -> PathBuf {
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(etc.join("secrets")).unwrap();
+        std::fs::write(etc.join("secrets/hs"), "hs-from-folder\n").unwrap();
+        let path = etc.join("casebridge.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn relative_paths_are_read_from_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin");
+        std::fs::write(&admin, "admin-token").unwrap();
+        let text = MINIMAL
+            .replace("hs_token = \"hs-secret\"", "hs_token_file = \"secrets/hs\"")
+            .replace(
+                "[homeserver]",
+                &format!(
+                    "[database]\nurl = \"sqlite://data/cb.db?mode=rwc\"\n[homeserver]\n\
+                     admin_token_file = {:?}",
+                    admin.display().to_string()
+                ),
+            )
+            .replace(
+                "greeting = \"hej\"",
+                "greeting = \"hej\"\ntoken_file = \"secrets/tg\"\n\
+                 [bridges.sms-office.imap]\npassword_file = \"imap/pw\"",
+            )
+            .replace(
+                "on_call = [\"@anna:localhost\"]",
+                "on_call = [\"@anna:localhost\"]\n[teams.social.hours]\n\
+                 time_zone = \"Europe/Stockholm\"\n\
+                 holiday_calendars = [\"se.ics\", \"/usr/share/cal/dk.ics\"]",
+            );
+        let path = config_in_a_folder(dir.path(), &text);
+        // The test's working directory is the crate's, not the configuration's folder.
+        assert_ne!(std::env::current_dir().unwrap(), dir.path().join("etc"));
+        let config = Config::load(&path).unwrap();
+        let etc = dir.path().join("etc");
+        assert_eq!(config.base_dir.as_deref(), Some(etc.as_path()));
+
+        let secrets = config.secrets().unwrap();
+        assert_eq!(secrets.hs_token.expose(), "hs-from-folder");
+        assert_eq!(
+            secrets.database_url.expose(),
+            format!("sqlite://{}/data/cb.db?mode=rwc", etc.display())
+        );
+        assert_eq!(
+            secrets.database_url_given.expose(),
+            "sqlite://data/cb.db?mode=rwc"
+        );
+        // Absolute paths stay as they are.
+        assert_eq!(
+            config.homeserver.admin_token_file.as_deref(),
+            Some(admin.as_path())
+        );
+        assert_eq!(
+            config.teams["social"]
+                .hours
+                .as_ref()
+                .unwrap()
+                .holiday_calendars,
+            [etc.join("se.ics"), PathBuf::from("/usr/share/cal/dk.ics")]
+        );
+
+        // A bridge's own `*_file` options, at any depth, by the key-name rule.
+        #[derive(Debug, Deserialize)]
+        struct Imap {
+            password_file: PathBuf,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Options {
+            token_file: PathBuf,
+            imap: Imap,
+            greeting: String,
+        }
+        let options: Options = config.bridges["sms-office"].options("sms-office").unwrap();
+        assert_eq!(options.token_file, etc.join("secrets/tg"));
+        assert_eq!(options.imap.password_file, etc.join("imap/pw"));
+        assert_eq!(options.greeting, "hej", "other keys are left alone");
+    }
+
+    #[test]
+    fn sqlite_urls_resolve_against_the_folder() {
+        let base = Path::new("/etc/casebridge");
+        for (given, resolved) in [
+            (
+                "sqlite://casebridge.db",
+                "sqlite:///etc/casebridge/casebridge.db",
+            ),
+            (
+                "sqlite:casebridge.db",
+                "sqlite:///etc/casebridge/casebridge.db",
+            ),
+            (
+                "sqlite://db/cb.db?mode=rwc",
+                "sqlite:///etc/casebridge/db/cb.db?mode=rwc",
+            ),
+            ("sqlite:///var/lib/cb.db", "sqlite:///var/lib/cb.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("sqlite://:memory:", "sqlite://:memory:"),
+            ("sqlite://?mode=memory", "sqlite://?mode=memory"),
+            ("postgres://u@db/cb", "postgres://u@db/cb"),
+        ] {
+            assert_eq!(resolve_sqlite_url(given, base), resolved, "{given}");
+        }
+        // sqlx decodes the file part: the folder's own '%' and '?' must survive that.
+        assert_eq!(
+            resolve_sqlite_url("sqlite://cb.db", Path::new("/srv/50%?")),
+            "sqlite:///srv/50%25%3F/cb.db"
+        );
+    }
+
+    #[test]
+    fn a_configuration_not_from_a_file_keeps_its_paths() {
+        let config = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(
+            config.secrets().unwrap().database_url.expose(),
+            "sqlite://casebridge.db"
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn relative_paths_from_the_environment_are_read_from_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_in_a_folder(dir.path(), MINIMAL);
+        // The jail runs in a working directory of its own.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CASEBRIDGE__APPSERVICE__HS_TOKEN_FILE", "secrets/hs");
+            jail.set_env("CASEBRIDGE__DATABASE__URL", "sqlite:cb.db");
+            jail.set_env("CASEBRIDGE__BRIDGES__SMS-OFFICE__TOKEN_FILE", "secrets/tg");
+            let text = MINIMAL.replace("hs_token = \"hs-secret\"", "");
+            std::fs::write(&path, text).unwrap();
+            let config = Config::load(&path).unwrap();
+            let etc = dir.path().join("etc");
+            let secrets = config.secrets().unwrap();
+            assert_eq!(secrets.hs_token.expose(), "hs-from-folder");
+            assert_eq!(
+                secrets.database_url.expose(),
+                format!("sqlite://{}/cb.db", etc.display())
+            );
+            assert_eq!(
+                config.bridges["sms-office"].options.get("token_file"),
+                Some(&Value::from(etc.join("secrets/tg").display().to_string()))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_still_name_the_file_when_paths_were_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL
+            .replace("hs_token = \"hs-secret\"", "hs_token_file = \"secrets/hs\"")
+            .replace("[appservice]", "[appservice]\nlisten_port = 1");
+        let path = config_in_a_folder(dir.path(), &text);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
     }
 
     #[derive(Debug, Deserialize)]

@@ -1,7 +1,10 @@
 //! The `casebridge` command: run the gateway, check the config, print the registration, and
 //! read the records.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context, Result};
 use casebridge_config::Config;
@@ -9,7 +12,7 @@ use casebridge_gateway::{
     build_bridges,
     policy::Policies,
     registration::registration_yaml,
-    store::{chain, Store},
+    store::{chain, OpenMode, Store, StoreError},
     Gateway,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -162,7 +165,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Registration => print!("{}", registration_yaml(&config)?),
         Command::Hours { at } => print!("{}", hours_report(&config, at.as_deref())?),
         Command::Cases(command) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, &cli.config).await?;
             match command {
                 CasesCommand::List => {
                     println!(
@@ -210,7 +213,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Records(RecordsCommand::Purge { dry_run }) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, &cli.config).await?;
             let due = store
                 .retention_due(&config.retention, chrono::Utc::now())
                 .await?;
@@ -277,7 +280,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Records(RecordsCommand::Verify { case }) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, &cli.config).await?;
             let cases = match case {
                 Some(number) => vec![find_case(&store, &number).await?],
                 None => store.cases().await?.into_iter().rev().collect(),
@@ -303,7 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Records(RecordsCommand::Export { case, format }) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, &cli.config).await?;
             let case = find_case(&store, &case).await?;
             let messages = store.messages(case.id).await?;
             if let ExportFormat::Html = format {
@@ -387,11 +390,32 @@ fn hours_report(config: &Config, at: Option<&str>) -> Result<String> {
     Ok(out)
 }
 
-async fn open_store(config: &Config) -> Result<Store> {
+/// The records store for a command other than `run`: these read it (`records purge` also
+/// changes it), and none may create one, so a wrong path is an error rather than a new, empty
+/// store that reports nothing wrong.
+async fn open_store(config: &Config, config_file: &Path) -> Result<Store> {
     let secrets = config.secrets()?;
-    Store::connect(secrets.database_url.expose(), 1)
-        .await
-        .context("opening the records store")
+    let url = secrets.database_url.expose();
+    let given = secrets.database_url_given.expose();
+    match Store::connect_with(url, 1, OpenMode::Existing).await {
+        Ok(store) => Ok(store),
+        // A relative path was resolved: show it as written and where, so that the admin sees
+        // why the store was looked for there.
+        Err(StoreError::NoDatabase(path)) if given != url => {
+            let written_in = match &config.database.url_file {
+                Some(file) => file.clone(),
+                None => std::path::absolute(config_file).unwrap_or_else(|_| config_file.into()),
+            };
+            bail!(
+                "database.url: no database at {} (from {given} in {}): check the path; \
+                 `casebridge run` creates it",
+                path.display(),
+                written_in.display(),
+            )
+        }
+        Err(e @ (StoreError::NoDatabase(_) | StoreError::NotAStore(_))) => Err(e.into()),
+        Err(e) => Err(e).context("opening the records store"),
+    }
 }
 
 async fn find_case(store: &Store, number: &str) -> Result<casebridge_gateway::store::case::Model> {

@@ -6,7 +6,17 @@ use casebridge_bridges::{InboundMessage, RemoteAddress, RemoteMessageId};
 use casebridge_gateway::store::{NewInbound, Store};
 
 fn casebridge(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    casebridge_in(std::path::Path::new("."), config, args)
+}
+
+/// As [`casebridge`], run from the working directory `cwd`.
+fn casebridge_in(
+    cwd: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .current_dir(cwd)
         .arg("--config")
         .arg(config)
         .args(args)
@@ -396,4 +406,148 @@ async fn records_verify_names_a_changed_byte_a_deleted_row_and_a_swapped_pair() 
     let (ok, out, _) = casebridge(&path, &["records", "verify", "--case", &numbers[0]]);
     assert!(!ok);
     assert_eq!(out.lines().count(), 1, "{out}");
+}
+
+/// The example as an admin installs it: `DIR/etc/casebridge.toml` with its paths relative to
+/// that folder (the database `sqlite://cb.db`, the SMS webhook secret in `secrets/sms`), and
+/// `DIR/home`, an empty folder to run the command from. Returns (config, etc, home).
+fn installed(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let etc = dir.join("etc");
+    let home = dir.join("home");
+    std::fs::create_dir_all(etc.join("secrets")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(etc.join("secrets/sms"), "secret-from-etc\n").unwrap();
+    let text = include_str!("../../casebridge.example.toml")
+        .replace(
+            "url = \"sqlite://casebridge.db\"",
+            "url = \"sqlite://cb.db\"",
+        )
+        .replace(
+            "webhook_secret = \"change-me-webhook-secret\"",
+            "webhook_secret_file = \"secrets/sms\"",
+        );
+    let path = etc.join("casebridge.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, etc, home)
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_verify_reads_the_database_beside_the_config_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, etc, home) = installed(dir.path());
+    let store = Store::connect(&format!("sqlite://{}", etc.join("cb.db").display()), 1)
+        .await
+        .unwrap();
+    store
+        .record_inbound(
+            &[NewInbound {
+                instance: "sms".into(),
+                channel: "sms".into(),
+                team: "socialtjanst".into(),
+                label: "SMS".into(),
+                ghost_localpart: "_cb_sms_x".into(),
+                message: InboundMessage {
+                    message_id: RemoteMessageId::new("a"),
+                    from: RemoteAddress::new("+46701234567"),
+                    display_name: "+46 70 123 45 67".into(),
+                    body: "Hej".into(),
+                    sent_at: chrono::Utc::now(),
+                    ..Default::default()
+                },
+            }],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    drop(store);
+
+    let (ok, out, err) = casebridge_in(&home, &path, &["records", "verify"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "1 records in 1 case(s): every chain is intact\n");
+    let (ok, out, err) = casebridge_in(&home, &path, &["cases", "list"]);
+    assert!(ok && out.lines().count() == 2, "{out}{err}");
+    assert!(files_in(&home).is_empty(), "{:?}", files_in(&home));
+}
+
+#[test]
+fn reading_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, etc, home) = installed(dir.path());
+    let expected = format!(
+        "casebridge: database.url: no database at {} (from sqlite://cb.db in {}): check the \
+         path; `casebridge run` creates it\n",
+        etc.join("cb.db").display(),
+        path.display()
+    );
+    for args in [
+        &["records", "verify"][..],
+        &["records", "export", "--case", "2026-000001"],
+        &["records", "purge", "--dry-run"],
+        &["records", "purge"],
+        &["cases", "list"],
+        &["cases", "show", "2026-000001"],
+    ] {
+        let (ok, out, err) = casebridge_in(&home, &path, args);
+        assert!(!ok, "{args:?}: {out}");
+        assert_eq!(err, expected, "{args:?}");
+        assert!(
+            files_in(&home).is_empty(),
+            "{args:?}: {:?}",
+            files_in(&home)
+        );
+        assert!(!etc.join("cb.db").exists(), "{args:?}");
+    }
+
+    // An absolute path is named as it is.
+    let absolute = dir.path().join("nowhere.db");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "url = \"sqlite://cb.db\"",
+        &format!("url = \"sqlite://{}\"", absolute.display()),
+    );
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = casebridge_in(&home, &path, &["records", "verify"]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!(
+            "casebridge: database.url: no database at {}: check the path; `casebridge run` \
+             creates it\n",
+            absolute.display()
+        )
+    );
+    assert!(!absolute.exists());
+}
+
+#[test]
+fn a_secret_file_relative_to_the_config_is_read_from_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, home) = installed(dir.path());
+    // `config check` builds every bridge: the SMS bridge reads its webhook_secret_file.
+    let (ok, out, err) = casebridge_in(&home, &path, &["config", "check"]);
+    assert!(ok, "{out}{err}");
+
+    // And a missing one is named where it was looked for.
+    std::fs::remove_file(path.parent().unwrap().join("secrets/sms")).unwrap();
+    let (ok, _, err) = casebridge_in(&home, &path, &["config", "check"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            &path
+                .parent()
+                .unwrap()
+                .join("secrets/sms")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
 }

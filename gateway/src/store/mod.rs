@@ -8,6 +8,7 @@ pub mod retention;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -22,7 +23,7 @@ use sea_orm::{
     DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     SqlxSqliteConnector, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::{MigratorTrait, SchemaManager};
 
 use crate::policy::{self, Policies, TeamNotice};
 
@@ -81,6 +82,29 @@ pub enum StoreError {
     /// A row that must exist does not.
     #[error("records store: {0} not found")]
     Missing(String),
+    /// There is no SQLite file to open, and the command may not create one.
+    #[error(
+        "database.url: no database at {}: check the path; `casebridge run` creates it",
+        .0.display()
+    )]
+    NoDatabase(PathBuf),
+    /// The database has none of casebridge's tables, and the command may not create them.
+    #[error(
+        "database.url: {0} holds no casebridge records store (no table `cases`): check the \
+         URL; `casebridge run` creates it"
+    )]
+    NotAStore(String),
+}
+
+/// Whether [`Store::connect_with`] may create what is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a missing SQLite file and the tables (the gateway itself).
+    Create,
+    /// Open a records store that exists: a missing SQLite file or a database without the
+    /// tables is an error. For the commands that read (and `records purge`): one pointed at the
+    /// wrong place must say so, not report on a new empty store it created.
+    Existing,
 }
 
 /// Message directions as stored.
@@ -95,6 +119,24 @@ pub mod direction {
     pub const ALERT: &str = "alert";
     /// From a worker, for the record only (notes, commands).
     pub const INTERNAL: &str = "internal";
+}
+
+/// `url` for a message: an SQLite file's path, other URLs without their password.
+fn describe(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        if let Ok(options) = url.parse::<SqliteConnectOptions>() {
+            return options.get_filename().display().to_string();
+        }
+    }
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "the database".to_owned(),
+    }
 }
 
 /// Whether a message of `kind` was sent by a rule rather than a person.
@@ -185,19 +227,36 @@ impl Store {
     /// Connects to `url` (`sqlite://FILE`, `sqlite::memory:`, `postgres://...`), creating an
     /// SQLite file when missing, and runs pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, OpenMode::Create).await
+    }
+
+    /// Connects to `url` as [`Store::connect`] does, creating what is missing only in
+    /// [`OpenMode::Create`]. A store that exists is brought up to date by pending migrations in
+    /// either mode (the queries need the current schema).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        mode: OpenMode,
+    ) -> Result<Self, StoreError> {
+        let create = mode == OpenMode::Create;
         let db = if url.starts_with("sqlite:") {
             let options: SqliteConnectOptions = url
                 .parse()
                 .map_err(|e| StoreError::Url(format!("cannot parse {url:?}: {e}")))?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            // Checked here, not left to SQLite, whose "unable to open database file" names
+            // no path.
+            if !create && !in_memory && !options.get_filename().is_file() {
+                return Err(StoreError::NoDatabase(options.get_filename().to_owned()));
+            }
             // WAL with FULL sync: a committed record survives a crash of the process and of
             // the machine; busy_timeout lets the pool's writers wait for each other.
             let options = options
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30));
-            let in_memory = url.contains(":memory:");
             let pool = SqlitePoolOptions::new()
                 .max_connections(if in_memory { 1 } else { max_connections.max(1) })
                 .connect_with(options)
@@ -216,6 +275,9 @@ impl Store {
                 url.split(':').next().unwrap_or_default()
             )));
         };
+        if !create && !SchemaManager::new(&db).has_table("cases").await? {
+            return Err(StoreError::NotAStore(describe(url)));
+        }
         migration::Migrator::up(&db, None).await?;
         let chained = chain::backfill(&db).await?;
         if chained > 0 {
@@ -1753,6 +1815,46 @@ mod tests {
         assert!(Store::claim_transaction(store.connection(), "t2")
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn opening_an_existing_store_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        let url = format!("sqlite://{}", file.display());
+
+        let err = Store::connect_with(&url, 1, OpenMode::Existing)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "database.url: no database at {}: check the path; `casebridge run` creates it",
+                file.display()
+            )
+        );
+        assert!(!file.exists(), "no file is created");
+
+        // A file that is no store (here: empty) gets no tables either.
+        std::fs::write(&file, "").unwrap();
+        let err = Store::connect_with(&url, 1, OpenMode::Existing)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "database.url: {} holds no casebridge records store",
+                file.display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_file(&file).unwrap();
+
+        drop(Store::connect(&url, 1).await.unwrap());
+        let store = Store::connect_with(&url, 1, OpenMode::Existing)
+            .await
+            .unwrap();
+        assert!(store.cases().await.unwrap().is_empty());
     }
 
     #[tokio::test]
