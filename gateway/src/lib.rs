@@ -13,15 +13,17 @@ pub mod registration;
 pub mod relay;
 pub mod store;
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use casebridge_bridges::{BridgeError, BridgeFactory, InboundSink};
 use casebridge_config::{Config, ConfigError};
 use tokio::{
     sync::{mpsc, Notify},
     task::JoinHandle,
+    time::Instant,
 };
-use tracing::info;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use crate::{
     metrics::Metrics,
@@ -103,18 +105,55 @@ pub fn build_bridges(
                 bridge,
                 capabilities,
                 wake: Notify::new(),
+                delivering: std::sync::Mutex::new(None),
             },
         );
     }
     Ok(bridges)
 }
 
+/// How long a stop waits for the work in flight (a delivery and its record, an HTTP request, a
+/// relay round, a reader's last batch) before it aborts what is left. A service manager kills
+/// the process some time after SIGTERM (systemd after 90 s, Kubernetes after 30 s, by default);
+/// 8 s keeps the whole stop within 10 s, and one slow provider call fits in it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// A task of the gateway, named for the log of a stop.
+struct Task {
+    name: String,
+    handle: JoinHandle<()>,
+    /// The delivery worker of this bridge instance, if it is one.
+    delivers: Option<String>,
+}
+
+impl Task {
+    fn new(name: impl Into<String>, handle: JoinHandle<()>) -> Self {
+        Self {
+            name: name.into(),
+            handle,
+            delivers: None,
+        }
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     core: Arc<Core>,
     addr: SocketAddr,
-    shutdown: Arc<Notify>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Fired when the gateway stops: workers take no new item, the HTTP server no new request.
+    stop: CancellationToken,
+    /// Fired once nothing can hand in inbound any more: the inbound consumer records what is
+    /// left in its channel, then ends.
+    inbound_closed: CancellationToken,
+    /// The HTTP server (webhooks and appservice transactions hand in work through it).
+    server: Task,
+    /// The inbound consumer: it must outlive every producer, or their last messages would be
+    /// refused instead of recorded.
+    inbound: Task,
+    /// The Matrix relay worker and the delivery workers.
+    workers: Vec<Task>,
+    /// Work that holds nothing durable (learning display names): aborted at once.
+    helpers: Vec<Task>,
 }
 
 impl Gateway {
@@ -149,35 +188,44 @@ impl Gateway {
             Metrics::new(),
             policies,
         ));
-        let shutdown = Arc::new(Notify::new());
-        let mut tasks = Vec::new();
+        let stop = CancellationToken::new();
+        let inbound_closed = CancellationToken::new();
 
         let names = core.clone();
-        tasks.push(tokio::spawn(
-            async move { names.load_display_names().await },
-        ));
+        let helpers = vec![Task::new(
+            "display names",
+            tokio::spawn(async move { names.load_display_names().await }),
+        )];
         let (tx, rx) = mpsc::channel(1024);
-        tasks.push(tokio::spawn(core.clone().run_inbound(rx)));
-        tasks.push(tokio::spawn(
-            core.clone().run_matrix_worker(shutdown.clone()),
-        ));
+        let inbound = Task::new(
+            "inbound consumer",
+            tokio::spawn(core.clone().run_inbound(rx, inbound_closed.clone())),
+        );
+        let mut workers = vec![Task::new(
+            "Matrix relay worker",
+            tokio::spawn(core.clone().run_matrix_worker(stop.clone())),
+        )];
         for name in core.bridges.keys() {
-            tasks.push(tokio::spawn(
-                core.clone()
-                    .run_bridge_worker(name.clone(), shutdown.clone()),
-            ));
+            workers.push(Task {
+                name: format!("delivery worker of bridges.{name}"),
+                handle: tokio::spawn(core.clone().run_bridge_worker(name.clone(), stop.clone())),
+                delivers: Some(name.clone()),
+            });
         }
 
         let app = appservice::router(core.clone());
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                stop.notified().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }));
+        // Graceful: on stop the listener closes, idle connections close, and requests in
+        // progress (a webhook whose message is being committed, a transaction) get their answer.
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = Task::new(
+            "HTTP server",
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    error!(error = %e, "HTTP server stopped");
+                }
+            }),
+        );
 
         for (name, running) in &core.bridges {
             let sink = InboundSink::new(name.as_str(), running.capabilities.clone(), tx.clone())
@@ -195,8 +243,12 @@ impl Gateway {
         Ok(Self {
             core,
             addr,
-            shutdown,
-            tasks,
+            stop,
+            inbound_closed,
+            server,
+            inbound,
+            workers,
+            helpers,
         })
     }
 
@@ -210,15 +262,88 @@ impl Gateway {
         &self.core.store
     }
 
-    /// Stops the bridges, then the workers and the HTTP server. Queued work stays queued.
+    /// Stops within [`SHUTDOWN_GRACE`]; see [`Gateway::shutdown_within`].
     pub async fn shutdown(self) {
-        for running in self.core.bridges.values() {
-            running.bridge.stop().await;
+        self.shutdown_within(SHUTDOWN_GRACE).await;
+    }
+
+    /// Stops taking new work, lets the work in flight finish and be recorded, and returns
+    /// within about `grace`. Queued work stays queued for the next start.
+    ///
+    /// A reply the provider accepted must be marked sent before the process ends, or the next
+    /// start sends it again. So the delivery workers finish the delivery in hand and its
+    /// record, and take no further item; the Matrix relay worker records the events it sent;
+    /// the HTTP server refuses new connections and answers the requests it has; the bridges
+    /// stop reading; and the inbound consumer records what they handed in, so their
+    /// acknowledgements still go out after the commit. Whatever is still running at the
+    /// deadline is aborted, and named in the log.
+    pub async fn shutdown_within(mut self, grace: Duration) {
+        let started = Instant::now();
+        let deadline = started + grace;
+        info!(
+            ?grace,
+            "stopping: no new work; finishing the work in flight"
+        );
+        self.stop.cancel();
+        for helper in &self.helpers {
+            helper.handle.abort();
         }
-        self.shutdown.notify_waiters();
-        for task in self.tasks {
-            task.abort();
-            let _ = task.await;
+
+        let core = &self.core;
+        let inbound_closed = &self.inbound_closed;
+        let (server, inbound) = (&mut self.server.handle, &mut self.inbound.handle);
+        let producers = async move {
+            // Readers stop while the workers finish their items (each bridge bounds its own stop).
+            let bridges =
+                futures::future::join_all(core.bridges.iter().map(|(name, running)| async move {
+                    running.bridge.stop().await;
+                    info!(instance = %name, "bridge stopped");
+                }));
+            let _ = tokio::join!(bridges, server);
+            // Nothing can hand in more: record what is left, answer it, end.
+            inbound_closed.cancel();
+            let _ = inbound.await;
+        };
+        let workers =
+            futures::future::join_all(self.workers.iter_mut().map(|task| &mut task.handle));
+        let in_time = tokio::time::timeout_at(deadline, async {
+            tokio::join!(producers, workers);
+        })
+        .await
+        .is_ok();
+
+        // A task awaited to its end must not be awaited again: only the aborted ones are.
+        let mut aborted = Vec::new();
+        if !in_time {
+            let tasks = std::iter::once(self.server)
+                .chain(std::iter::once(self.inbound))
+                .chain(self.workers);
+            for task in tasks.filter(|t| !t.handle.is_finished()) {
+                let in_flight = task
+                    .delivers
+                    .as_ref()
+                    .and_then(|instance| Some((instance, self.core.bridges.get(instance)?)))
+                    .and_then(|(instance, running)| Some((instance, running.in_flight()?)));
+                match in_flight {
+                    // The one case a stop cannot make safe: the provider may have taken it.
+                    Some((instance, message)) => error!(
+                        instance = %instance,
+                        message,
+                        "stopped in the middle of delivering a reply: if the provider took it, \
+                         the next start sends it again (at least once)"
+                    ),
+                    None => warn!(task = %task.name, ?grace, "did not finish in time; aborted"),
+                }
+                task.handle.abort();
+                aborted.push(task.handle);
+            }
         }
+        for handle in aborted
+            .into_iter()
+            .chain(self.helpers.into_iter().map(|t| t.handle))
+        {
+            let _ = handle.await;
+        }
+        info!(elapsed = ?started.elapsed(), "gateway stopped");
     }
 }

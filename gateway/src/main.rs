@@ -155,7 +155,14 @@ async fn run(cli: Cli) -> Result<()> {
             let gateway = Gateway::start(config, &factories).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
-            gateway.shutdown().await;
+            // The stop lets deliveries in flight be recorded (bounded); a second signal is an
+            // operator who does not want to wait.
+            tokio::select! {
+                () = gateway.shutdown() => {}
+                () = shutdown_signal() => {
+                    anyhow::bail!("stopped by a second signal before the work in flight finished");
+                }
+            }
         }
         Command::Config(ConfigCommand::Check) => {
             build_bridges(&config, &casebridge_bridges::builtin_factories())?;

@@ -28,6 +28,7 @@ use ruma::{
 };
 use sea_orm::ConnectionTrait;
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::{
@@ -48,6 +49,33 @@ pub struct RunningBridge {
     pub capabilities: Capabilities,
     /// Wakes its delivery worker when a reply is queued.
     pub wake: Notify,
+    /// The message its delivery worker has handed to the bridge and not yet recorded: what a
+    /// stop that has to abort the worker names in the log.
+    pub delivering: Mutex<Option<i64>>,
+}
+
+impl RunningBridge {
+    /// The message being delivered right now, if any.
+    pub fn in_flight(&self) -> Option<i64> {
+        *self.delivering.lock().expect("not poisoned")
+    }
+}
+
+/// Marks a message as in the bridge's hands until it is dropped: after its record is
+/// written, or when the worker is aborted.
+struct Delivering<'a>(&'a RunningBridge);
+
+impl<'a> Delivering<'a> {
+    fn new(running: &'a RunningBridge, message: i64) -> Self {
+        *running.delivering.lock().expect("not poisoned") = Some(message);
+        Self(running)
+    }
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        *self.0.delivering.lock().expect("not poisoned") = None;
+    }
 }
 
 /// Everything the relay tasks share.
@@ -221,10 +249,30 @@ impl Core {
     // ----- inbound: channel -> record -----
 
     /// Consumes what bridges hand in: messages are committed a batch per transaction before
-    /// they are answered; delivery reports are recorded one by one.
-    pub async fn run_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<Inbound>) {
+    /// they are answered; delivery reports are recorded one by one. Once `closed` fires (at a
+    /// stop, after the bridges and the HTTP server), it takes nothing new, records what is
+    /// still in the channel and ends.
+    pub async fn run_inbound(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Inbound>,
+        closed: CancellationToken,
+    ) {
         let mut received = Vec::with_capacity(256);
-        while rx.recv_many(&mut received, 256).await > 0 {
+        let mut closing = false;
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut received, 256) => n,
+                () = closed.cancelled(), if !closing => {
+                    // A bridge that keeps a sender after its stop cannot keep the consumer
+                    // alive; what was sent before is still received.
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
+            }
             let mut batch = Vec::with_capacity(received.len());
             let mut replies = Vec::with_capacity(received.len());
             let mut reports = Vec::new();
@@ -337,25 +385,26 @@ impl Core {
 
     // ----- record -> case room -----
 
-    /// Relays queued messages into their case rooms until `shutdown` fires: cases in parallel,
-    /// each case's messages in order.
-    pub async fn run_matrix_worker(self: Arc<Self>, shutdown: Arc<Notify>) {
-        loop {
-            let pause = self.matrix_round().await;
+    /// Relays queued messages into their case rooms until `stop` fires: cases in parallel,
+    /// each case's messages in order. A stop lets the round in progress send its current
+    /// items and record them.
+    pub async fn run_matrix_worker(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let pause = self.matrix_round(&stop).await;
             if pause.is_zero() {
                 continue;
             }
             tokio::select! {
                 () = self.matrix_wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
-                () = shutdown.notified() => return,
+                () = stop.cancelled() => {}
             }
         }
     }
 
     /// One round over the head of the queue; returns how long to wait before the next one
     /// (zero when it did work).
-    async fn matrix_round(&self) -> Duration {
+    async fn matrix_round(&self, stop: &CancellationToken) -> Duration {
         let items = match self.store.head(target::MATRIX, "", HEAD).await {
             Ok(items) => items,
             Err(e) => {
@@ -379,7 +428,7 @@ impl Core {
             }
         };
         let results = futures::stream::iter(groups)
-            .map(|group| self.relay_group(group, &messages))
+            .map(|group| self.relay_group(group, &messages, stop))
             .buffer_unordered(PARALLEL_ROOMS)
             .collect::<Vec<_>>()
             .await;
@@ -406,9 +455,14 @@ impl Core {
         &self,
         group: Vec<queue_item::Model>,
         messages: &HashMap<i64, message::Model>,
+        stop: &CancellationToken,
     ) -> (Vec<(queue_item::Model, String)>, bool) {
         let mut done = Vec::with_capacity(group.len());
         for item in group {
+            // Stopping: what is sent gets recorded; the rest stays queued for the next start.
+            if stop.is_cancelled() {
+                return (done, false);
+            }
             let Some(message) = messages.get(&item.message_id) else {
                 error!(
                     queue_item = item.id,
@@ -747,13 +801,15 @@ impl Core {
 
     // ----- record -> channel -----
 
-    /// Delivers queued replies through bridge `instance`, in order, until `shutdown` fires.
-    pub async fn run_bridge_worker(self: Arc<Self>, instance: String, shutdown: Arc<Notify>) {
+    /// Delivers queued replies through bridge `instance`, in order, until `stop` fires. A stop
+    /// lets the delivery in hand finish and be recorded (a reply the provider took but the
+    /// records do not show as sent would go out again after the restart); no new one starts.
+    pub async fn run_bridge_worker(self: Arc<Self>, instance: String, stop: CancellationToken) {
         let Some(running) = self.bridges.get(&instance) else {
             return;
         };
-        loop {
-            let pause = match self.bridge_round(&instance, running).await {
+        while !stop.is_cancelled() {
+            let pause = match self.bridge_round(&instance, running, &stop).await {
                 Ok(true) => continue,
                 Ok(false) => self.until_next_due(target::BRIDGE, &instance).await,
                 Err(pause) => pause,
@@ -761,7 +817,7 @@ impl Core {
             tokio::select! {
                 () = running.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
-                () = shutdown.notified() => return,
+                () = stop.cancelled() => {}
             }
         }
     }
@@ -770,6 +826,7 @@ impl Core {
         &self,
         instance: &str,
         running: &RunningBridge,
+        stop: &CancellationToken,
     ) -> Result<bool, Duration> {
         // The head of the queue, by case: a reply never overtakes an earlier one of its case
         // that waits for a retry; other cases go on.
@@ -791,6 +848,9 @@ impl Core {
         let mut retry_in: Option<Duration> = None;
         let mut failed_cases = std::collections::HashSet::new();
         for item in groups.into_iter().flatten() {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
             if failed_cases.contains(&item.case_id) {
                 continue;
             }
@@ -801,6 +861,7 @@ impl Core {
                     return Err(Duration::from_secs(1));
                 }
             };
+            let delivering = Delivering::new(running, item.message_id);
             let result = running.bridge.deliver(&outbound).await;
             let stored = match result {
                 Ok(delivered) => {
@@ -862,6 +923,7 @@ impl Core {
                     continue;
                 }
             };
+            drop(delivering);
             if let Err(e) = stored {
                 error!(error = %e, "recording a delivery");
                 return Err(Duration::from_secs(1));

@@ -27,6 +27,7 @@ pub const API_PASSWORD: &str = "elks-api-password";
 struct Inner {
     sent: Vec<HashMap<String, String>>,
     down_until: Option<Instant>,
+    answer_after: Duration,
 }
 
 /// A running double.
@@ -53,6 +54,13 @@ impl ElksDouble {
     /// Every SMS the double accepted, as the forms it received.
     pub fn sent(&self) -> Vec<HashMap<String, String>> {
         self.inner.lock().unwrap().sent.clone()
+    }
+
+    /// Takes each SMS at once (it counts in [`ElksDouble::sent`]) but answers `delay` later: a
+    /// slow provider, where a sender that stops in the wait has handed off an SMS without
+    /// knowing it.
+    pub fn answer_after(&self, delay: Duration) {
+        self.inner.lock().unwrap().answer_after = delay;
     }
 
     /// Answers 503 to every request for `duration`.
@@ -141,9 +149,13 @@ async fn send_sms(
     if !e164(to) {
         return text(StatusCode::FORBIDDEN, "Invalid to number");
     }
-    let mut inner = inner.lock().unwrap();
-    let id = format!("s{:032x}", inner.sent.len() as u128 + 0x3633fa8e);
-    inner.sent.push(form.clone());
+    let (id, delay) = {
+        let mut inner = inner.lock().unwrap();
+        let id = format!("s{:032x}", inner.sent.len() as u128 + 0x3633fa8e);
+        inner.sent.push(form.clone());
+        (id, inner.answer_after)
+    };
+    tokio::time::sleep(delay).await;
     Json(json!({
         "status": "created", "direction": "outgoing", "from": form["from"], "to": to,
         "message": form["message"], "created": "2026-11-23T21:58:00.000000", "parts": 1,

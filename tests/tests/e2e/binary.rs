@@ -20,7 +20,8 @@ pub(crate) fn casebridge_cli(config: &std::path::Path, args: &[&str]) -> (bool, 
     )
 }
 
-fn casebridge_binary() -> std::path::PathBuf {
+/// The shipped `casebridge` binary of this build.
+pub(crate) fn casebridge_binary() -> std::path::PathBuf {
     // target/debug/deps/e2e-HASH -> target/debug/casebridge
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("casebridge");

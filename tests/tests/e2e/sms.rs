@@ -9,10 +9,10 @@ use casebridge_tests::{
 
 use crate::{Db, Stack};
 
-const OFFICE: &str = "+46766860000";
-const SECRET: &str = "elks-webhook-secret";
+pub(crate) const OFFICE: &str = "+46766860000";
+pub(crate) const SECRET: &str = "elks-webhook-secret";
 
-async fn sms_stack(name: &str) -> (Stack, ElksDouble, String) {
+pub(crate) async fn sms_stack(name: &str) -> (Stack, ElksDouble, String) {
     let mut stack = Stack::new(Db::Sqlite, name).await;
     let elks = ElksDouble::start().await;
     let gateway = format!("http://127.0.0.1:{}", stack.setup.port);
