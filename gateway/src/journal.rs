@@ -2,7 +2,9 @@
 //! archivist reads, with every message, automatic reply, note, notice and delivery state in
 //! registration order, and the chain's hashes to check it against.
 
+use casebridge_config::{Language, TeamConfig};
 use casebridge_policies::outbound::escape_html as escape;
+use chrono_tz::Tz;
 use std::fmt::Write;
 
 use crate::store::{case, direction, identity, is_automatic, message};
@@ -30,9 +32,37 @@ fn label(m: &message::Model, channel_of: &dyn Fn(&message::Model) -> String) -> 
     }
 }
 
-/// Renders the journal of `case`.
+/// Whom the journal is written for: a case's team, as its records officer knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team<'a> {
+    /// The team's name (its key when it has none).
+    pub name: &'a str,
+    /// The language the journal is written in: the team's first.
+    pub language: Language,
+    /// The zone of every time: the office's (UTC for a team without office hours).
+    pub time_zone: Tz,
+}
+
+impl<'a> Team<'a> {
+    /// The team `key` as configured; a team no longer in the configuration is named by its key
+    /// and gets English and UTC, so an old case still exports.
+    pub fn of(key: &'a str, config: Option<&'a TeamConfig>) -> Self {
+        Self {
+            name: config.and_then(|t| t.name.as_deref()).unwrap_or(key),
+            language: config
+                .and_then(|t| t.languages.first().copied())
+                .unwrap_or(Language::En),
+            time_zone: config
+                .and_then(|t| t.hours.as_ref())
+                .map_or(chrono_tz::UTC, |h| h.time_zone),
+        }
+    }
+}
+
+/// Renders the journal of `case` for `team`.
 pub fn render(
     case: &case::Model,
+    _team: &Team<'_>,
     identities: &[identity::Model],
     messages: &[message::Model],
     generated_at: chrono::DateTime<chrono::Utc>,
