@@ -1,42 +1,310 @@
 //! A case journal as one self-contained HTML page: what a caseworker, a supervisor or an
 //! archivist reads, with every message, automatic reply, note, notice and delivery state in
 //! registration order, and the chain's hashes to check it against.
+//!
+//! It is written for the team's records officer: in the team's first language, with the
+//! team's name, and every time in the office's time zone with its offset from UTC (a local
+//! time alone is ambiguous in the hour the clocks go back). What was recorded is shown as it
+//! was recorded: the gateway's notices keep their own words, only the journal's labels change.
 
-use casebridge_policies::outbound::escape_html as escape;
+use casebridge_config::{Language, TeamConfig};
+use casebridge_policies::{
+    commands::{self, Command},
+    outbound::escape_html as escape,
+};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use std::fmt::Write;
 
-use crate::store::{case, direction, identity, is_automatic, message};
+use crate::store::{case, direction, identity, message};
 
-/// What kind of entry a record is, as the journal names it.
-fn label(m: &message::Model, channel_of: &dyn Fn(&message::Model) -> String) -> String {
-    let kind = m.kind.as_deref();
-    match m.direction.as_str() {
-        direction::INBOUND => format!("From the client ({})", channel_of(m)),
-        direction::OUTBOUND if kind == Some("part") => {
-            format!("Part of a reply ({})", channel_of(m))
+/// Whom the journal is written for: a case's team, as its records officer knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team<'a> {
+    /// The team's name (its key when it has none).
+    pub name: &'a str,
+    /// The language the journal is written in: the team's first.
+    pub language: Language,
+    /// The zone of every time: the office's (UTC for a team without office hours).
+    pub time_zone: Tz,
+}
+
+impl<'a> Team<'a> {
+    /// The team `key` as configured; a team no longer in the configuration is named by its key
+    /// and gets English and UTC, so an old case still exports.
+    pub fn of(key: &'a str, config: Option<&'a TeamConfig>) -> Self {
+        Self {
+            name: config.and_then(|t| t.name.as_deref()).unwrap_or(key),
+            language: config
+                .and_then(|t| t.languages.first().copied())
+                .unwrap_or(Language::En),
+            time_zone: config
+                .and_then(|t| t.hours.as_ref())
+                .map_or(chrono_tz::UTC, |h| h.time_zone),
         }
-        direction::OUTBOUND if is_automatic(kind) => format!(
-            "Automatic reply: {} ({})",
-            kind.unwrap_or_default().replace('-', " "),
-            channel_of(m)
-        ),
-        direction::OUTBOUND => format!("Reply to the client ({})", channel_of(m)),
-        direction::INTERNAL if kind == Some("note") => "Internal note".to_owned(),
-        direction::INTERNAL if kind == Some("incident") => "Incident report".to_owned(),
-        direction::INTERNAL => "Command".to_owned(),
-        direction::ALERT => "Alert to the on-call room".to_owned(),
-        _ if kind == Some("emergency") => "Emergency escalation".to_owned(),
-        _ => "Notice to the case team".to_owned(),
     }
 }
 
-/// Renders the journal of `case`.
+/// The journal's own words in one language. `{}` stands for a value, which is escaped when it
+/// is filled in.
+struct Texts {
+    /// The language the table is written in (the page's `lang`).
+    language: Language,
+    title: &'static str,
+    case: &'static str,
+    team: &'static str,
+    status: &'static str,
+    opened: &'static str,
+    discreet: &'static str,
+    assigned_to: &'static str,
+    merged_into: &'static str,
+    zone: &'static str,
+    contacts: &'static str,
+    first_written: &'static str,
+    now_in_case: &'static str,
+    another_case: &'static str,
+    unreachable: &'static str,
+    records: &'static str,
+    column_no: &'static str,
+    column_when: &'static str,
+    column_entry: &'static str,
+    column_text: &'static str,
+    column_state: &'static str,
+    from_client: &'static str,
+    part: &'static str,
+    automatic: &'static str,
+    outside_hours: &'static str,
+    acknowledgement: &'static str,
+    emergency_information: &'static str,
+    blocked_client: &'static str,
+    reply: &'static str,
+    note: &'static str,
+    incident: &'static str,
+    purge: &'static str,
+    command: &'static str,
+    alert: &'static str,
+    emergency: &'static str,
+    notice: &'static str,
+    by: &'static str,
+    by_gateway: &'static str,
+    file: &'static str,
+    bytes: &'static str,
+    purged: &'static str,
+    thread: &'static str,
+    /// Before the command that checks the hashes.
+    footer: &'static str,
+    /// After it.
+    footer_checks: &'static str,
+    /// Case statuses and record states as stored, and what the reader calls them.
+    words: &'static [(&'static str, &'static str)],
+}
+
+const EN: Texts = Texts {
+    language: Language::En,
+    title: "Case {} — journal",
+    case: "Case {}",
+    team: "Team: {}",
+    status: "status: {}",
+    opened: "opened {}",
+    discreet: "discreet",
+    assigned_to: "assigned to {}",
+    merged_into: "merged into case {}",
+    zone: "Times in {}, with the offset from UTC after each time.",
+    contacts: "Contacts",
+    first_written: "first written {}",
+    now_in_case: "now in case {}",
+    another_case: "another case",
+    unreachable: "unreachable: {}",
+    records: "Records",
+    column_no: "No.",
+    column_when: "When ({})",
+    column_entry: "Entry",
+    column_text: "Text",
+    column_state: "State",
+    from_client: "From the client",
+    part: "Part of a reply",
+    automatic: "Automatic reply: {}",
+    outside_hours: "outside office hours",
+    acknowledgement: "acknowledgement",
+    emergency_information: "emergency information",
+    blocked_client: "blocked client",
+    reply: "Reply to the client",
+    note: "Internal note",
+    incident: "Incident report",
+    purge: "Retention purge",
+    command: "Command",
+    alert: "Alert to the on-call room",
+    emergency: "Emergency escalation",
+    notice: "Notice to the case team",
+    by: "by {}",
+    by_gateway: "by the gateway",
+    file: "file",
+    bytes: "bytes",
+    purged: "(content removed under the retention rules)",
+    thread: "In the thread: {}",
+    footer: "{} records. Generated {} by casebridge. Each record's hash covers its content and \
+             the record before it:",
+    footer_checks: "checks them.",
+    words: &[],
+};
+
+const SV: Texts = Texts {
+    language: Language::Sv,
+    title: "Ärende {} — journal",
+    case: "Ärende {}",
+    team: "Enhet: {}",
+    status: "status: {}",
+    opened: "öppnat {}",
+    discreet: "diskret",
+    assigned_to: "handläggare {}",
+    merged_into: "sammanslaget med ärende {}",
+    zone: "Tider i {}, med skillnaden mot UTC efter varje tid.",
+    contacts: "Kontaktvägar",
+    first_written: "skrev först {}",
+    now_in_case: "nu i ärende {}",
+    another_case: "ett annat ärende",
+    unreachable: "nås inte: {}",
+    records: "Poster",
+    column_no: "Nr",
+    column_when: "Tid ({})",
+    column_entry: "Post",
+    column_text: "Text",
+    column_state: "Status",
+    from_client: "Från klienten",
+    part: "Del av ett svar",
+    automatic: "Automatiskt svar: {}",
+    outside_hours: "utanför öppettid",
+    acknowledgement: "mottagningsbekräftelse",
+    emergency_information: "information vid akut fara",
+    blocked_client: "blockerad klient",
+    reply: "Svar till klienten",
+    note: "Intern anteckning",
+    incident: "Incidentrapport",
+    purge: "Gallring",
+    command: "Kommando",
+    alert: "Larm till jourrummet",
+    emergency: "Akut eskalering",
+    notice: "Meddelande till handläggarna",
+    by: "av {}",
+    by_gateway: "av casebridge",
+    file: "fil",
+    bytes: "byte",
+    purged: "(innehållet är gallrat enligt reglerna för gallring)",
+    thread: "I tråden: {}",
+    footer: "{} poster. Skapad {} av casebridge. Varje posts hash omfattar dess innehåll och \
+             posten före:",
+    footer_checks: "kontrollerar dem.",
+    words: &[
+        ("open", "öppet"),
+        ("closed", "stängt"),
+        ("received", "mottaget"),
+        ("blocked", "blockerat"),
+        ("relayed", "vidarebefordrat"),
+        ("held", "hållet"),
+        ("split", "delat"),
+        ("queued", "i kö"),
+        ("sent", "skickat"),
+        ("delivered", "levererat"),
+        ("failed", "misslyckat"),
+        ("recorded", "registrerat"),
+    ],
+};
+
+/// The journal's words in `language`: English where there is no table of its own yet.
+fn texts(language: Language) -> &'static Texts {
+    match language {
+        Language::Sv => &SV,
+        Language::En | Language::Hu | Language::Uk => &EN,
+    }
+}
+
+/// `text`, escaped, with `values` (HTML already) for its `{}`s in order.
+fn fill_html(text: &str, values: &[&str]) -> String {
+    values
+        .iter()
+        .fold(escape(text), |text, value| text.replacen("{}", value, 1))
+}
+
+/// `text` with `value` for its `{}`, both escaped.
+fn fill(text: &str, value: &str) -> String {
+    fill_html(text, &[&escape(value)])
+}
+
+impl Texts {
+    /// A stored status or state word as the reader says it.
+    fn word(&self, stored: &str) -> String {
+        escape(
+            self.words
+                .iter()
+                .find(|(s, _)| *s == stored)
+                .map_or(stored, |(_, w)| w),
+        )
+    }
+}
+
+/// `at` in `zone` with its offset, e.g. `2026-10-25 02:30 +01:00`.
+fn local(at: DateTime<Utc>, zone: Tz, seconds: bool) -> String {
+    let format = if seconds {
+        "%Y-%m-%d %H:%M:%S %:z"
+    } else {
+        "%Y-%m-%d %H:%M %:z"
+    };
+    at.with_timezone(&zone).format(format).to_string()
+}
+
+/// What kind of entry a record is, as the journal names it.
+fn label(t: &Texts, m: &message::Model, channel: &str) -> String {
+    let kind = m.kind.as_deref();
+    let on = |what: &str| format!("{what} ({channel})");
+    match m.direction.as_str() {
+        direction::INBOUND => on(t.from_client),
+        direction::OUTBOUND => {
+            let automatic = match kind {
+                Some("part") => return on(t.part),
+                Some("auto-reply") => t.outside_hours,
+                Some("acknowledgement") => t.acknowledgement,
+                Some("emergency-reply") => t.emergency_information,
+                Some("blocked-reply") => t.blocked_client,
+                _ => return on(t.reply),
+            };
+            on(&t.automatic.replace("{}", automatic))
+        }
+        direction::INTERNAL => match kind {
+            Some("note") => t.note,
+            Some("incident") => t.incident,
+            Some("purge") => t.purge,
+            _ => t.command,
+        }
+        .to_owned(),
+        direction::ALERT => t.alert.to_owned(),
+        _ if kind == Some("emergency") => t.emergency.to_owned(),
+        _ => t.notice.to_owned(),
+    }
+}
+
+/// The text of a worker's note or incident report: the record keeps the command as typed
+/// (`!note ...`, which its hash covers); the reader wants what was noted.
+fn noted_text(m: &message::Model) -> Option<String> {
+    if m.direction != direction::INTERNAL {
+        return None;
+    }
+    match commands::parse(&m.body)? {
+        Ok(Command::Note(text)) if m.kind.as_deref() == Some("note") => Some(text),
+        Ok(Command::Incident(text)) if m.kind.as_deref() == Some("incident") => Some(text),
+        _ => None,
+    }
+}
+
+/// Renders the journal of `case` for `team`.
 pub fn render(
     case: &case::Model,
+    team: &Team<'_>,
     identities: &[identity::Model],
     messages: &[message::Model],
-    generated_at: chrono::DateTime<chrono::Utc>,
+    generated_at: DateTime<Utc>,
 ) -> String {
+    let t = texts(team.language);
+    let zone = team.time_zone;
     let contact = |id: Option<i64>| identities.iter().find(|i| Some(i.id) == id);
     let channel_of = |m: &message::Model| -> String {
         contact(m.identity_id).map_or_else(|| m.channel.clone(), |i| i.channel.clone())
@@ -44,73 +312,88 @@ pub fn render(
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Case {number} — journal</title>\n<style>\
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
+         <title>{title}</title>\n<style>\
          body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}\
-         h1{{margin-bottom:.2rem}} .meta{{color:#555}} table{{border-collapse:collapse;width:100%}}\
+         h1{{margin-bottom:.2rem}} .meta,.zone{{color:#555}} table{{border-collapse:collapse;width:100%}}\
          td,th{{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}}\
          .no{{color:#777;white-space:nowrap}} .when{{white-space:nowrap}} .text{{white-space:pre-wrap}}\
          .inbound{{background:#f4f8ff}} .outbound{{background:#f6fff4}} .internal{{background:#fffbea}}\
          .alert,.emergency{{background:#fff0f0}} .hash{{font-family:monospace;font-size:.75rem;color:#888;word-break:break-all}}\
          @media print{{.hash{{font-size:.6rem}}}}</style></head><body>\n",
-        number = escape(&case.number)
+        lang = t.language.code(),
+        title = fill(t.title, &case.number),
     );
+    let mut meta = vec![
+        fill(t.team, team.name),
+        fill_html(t.status, &[&t.word(&case.status)]),
+        fill(t.opened, &local(case.created_at, zone, false)),
+    ];
+    if case.discreet {
+        meta.push(escape(t.discreet));
+    }
+    if let Some(assignee) = &case.assignee {
+        meta.push(fill(t.assigned_to, assignee));
+    }
+    if let Some(merged) = &case.merged_into {
+        meta.push(fill(t.merged_into, merged));
+    }
     let _ = write!(
         out,
-        "<h1>Case {}</h1>\n<p class=\"meta\">Team {} · status {} · opened {} UTC{}{}{}</p>\n",
-        escape(&case.number),
-        escape(&case.team),
-        escape(&case.status),
-        case.created_at.format("%Y-%m-%d %H:%M"),
-        if case.discreet { " · discreet" } else { "" },
-        case.assignee
-            .as_deref()
-            .map(|a| format!(" · assigned to {}", escape(a)))
-            .unwrap_or_default(),
-        case.merged_into
-            .as_deref()
-            .map(|m| format!(" · merged into case {}", escape(m)))
-            .unwrap_or_default(),
+        "<h1>{}</h1>\n<p class=\"meta\">{}</p>\n<p class=\"zone\">{}</p>\n",
+        fill(t.case, &case.number),
+        meta.join(" · "),
+        fill(t.zone, zone.name()),
     );
-    out.push_str("<h2>Contacts</h2>\n<ul>\n");
+    let _ = write!(out, "<h2>{}</h2>\n<ul>\n", escape(t.contacts));
     for i in identities {
         let moved = if i.case_id == case.id {
             String::new()
         } else {
             format!(
-                ", now in case {}",
-                escape(case.merged_into.as_deref().unwrap_or("another case"))
+                ", {}",
+                fill(
+                    t.now_in_case,
+                    case.merged_into.as_deref().unwrap_or(t.another_case)
+                )
             )
         };
         let unreachable = i
             .unreachable
             .as_deref()
-            .map(|why| format!(", unreachable: {}", escape(why)))
+            .map(|why| format!(", {}", fill(t.unreachable, why)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "<li>{} — {} ({}), first written {} UTC{moved}{unreachable}</li>",
+            "<li>{} — {} ({}), {}{moved}{unreachable}</li>",
             escape(&i.display_name),
             escape(&i.channel),
             escape(&i.instance),
-            i.created_at.format("%Y-%m-%d %H:%M")
+            fill(t.first_written, &local(i.created_at, zone, false)),
         );
     }
-    out.push_str(
-        "</ul>\n<h2>Records</h2>\n<table>\n<thead><tr><th>No.</th><th>When (UTC)</th>\
-                  <th>Entry</th><th>Text</th><th>State</th></tr></thead>\n<tbody>\n",
+    let _ = write!(
+        out,
+        "</ul>\n<h2>{}</h2>\n<table>\n<thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th></tr></thead>\n<tbody>\n",
+        escape(t.records),
+        escape(t.column_no),
+        fill(t.column_when, zone.name()),
+        escape(t.column_entry),
+        escape(t.column_text),
+        escape(t.column_state),
     );
-    for m in messages {
+    for (index, m) in messages.iter().enumerate() {
         let class = match (m.direction.as_str(), m.kind.as_deref()) {
             (_, Some("emergency")) => "emergency",
             (d, _) => d,
         };
         let actor = match (&m.sender, m.direction.as_str()) {
-            (Some(worker), _) => format!("<br><small>by {}</small>", escape(worker)),
+            (Some(worker), _) => format!("<br><small>{}</small>", fill(t.by, worker)),
             (None, direction::INBOUND) => contact(m.identity_id)
                 .map(|i| format!("<br><small>{}</small>", escape(&i.display_name)))
                 .unwrap_or_default(),
-            (None, _) => "<br><small>by the gateway</small>".to_owned(),
+            (None, _) => format!("<br><small>{}</small>", escape(t.by_gateway)),
         };
         let files = m
             .attachments
@@ -121,17 +404,21 @@ pub fn render(
                     .iter()
                     .map(|f| {
                         format!(
-                            "<br><small>file: {} ({}, {} bytes)</small>",
+                            "<br><small>{}: {} ({}, {} {})</small>",
+                            escape(t.file),
                             escape(f["filename"].as_str().unwrap_or_default()),
                             escape(f["mime"].as_str().unwrap_or_default()),
-                            f["size"]
+                            f["size"],
+                            escape(t.bytes),
                         )
                     })
                     .collect::<String>()
             })
             .unwrap_or_default();
         let text = if m.purged_at.is_some() {
-            "<em>(content removed under the retention rules)</em>".to_owned()
+            format!("<em>{}</em>", escape(t.purged))
+        } else if let Some(noted) = noted_text(m) {
+            escape(&noted)
         } else {
             // Mail shows its subject as the first line of the text already.
             let subject = m
@@ -140,11 +427,20 @@ pub fn render(
                 .filter(|s| !m.body.starts_with(s))
                 .map(|s| format!("<strong>{}</strong>\n", escape(s)))
                 .unwrap_or_default();
-            format!("{subject}{}", escape(&m.body))
+            // A reply's record has no subject: the bridge makes it when it sends (from the
+            // client's latest subject, or the neutral one of a discreet case) and the record,
+            // hashed when the worker wrote it, cannot take it afterwards. The thread it
+            // answered is what the record does show.
+            let thread = (m.direction == direction::OUTBOUND && m.subject.is_none())
+                .then(|| thread_subject(&messages[..index], m.identity_id))
+                .flatten()
+                .map(|s| format!("<small>{}</small>\n", fill(t.thread, s)))
+                .unwrap_or_default();
+            format!("{subject}{thread}{}", escape(&m.body))
         };
-        let mut state = escape(&m.state);
+        let mut state = t.word(&m.state);
         if let Some(at) = m.delivered_at {
-            let _ = write!(state, "<br><small>{}</small>", at.format("%Y-%m-%d %H:%M"));
+            let _ = write!(state, "<br><small>{}</small>", local(at, zone, false));
         }
         if let Some(error) = &m.error {
             let _ = write!(state, "<br><small>{}</small>", escape(error));
@@ -154,19 +450,390 @@ pub fn render(
             "<tr class=\"{class}\"><td class=\"no\">{}</td><td class=\"when\">{}</td><td>{}{actor}</td>\
              <td><div class=\"text\">{text}</div>{files}<div class=\"hash\">{}</div></td><td>{state}</td></tr>",
             m.seq.map_or_else(|| "–".to_owned(), |s| s.to_string()),
-            m.received_at.format("%Y-%m-%d %H:%M:%S"),
-            escape(&label(m, &channel_of)),
-            m.hash.as_deref().unwrap_or_default(),
+            local(m.received_at, zone, true),
+            escape(&label(t, m, &channel_of(m))),
+            escape(m.hash.as_deref().unwrap_or_default()),
         );
     }
     let _ = write!(
         out,
-        "</tbody></table>\n<p class=\"meta\">{} records. Generated {} UTC by casebridge. Each record's \
-         hash covers its content and the record before it: <code>casebridge records verify --case {}</code> \
-         checks them.</p>\n</body></html>\n",
-        messages.len(),
-        generated_at.format("%Y-%m-%d %H:%M"),
-        escape(&case.number)
+        "</tbody></table>\n<p class=\"meta\">{} <code>casebridge records verify --case {}</code> \
+         {}</p>\n</body></html>\n",
+        fill_html(
+            t.footer,
+            &[
+                &messages.len().to_string(),
+                &escape(&local(generated_at, zone, false))
+            ]
+        ),
+        escape(&case.number),
+        escape(t.footer_checks),
     );
     out
+}
+
+/// The subject of the client's latest message before a reply to `identity`: the thread the
+/// reply answered.
+fn thread_subject(before: &[message::Model], identity: Option<i64>) -> Option<&str> {
+    before
+        .iter()
+        .rev()
+        .filter(|m| m.direction == direction::INBOUND && m.identity_id == identity)
+        .find_map(|m| m.subject.as_deref().filter(|s| !s.trim().is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, TimeZone as _, Utc};
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    fn case() -> case::Model {
+        case::Model {
+            id: 1,
+            number: "2026-000001".into(),
+            year: 2026,
+            seq: 1,
+            team: "adult".into(),
+            status: "open".into(),
+            room_id: None,
+            last_identity_id: Some(1),
+            // 00:00 in Stockholm, summer time.
+            created_at: at(2026, 10, 24, 22, 0),
+            discreet: false,
+            blocked: false,
+            assignee: None,
+            closed_at: None,
+            legal_hold: false,
+            merged_into: None,
+        }
+    }
+
+    fn contact() -> identity::Model {
+        identity::Model {
+            id: 1,
+            case_id: 1,
+            instance: "mail".into(),
+            channel: "email".into(),
+            address: "klara@client.test".into(),
+            display_name: "Klara Klient <klara@client.test>".into(),
+            ghost_localpart: "mail_klara".into(),
+            joined_at: None,
+            created_at: at(2026, 10, 25, 0, 30),
+            unreachable: None,
+        }
+    }
+
+    fn record(seq: i32, direction: &str, kind: Option<&str>, body: &str) -> message::Model {
+        message::Model {
+            id: seq.into(),
+            case_id: 1,
+            identity_id: None,
+            direction: direction.into(),
+            instance: String::new(),
+            channel: String::new(),
+            upstream_id: None,
+            event_id: None,
+            sender: None,
+            body: body.into(),
+            html: None,
+            attachments: None,
+            state: "recorded".into(),
+            error: None,
+            sent_at: None,
+            received_at: at(2026, 10, 25, 2, 0),
+            relayed_at: None,
+            delivered_at: None,
+            kind: kind.map(str::to_owned),
+            mentions: None,
+            subject: None,
+            seq: Some(seq),
+            prev_hash: None,
+            content_hash: None,
+            hash: Some(format!("hash{seq}")),
+            replaces: None,
+            purged_at: None,
+        }
+    }
+
+    /// A mail and its answer either side of the autumn change (both at 02:30 on the clock),
+    /// a note, an automatic reply, a notice, a purged message and the purge.
+    fn records() -> Vec<message::Model> {
+        let mail = message::Model {
+            identity_id: Some(1),
+            instance: "mail".into(),
+            channel: "email".into(),
+            subject: Some("Tid hos er".into()),
+            state: "relayed".into(),
+            // 02:30 summer time, the first time round.
+            received_at: at(2026, 10, 25, 0, 30),
+            ..record(1, direction::INBOUND, None, "Hej, kan jag få en tid?")
+        };
+        let reply = message::Model {
+            identity_id: Some(1),
+            instance: "mail".into(),
+            channel: "email".into(),
+            sender: Some("@anna:localhost".into()),
+            state: "delivered".into(),
+            // 02:30 winter time, the second time round.
+            received_at: at(2026, 10, 25, 1, 30),
+            delivered_at: Some(at(2026, 11, 23, 22, 1)),
+            ..record(2, direction::OUTBOUND, None, "Passar torsdag kl. 10?")
+        };
+        let note = message::Model {
+            sender: Some("@anna:localhost".into()),
+            ..record(
+                3,
+                direction::INTERNAL,
+                Some("note"),
+                "!note Klara ringde <och> bad om sms",
+            )
+        };
+        let auto = message::Model {
+            identity_id: Some(1),
+            state: "sent".into(),
+            ..record(4, direction::OUTBOUND, Some("auto-reply"), "Vi har stängt.")
+        };
+        let notice = record(
+            5,
+            direction::NOTICE,
+            None,
+            "Case 2026-000002 merged into this case",
+        );
+        let purged = message::Model {
+            identity_id: Some(1),
+            purged_at: Some(at(2028, 1, 1, 0, 0)),
+            body: String::new(),
+            ..record(6, direction::INBOUND, None, "")
+        };
+        let purge = record(
+            7,
+            direction::INTERNAL,
+            Some("purge"),
+            "Purged under retention rule 1",
+        );
+        vec![mail, reply, note, auto, notice, purged, purge]
+    }
+
+    fn swedish() -> String {
+        let team = Team {
+            name: "Socialtjänsten, vuxen & familj",
+            language: Language::Sv,
+            time_zone: chrono_tz::Europe::Stockholm,
+        };
+        render(
+            &case(),
+            &team,
+            &[contact()],
+            &records(),
+            at(2026, 11, 29, 14, 0),
+        )
+    }
+
+    /// The `<tr>` of record `seq`.
+    fn row(html: &str, seq: i32) -> &str {
+        let start = html
+            .find(&format!("<td class=\"no\">{seq}</td>"))
+            .unwrap_or_else(|| panic!("no record {seq} in {html}"));
+        let end = start + html[start..].find("</tr>").unwrap();
+        &html[start..end]
+    }
+
+    #[test]
+    fn a_swedish_team_reads_swedish_labels_and_its_own_name() {
+        let html = swedish();
+        assert!(html.contains("<html lang=\"sv\">"), "{html}");
+        assert!(
+            html.contains("<title>Ärende 2026-000001 — journal</title>"),
+            "{html}"
+        );
+        assert!(html.contains("<h1>Ärende 2026-000001</h1>"), "{html}");
+        assert!(
+            html.contains("Enhet: Socialtjänsten, vuxen &amp; familj · status: öppet"),
+            "{html}"
+        );
+        assert!(!html.contains("adult"), "the team's key: {html}");
+        assert!(html.contains("<h2>Kontaktvägar</h2>"), "{html}");
+        assert!(
+            html.contains(
+                "<th>Nr</th><th>Tid (Europe/Stockholm)</th><th>Post</th><th>Text</th>\
+                 <th>Status</th>"
+            ),
+            "{html}"
+        );
+        assert!(row(&html, 1).contains("Från klienten (email)"));
+        assert!(row(&html, 2).contains("Svar till klienten (email)<br><small>av @anna:localhost"));
+        assert!(row(&html, 3).contains("Intern anteckning<br><small>av @anna:localhost"));
+        assert!(row(&html, 4).contains("Automatiskt svar: utanför öppettid (email)"));
+        assert!(row(&html, 4).contains("<small>av casebridge</small>"));
+        assert!(row(&html, 5).contains("Meddelande till handläggarna"));
+        // What the gateway recorded keeps its own words.
+        assert!(row(&html, 5).contains("Case 2026-000002 merged into this case"));
+        assert!(row(&html, 6).contains("(innehållet är gallrat enligt reglerna för gallring)"));
+        assert!(row(&html, 7).contains("<td>Gallring<br>"));
+        assert!(row(&html, 2).contains("<td>levererat<br>"));
+        assert!(row(&html, 4).contains("<td>skickat</td>"));
+        assert!(html.contains("7 poster. Skapad 2026-11-29 15:00 +01:00 av casebridge."));
+        for english in [
+            "<h1>Case",
+            "From the client",
+            "Reply to",
+            "Internal note",
+            "records.",
+        ] {
+            assert!(!html.contains(english), "{english:?} in {html}");
+        }
+    }
+
+    #[test]
+    fn times_are_the_offices_with_their_offset_across_the_autumn_change() {
+        let html = swedish();
+        assert!(
+            html.contains("<p class=\"zone\">Tider i Europe/Stockholm, med skillnaden mot UTC"),
+            "{html}"
+        );
+        assert!(html.contains("öppnat 2026-10-25 00:00 +02:00"), "{html}");
+        assert!(
+            html.contains("skrev först 2026-10-25 02:30 +02:00"),
+            "{html}"
+        );
+        // The clock shows 02:30 twice that night; the offset says which.
+        assert!(row(&html, 1).contains("<td class=\"when\">2026-10-25 02:30:00 +02:00</td>"));
+        assert!(row(&html, 2).contains("<td class=\"when\">2026-10-25 02:30:00 +01:00</td>"));
+        assert!(row(&html, 2).contains("<small>2026-11-23 23:01 +01:00</small>"));
+        assert!(!html.contains(" UTC<"), "{html}");
+    }
+
+    #[test]
+    fn a_note_is_its_text_and_a_mail_reply_names_its_thread() {
+        let html = swedish();
+        let note = row(&html, 3);
+        assert!(
+            note.contains("<div class=\"text\">Klara ringde &lt;och&gt; bad om sms</div>"),
+            "{note}"
+        );
+        assert!(!html.contains("!note"), "{html}");
+        let reply = row(&html, 2);
+        assert!(
+            reply.contains(
+                "<div class=\"text\"><small>I tråden: Tid hos er</small>\nPassar torsdag kl. 10?"
+            ),
+            "{reply}"
+        );
+        // The automatic reply went out in the same thread.
+        assert!(row(&html, 4).contains("I tråden: Tid hos er"));
+        // A purged reply shows nothing of its content, nor of its thread.
+        let mut purged = records();
+        purged[1].purged_at = Some(at(2028, 1, 1, 0, 0));
+        let team = Team::of("adult", None);
+        let html = render(&case(), &team, &[contact()], &purged, at(2028, 1, 1, 0, 0));
+        assert!(!row(&html, 2).contains("In the thread"), "{html}");
+    }
+
+    #[test]
+    fn an_english_team_reads_english_in_utc_without_office_hours() {
+        let config: TeamConfig = serde_json::from_value(serde_json::json!({
+            "name": "Adult services",
+            "members": ["@anna:localhost"],
+            "languages": ["en", "sv"],
+        }))
+        .unwrap();
+        let team = Team::of("adult", Some(&config));
+        assert_eq!(
+            team,
+            Team {
+                name: "Adult services",
+                language: Language::En,
+                time_zone: chrono_tz::UTC
+            }
+        );
+        let html = render(
+            &case(),
+            &team,
+            &[contact()],
+            &records(),
+            at(2026, 11, 29, 14, 0),
+        );
+        assert!(html.contains("<html lang=\"en\">"), "{html}");
+        assert!(
+            html.contains("<title>Case 2026-000001 — journal</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Team: Adult services · status: open"),
+            "{html}"
+        );
+        assert!(html.contains("<th>When (UTC)</th>"), "{html}");
+        assert!(row(&html, 1).contains("2026-10-25 00:30:00 +00:00"));
+        assert!(row(&html, 1).contains("From the client (email)"));
+        assert!(row(&html, 2).contains("Reply to the client (email)<br><small>by @anna:localhost"));
+        assert!(row(&html, 2).contains("In the thread: Tid hos er"));
+        assert!(row(&html, 3).contains("Internal note"));
+        assert!(row(&html, 3).contains(">Klara ringde &lt;och&gt; bad om sms<"));
+        assert!(row(&html, 4).contains("Automatic reply: outside office hours (email)"));
+        assert!(row(&html, 7).contains("<td>Retention purge<br>"));
+        assert!(row(&html, 2).contains("<td>delivered<br>"));
+        assert!(html.contains("7 records. Generated 2026-11-29 14:00 +00:00 by casebridge."));
+    }
+
+    #[test]
+    fn the_team_as_configured_and_english_where_there_is_no_table() {
+        let config: TeamConfig = serde_json::from_value(serde_json::json!({
+            "members": ["@anna:localhost"],
+            "languages": ["hu", "sv"],
+            "hours": { "time_zone": "Europe/Budapest" },
+        }))
+        .unwrap();
+        let team = Team::of("familj", Some(&config));
+        assert_eq!(
+            team,
+            Team {
+                name: "familj",
+                language: Language::Hu,
+                time_zone: chrono_tz::Europe::Budapest
+            }
+        );
+        let html = render(&case(), &team, &[], &records(), at(2026, 11, 29, 14, 0));
+        // Hungarian has no table yet: English, and the page says so.
+        assert!(html.contains("<html lang=\"en\">"), "{html}");
+        assert!(html.contains("Team: familj"), "{html}");
+        assert!(html.contains("<th>When (Europe/Budapest)</th>"), "{html}");
+        // A team no longer configured: its key, English, UTC.
+        assert_eq!(
+            Team::of("gone", None),
+            Team {
+                name: "gone",
+                language: Language::En,
+                time_zone: chrono_tz::UTC
+            }
+        );
+    }
+
+    #[test]
+    fn everything_recorded_is_escaped() {
+        let mut records = records();
+        records[0].body = "<script>alert(1)</script> & <img src=x>".into();
+        records[0].subject = Some("<b>Ämne</b>".into());
+        let team = Team {
+            name: "<i>Team</i>",
+            language: Language::Sv,
+            time_zone: chrono_tz::Europe::Stockholm,
+        };
+        let html = render(
+            &case(),
+            &team,
+            &[contact()],
+            &records,
+            at(2026, 11, 29, 14, 0),
+        );
+        for markup in ["<script", "<img", "<b>", "<i>"] {
+            assert!(!html.contains(markup), "{markup} in {html}");
+        }
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;img src=x&gt;"));
+        assert!(row(&html, 2).contains("I tråden: &lt;b&gt;Ämne&lt;/b&gt;"));
+        assert!(html.contains("Enhet: &lt;i&gt;Team&lt;/i&gt;"));
+    }
 }

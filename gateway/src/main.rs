@@ -318,10 +318,13 @@ async fn run(cli: Cli) -> Result<()> {
             let messages = store.messages(case.id).await?;
             if let ExportFormat::Html = format {
                 let identities = store.identities(case.id).await?;
+                let team =
+                    casebridge_gateway::journal::Team::of(&case.team, config.teams.get(&case.team));
                 print!(
                     "{}",
                     casebridge_gateway::journal::render(
                         &case,
+                        &team,
                         &identities,
                         &messages,
                         chrono::Utc::now()

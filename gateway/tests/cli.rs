@@ -230,7 +230,8 @@ async fn cases_and_records_export() {
     );
     assert_eq!(out.matches("\r\n").count(), 3, "header and two rows: {out}");
 
-    // The journal: one HTML page that reads as a journal, with the text escaped.
+    // The journal: one HTML page that reads as a journal, with the text escaped, in the
+    // language of the example's team (Swedish first).
     let (ok, out, err) = casebridge(
         &path,
         &[
@@ -245,13 +246,13 @@ async fn cases_and_records_export() {
     assert!(ok, "{err}");
     assert!(out.starts_with("<!DOCTYPE html>"), "{out}");
     assert!(
-        out.contains(&format!("<h1>Case {case_number}</h1>")),
+        out.contains(&format!("<h1>Ärende {case_number}</h1>")),
         "{out}"
     );
-    assert!(out.contains("From the client (sms)"), "{out}");
+    assert!(out.contains("Från klienten (sms)"), "{out}");
     assert!(out.contains("Hej, &quot;snälla&quot; ring mig"), "{out}");
     assert!(out.contains("+46 70 123 45 67 — sms (sms)"), "{out}");
-    assert!(out.contains("2 records."), "{out}");
+    assert!(out.contains("2 poster."), "{out}");
 
     let (ok, _, err) = casebridge(&path, &["records", "export", "--case", "1999-000001"]);
     assert!(!ok);

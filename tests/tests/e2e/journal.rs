@@ -1,6 +1,7 @@
 //! One client on two channels, one case: mail through real Dovecot and Postfix, SMS through the
 //! 46elks double, the team's notes, and the case's journal exported by the shipped CLI and read
-//! with a browser's HTML parser (html5ever, through `scraper`).
+//! with a browser's HTML parser (html5ever, through `scraper`), as the team's records officer
+//! reads it: in the team's language and time zone, under the team's name.
 
 use std::time::Duration;
 
@@ -16,6 +17,24 @@ use crate::{binary::casebridge_cli, Db, Stack};
 const SMS_OFFICE: &str = "+46766860000";
 const SECRET: &str = "elks-webhook-secret";
 const CLIENT_MOBILE: &str = "+46701234567";
+/// A Swedish team in Stockholm, open around the clock (so no automatic replies), whose key is
+/// not its name: the journal must show the name.
+const TEAM: &str = r#"
+[teams.adult]
+name = "Socialtjänsten, vuxenenheten"
+members = ["@anna:localhost", "@bo:localhost"]
+languages = ["sv", "en"]
+
+[teams.adult.hours]
+time_zone = "Europe/Stockholm"
+monday = ["00:00-24:00"]
+tuesday = ["00:00-24:00"]
+wednesday = ["00:00-24:00"]
+thursday = ["00:00-24:00"]
+friday = ["00:00-24:00"]
+saturday = ["00:00-24:00"]
+sunday = ["00:00-24:00"]
+"#;
 
 fn select<'a>(page: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     page.select(&Selector::parse(css).unwrap()).collect()
@@ -31,12 +50,13 @@ async fn journal_of_a_case_with_mail_sms_and_notes() {
     let elks = ElksDouble::start().await;
     let mut stack = Stack::new(Db::Sqlite, "journal").await;
     let base = format!("http://127.0.0.1:{}", stack.setup.port);
-    stack.setup.extra = mail.bridge_toml("social")
+    stack.setup.extra = mail.bridge_toml("adult")
+        + TEAM
         + &format!(
             r#"
 [bridges.sms]
 kind = "sms"
-team = "social"
+team = "adult"
 number = "{SMS_OFFICE}"
 public_url = "{base}/"
 webhook_secret = "{SECRET}"
@@ -194,13 +214,32 @@ api_password = "{API_PASSWORD}"
     std::fs::write(dir.path().join("journal.html"), &html).unwrap();
     let page = Html::parse_document(&html);
     assert!(page.errors.is_empty(), "{:?}\n{html}", page.errors);
+    // In the team's first language, Swedish.
+    assert_eq!(select(&page, "html[lang=sv]").len(), 1, "{html}");
     assert_eq!(
         text(&select(&page, "title")[0]),
-        format!("Case {} — journal", case.number)
+        format!("Ärende {} — journal", case.number)
     );
     assert_eq!(
         text(&select(&page, "h1")[0]),
-        format!("Case {}", case.number)
+        format!("Ärende {}", case.number)
+    );
+    // The team by its name, not its configuration key; the time zone named once.
+    let meta = text(&select(&page, "p.meta")[0]);
+    assert!(
+        meta.starts_with("Enhet: Socialtjänsten, vuxenenheten · status: öppet · öppnat "),
+        "{meta}"
+    );
+    assert!(!meta.contains("adult"), "{meta}");
+    let zone = text(&select(&page, "p.zone")[0]);
+    assert_eq!(
+        zone,
+        "Tider i Europe/Stockholm, med skillnaden mot UTC efter varje tid."
+    );
+    let heads: Vec<String> = select(&page, "thead th").iter().map(text).collect();
+    assert_eq!(
+        heads,
+        ["Nr", "Tid (Europe/Stockholm)", "Post", "Text", "Status"]
     );
     // Self-contained: nothing to fetch and nothing to run when it opens.
     assert!(select(&page, "script, img, iframe, link, object").is_empty());
@@ -209,11 +248,11 @@ api_password = "{API_PASSWORD}"
     let contacts: Vec<String> = select(&page, "ul li").iter().map(text).collect();
     assert_eq!(contacts.len(), 2, "{contacts:?}");
     assert!(
-        contacts[0].starts_with("Klara Klient <client@client.test> — email (mail)"),
+        contacts[0].starts_with("Klara Klient <client@client.test> — email (mail), skrev först "),
         "{contacts:?}"
     );
     assert!(
-        contacts[1].starts_with("070-123 45 67 — sms (sms)"),
+        contacts[1].starts_with("070-123 45 67 — sms (sms), skrev först "),
         "{contacts:?}"
     );
 
@@ -227,11 +266,23 @@ api_password = "{API_PASSWORD}"
         })
         .collect();
     assert_eq!(rows.len(), records.len());
+    let stockholm = stack.setup.config().teams["adult"]
+        .hours
+        .as_ref()
+        .unwrap()
+        .time_zone;
     for (i, (row, record)) in rows.iter().zip(&records).enumerate() {
         assert_eq!(row.len(), 5, "{row:?}");
         assert_eq!(row[0], (i + 1).to_string(), "{rows:#?}");
         let hash = record.hash.as_deref().unwrap();
         assert!(row[3].ends_with(hash), "{row:?}");
+        // Local time, with its offset from UTC (which tells the two autumn 02:30s apart).
+        let local = record.received_at.with_timezone(&stockholm);
+        assert_eq!(
+            row[1],
+            local.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+            "{row:?}"
+        );
     }
     let entry = |wanted: &str, text: &str| {
         rows.iter()
@@ -239,39 +290,57 @@ api_password = "{API_PASSWORD}"
             .unwrap_or_else(|| panic!("no {wanted:?} with {text:?} in {rows:#?}"))
     };
     let mail_in = entry(
-        "From the client (email)Klara Klient",
+        "Från klienten (email)Klara Klient",
         "Hej, kan jag få en tid?",
     );
     let mail_out = entry(
-        "Reply to the client (email)by @anna:localhost",
+        "Svar till klienten (email)av @anna:localhost",
         "Passar torsdag",
     );
     let note = entry(
-        "Internal noteby @anna:localhost",
+        "Intern anteckningav @anna:localhost",
         "Klara ringde och bad om sms",
     );
+    // The gateway's notices are recorded as they were written (in English).
     let merge = entry(
-        "Notice to the case team",
+        "Meddelande till handläggarna",
         &format!("Case {} merged into this case", sms_case.number),
     );
     let sms_in = entry(
-        "From the client (sms)070-123 45 67",
+        "Från klienten (sms)070-123 45 67",
         "Torsdag & kl. 10 <3 går bra",
     );
     let sms_out = entry(
-        "Reply to the client (sms)by @anna:localhost",
+        "Svar till klienten (sms)av @anna:localhost",
         "Välkommen på torsdag",
     );
-    let report = entry("Notice to the case team", "Delivered to the client (SMS)");
+    let report = entry(
+        "Meddelande till handläggarna",
+        "Delivered to the client (SMS)",
+    );
     assert!(mail_in < mail_out && mail_out < note && note < merge && merge < sms_in);
     assert!(sms_in < sms_out && sms_out < report);
+    // The mail reply under the subject of the client's mail it answered.
     assert!(
-        rows[mail_out][4].starts_with("sent"),
+        rows[mail_out][3].starts_with("I tråden: Tid hos er\nHej Klara! Passar torsdag kl. 10?"),
         "{:?}",
         rows[mail_out]
     );
+    // The note as its text, not as the command that made it.
     assert!(
-        rows[sms_out][4].starts_with("delivered2026-11-23 22:01"),
+        rows[note][3].starts_with("Klara ringde och bad om sms i stället"),
+        "{:?}",
+        rows[note]
+    );
+    assert!(!html.contains("!note"), "{html}");
+    assert!(
+        rows[mail_out][4].starts_with("skickat"),
+        "{:?}",
+        rows[mail_out]
+    );
+    // 22:01 UTC, as 46elks reported it, is 23:01 in Stockholm in November.
+    assert!(
+        rows[sms_out][4].starts_with("levererat2026-11-23 23:01 +01:00"),
         "{:?}",
         rows[sms_out]
     );

@@ -373,8 +373,10 @@ async fn files_both_ways_invitations_and_merged_cases() {
         Some(first.number.as_str())
     );
     // The merged case's journal still names its client, and says where they went.
+    let config = stack.setup.config();
     let journal = casebridge_gateway::journal::render(
         &work_case,
+        &casebridge_gateway::journal::Team::of(&work_case.team, config.teams.get(&work_case.team)),
         &gateway.store().identities(work.id).await.unwrap(),
         &gateway.store().messages(work.id).await.unwrap(),
         chrono::Utc::now(),
