@@ -324,6 +324,13 @@ async fn run(cli: Cli) -> Result<()> {
                 cases.len()
             );
             // Say what the check could not see, so "intact" is not read as more than it is.
+            let unproven = findings.len();
+            if unproven > 0 {
+                println!(
+                    "{unproven} purge record(s) above predate purge records that list content \
+                     hashes: what their records held when purged cannot be proven"
+                );
+            }
             match anchored {
                 None => println!(
                     "not checked against anchors: records removed from the end of a case, or a \
