@@ -1,6 +1,6 @@
 //! Anchors: each case's last registration number and hash, written somewhere the records store
-//! cannot rewrite (an append-only file the office keeps elsewhere: `casebridge records anchor
-//! >> FILE`). The chain shows a record changed, deleted or moved inside a case, but not records
+//! cannot rewrite (an append-only file the office keeps elsewhere, which
+//! `casebridge records anchor >> FILE` adds to). The chain shows a record changed, deleted or moved inside a case, but not records
 //! removed from its end, nor a chain recomputed from the point of a change on: whoever can
 //! write the store can compute the hashes too. An anchor can be checked against: the record it
 //! names must still be there with the same hash, which holds only if nothing up to it changed.
