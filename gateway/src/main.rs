@@ -12,7 +12,7 @@ use casebridge_gateway::{
     build_bridges,
     policy::Policies,
     registration::registration_yaml,
-    store::{chain, OpenMode, Store, StoreError},
+    store::{anchor, chain, OpenMode, Store, StoreError},
     Gateway,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -97,12 +97,21 @@ enum RecordsCommand {
         dry_run: bool,
     },
     /// Check every case's hash chain (or one case's): names every changed, deleted or
-    /// reordered record; exits non-zero if any.
+    /// reordered record, and every purged one no purge record accounts for; exits non-zero if
+    /// any.
     Verify {
         /// Case number, e.g. 2026-000123; every case when left out.
         #[arg(long)]
         case: Option<String>,
+        /// An anchor file (from `records anchor`): also names records removed from the end of
+        /// a case, and chains recomputed, since the anchors were taken.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
     },
+    /// Print each case's last registration number and hash, one line per case, to append to a
+    /// file kept outside the records store (`records anchor >> anchors.txt`); `records verify
+    /// --anchors` checks against it. Cases whose chain is broken are left out and named.
+    Anchor,
     /// Export every message of a case.
     Export {
         /// Case number, e.g. 2026-000123.
@@ -286,21 +295,34 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Records(RecordsCommand::Verify { case }) => {
+        Command::Records(RecordsCommand::Verify { case, anchors }) => {
             let store = open_store(&config, &cli.config).await?;
-            let cases = match case {
-                Some(number) => vec![find_case(&store, &number).await?],
+            let cases = match &case {
+                Some(number) => vec![find_case(&store, number).await?],
                 None => store.cases().await?.into_iter().rev().collect(),
             };
-            let mut broken = 0;
+            let mut findings = Vec::new();
             let mut records = 0;
             for case in &cases {
                 records += store.messages(case.id).await?.len();
-                for finding in chain::verify(store.connection(), case).await? {
-                    println!("{finding}");
-                    broken += 1;
-                }
+                findings.extend(chain::verify(store.connection(), case).await?);
             }
+            let anchored = match &anchors {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let mut list = anchor::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    list.retain(|a| case.as_ref().is_none_or(|n| *n == a.case));
+                    findings.extend(anchor::check(store.connection(), &list).await?);
+                    Some(list)
+                }
+                None => None,
+            };
+            for finding in &findings {
+                println!("{finding}");
+            }
+            let broken = findings.iter().filter(|f| f.is_break()).count();
             if broken > 0 {
                 anyhow::bail!(
                     "{broken} break(s) in the records of {} case(s)",
@@ -311,6 +333,60 @@ async fn run(cli: Cli) -> Result<()> {
                 "{records} records in {} case(s): every chain is intact",
                 cases.len()
             );
+            // Say what the check could not see, so "intact" is not read as more than it is.
+            let unproven = findings.len();
+            if unproven > 0 {
+                println!(
+                    "{unproven} purge record(s) above predate purge records that list content \
+                     hashes: what their records held when purged cannot be proven"
+                );
+            }
+            match anchored {
+                None => println!(
+                    "not checked against anchors: records removed from the end of a case, or a \
+                     chain recomputed after a change, cannot be seen from the store alone (see \
+                     `casebridge records anchor` and `records verify --anchors`)"
+                ),
+                Some(list) => {
+                    let named: std::collections::HashSet<&str> =
+                        list.iter().map(|a| a.case.as_str()).collect();
+                    let unanchored = cases
+                        .iter()
+                        .filter(|c| !named.contains(c.number.as_str()))
+                        .count();
+                    println!(
+                        "{} anchor(s) hold; records after a case's last anchor, and the {} \
+                         case(s) with no anchor yet, rest on the chain alone",
+                        list.len(),
+                        unanchored
+                    );
+                }
+            }
+        }
+        Command::Records(RecordsCommand::Anchor) => {
+            let store = open_store(&config, &cli.config).await?;
+            let mut intact = Vec::new();
+            let mut broken = 0;
+            for case in store.cases().await?.into_iter().rev() {
+                // An anchor vouches for what it names: a broken chain is not to be vouched for.
+                let findings = chain::verify(store.connection(), &case).await?;
+                if findings.iter().any(chain::Finding::is_break) {
+                    eprintln!(
+                        "case {}: not anchored, its chain is broken (see `casebridge records \
+                         verify --case {}`)",
+                        case.number, case.number
+                    );
+                    broken += 1;
+                } else {
+                    intact.push(case);
+                }
+            }
+            for a in anchor::heads(store.connection(), &intact, chrono::Utc::now()).await? {
+                println!("{a}");
+            }
+            if broken > 0 {
+                anyhow::bail!("{broken} case(s) not anchored: their chains are broken");
+            }
         }
         Command::Records(RecordsCommand::Export { case, format }) => {
             let store = open_store(&config, &cli.config).await?;

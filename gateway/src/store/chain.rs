@@ -6,6 +6,12 @@
 //!
 //! What a record *is* never changes; how far it got (relayed, sent, delivered) does, and each
 //! such step that matters is a record of its own (a notice).
+//!
+//! A purge empties records but keeps their hashes; the mark of a purged row is not hashed, so
+//! the purge record (which is) names every record it emptied with the content hash it had, and
+//! [`verify`] holds each purged row to that list. What the chain cannot show by itself (records
+//! removed from the end of a case, or a chain rewritten as a whole) needs its heads anchored
+//! outside the store: see [`super::anchor`].
 
 use std::collections::HashMap;
 
@@ -274,7 +280,73 @@ pub async fn append_one<C: ConnectionTrait>(
     Ok(inserted.remove(0))
 }
 
-/// A break in a case's chain.
+/// The line of a purge record's text that opens its list of what it emptied: one
+/// `record N: HASH` line per record, HASH the content hash the record had.
+const PURGED_LIST: &str = "Content hashes (SHA-256) of what was removed:";
+
+/// The text of a purge record: what went under which rules, for the reader, and the list
+/// [`verify`] holds purged rows to. It is the record's body, so its content hash covers it.
+pub(crate) fn purge_text(rules: &[usize], purged: &[(i32, Option<&str>)]) -> String {
+    let join = |items: Vec<String>| items.join(", ");
+    let mut text = format!(
+        "Purged under retention rule {}: the content of record(s) {} was removed; their \
+         registration data and hashes are kept.\n{PURGED_LIST}",
+        join(rules.iter().map(usize::to_string).collect()),
+        join(purged.iter().map(|(seq, _)| seq.to_string()).collect()),
+    );
+    for (seq, hash) in purged {
+        text.push_str(&format!("\nrecord {seq}: {}", hash.unwrap_or("-")));
+    }
+    text
+}
+
+/// What a purge record says it emptied.
+#[derive(Debug, PartialEq, Eq)]
+enum PurgeList {
+    /// Registration numbers with the content hash each had.
+    Hashes(Vec<(i64, String)>),
+    /// A purge record written before purge records listed content hashes: its sentence names
+    /// the registration numbers only.
+    NumbersOnly(Vec<i64>),
+    /// Neither: nothing can be taken from it.
+    Unreadable,
+}
+
+fn purge_list(text: &str) -> PurgeList {
+    if let Some((_, list)) = text.split_once(PURGED_LIST) {
+        let entries: Option<Vec<(i64, String)>> = list
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (seq, hash) = l.strip_prefix("record ")?.split_once(": ")?;
+                Some((seq.parse().ok()?, hash.to_owned()))
+            })
+            .collect();
+        return entries.map_or(PurgeList::Unreadable, PurgeList::Hashes);
+    }
+    // The one sentence the earlier versions wrote.
+    let numbers = text
+        .split_once("the content of record(s) ")
+        .and_then(|(_, rest)| rest.split_once(" was removed"))
+        .and_then(|(list, _)| {
+            list.split(", ")
+                .map(|n| n.parse().ok())
+                .collect::<Option<Vec<i64>>>()
+        });
+    numbers.map_or(PurgeList::Unreadable, PurgeList::NumbersOnly)
+}
+
+/// How much a finding says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The records were changed, deleted, reordered or emptied outside a purge.
+    Break,
+    /// Nothing is shown to be wrong, but the chain cannot prove it right either (a purge from
+    /// before purge records listed content hashes).
+    Unproven,
+}
+
+/// A break in a case's chain, or what it cannot prove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// The case number.
@@ -283,13 +355,26 @@ pub struct Finding {
     pub seq: i64,
     /// What is wrong.
     pub problem: String,
+    /// A break, or only unproven.
+    pub severity: Severity,
+}
+
+impl Finding {
+    /// Whether the records were shown to be tampered with.
+    pub fn is_break(&self) -> bool {
+        self.severity == Severity::Break
+    }
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unproven = match self.severity {
+            Severity::Break => "",
+            Severity::Unproven => "cannot be proven: ",
+        };
         write!(
             f,
-            "case {} record {}: {}",
+            "case {} record {}: {unproven}{}",
             self.case, self.seq, self.problem
         )
     }
@@ -327,8 +412,55 @@ pub async fn verify<C: ConnectionTrait>(
         case: case.number.clone(),
         seq,
         problem,
+        severity: Severity::Break,
     };
     let mut out = Vec::new();
+    // What the case's purge records say they emptied: registration number → (purge record,
+    // content hash, or none from a purge record that names numbers only).
+    let mut purged_by: HashMap<i64, Vec<(i64, Option<String>)>> = HashMap::new();
+    for m in &rows {
+        let Some(purge_seq) = m.seq.map(i64::from) else {
+            continue;
+        };
+        if m.kind.as_deref() != Some("purge") || m.direction != direction::INTERNAL {
+            continue;
+        }
+        match purge_list(&m.body) {
+            PurgeList::Hashes(list) => {
+                for (seq, hash) in list {
+                    purged_by
+                        .entry(seq)
+                        .or_default()
+                        .push((purge_seq, Some(hash)));
+                }
+            }
+            PurgeList::NumbersOnly(seqs) => {
+                out.push(Finding {
+                    severity: Severity::Unproven,
+                    ..finding(
+                        purge_seq,
+                        format!(
+                            "this purge predates purge records that list content hashes: it \
+                             names record(s) {} by number only, so what they held when purged \
+                             rests on their own rows",
+                            seqs.iter()
+                                .map(i64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                });
+                for seq in seqs {
+                    purged_by.entry(seq).or_default().push((purge_seq, None));
+                }
+            }
+            PurgeList::Unreadable => out.push(finding(
+                purge_seq,
+                "a purge record whose list of what it removed cannot be read".into(),
+            )),
+        }
+    }
+    let empty = content_hash("", None, None, &Content::default());
     let mut expected_seq = 1i64;
     let mut prev: Option<String> = None;
     for m in &rows {
@@ -359,25 +491,72 @@ pub async fn verify<C: ConnectionTrait>(
                     .into(),
             ));
         }
+        let content = Content {
+            files: files
+                .get(&m.id)
+                .map(|v| {
+                    v.iter()
+                        .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            original: originals.get(&m.id).map(Vec::as_slice),
+        };
+        let recomputed = content_hash(&m.body, m.html.as_deref(), m.subject.as_deref(), &content);
+        // Only purge records later in the chain can have emptied it.
+        let purges: Vec<&(i64, Option<String>)> = purged_by
+            .get(&seq)
+            .into_iter()
+            .flatten()
+            .filter(|(purge_seq, _)| *purge_seq > seq)
+            .collect();
         if m.purged_at.is_none() {
-            let content = Content {
-                files: files
-                    .get(&m.id)
-                    .map(|v| {
-                        v.iter()
-                            .map(|a| (a.filename.as_str(), a.mime.as_str(), a.data.as_slice()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                original: originals.get(&m.id).map(Vec::as_slice),
-            };
-            let recomputed =
-                content_hash(&m.body, m.html.as_deref(), m.subject.as_deref(), &content);
             if m.content_hash.as_deref() != Some(recomputed.as_str()) {
                 out.push(finding(
                     seq,
                     "its content was changed (text, HTML, subject, a file or the original)".into(),
                 ));
+            }
+            if let Some((purge_seq, _)) = purges.first() {
+                out.push(finding(
+                    seq,
+                    format!(
+                        "purge record {purge_seq} removed its content, but it is not marked \
+                         purged (its content was put back, or the mark taken off)"
+                    ),
+                ));
+            }
+        } else {
+            // The mark is not hashed: what makes a purged row a purged one is that it is empty
+            // and that a purge record in the chain says so, with the content hash it had.
+            if recomputed != empty {
+                out.push(finding(
+                    seq,
+                    "it is marked purged but holds content (text, HTML, subject, a file or the \
+                     original): a purge leaves none"
+                        .into(),
+                ));
+            }
+            let named = purges
+                .iter()
+                .any(|(_, hash)| hash.is_some() && hash.as_deref() == m.content_hash.as_deref());
+            let other = purges.iter().find(|(_, hash)| hash.is_some());
+            let problem = match other {
+                _ if named => None,
+                Some((purge_seq, _)) => Some(format!(
+                    "purge record {purge_seq} names another content hash for it: it was changed \
+                     before or after the purge"
+                )),
+                // Named by number only: said once, at that purge record.
+                None if !purges.is_empty() => None,
+                None => Some(
+                    "it is marked purged, but no purge record names it: its content was removed \
+                     or changed outside a retention purge"
+                        .to_owned(),
+                ),
+            };
+            if let Some(problem) = problem {
+                out.push(finding(seq, problem));
             }
         }
         if m.hash.as_deref() != Some(record_hash(&Fields::from(m)).as_str()) {
@@ -389,5 +568,112 @@ pub async fn verify<C: ConnectionTrait>(
         prev = m.hash.clone();
         expected_seq = seq + 1;
     }
+    out.sort_by_key(|f| f.seq);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_bridges::{InboundMessage, RemoteAddress, RemoteMessageId};
+    use sea_orm::{ConnectionTrait, Set};
+
+    use super::*;
+    use crate::store::{message_row, NewInbound, Store};
+
+    #[test]
+    fn a_purge_record_lists_what_it_emptied_and_an_old_one_reads_as_numbers() {
+        let text = purge_text(&[1, 3], &[(2, Some("aa")), (5, Some("bb"))]);
+        assert!(
+            text.starts_with(
+                "Purged under retention rule 1, 3: the content of record(s) 2, 5 was removed;"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            purge_list(&text),
+            PurgeList::Hashes(vec![(2, "aa".into()), (5, "bb".into())])
+        );
+        let old = "Purged under retention rule 1: the content of record(s) 1, 2, 3 was removed; \
+                   their registration data and hashes are kept.";
+        assert_eq!(purge_list(old), PurgeList::NumbersOnly(vec![1, 2, 3]));
+        assert_eq!(purge_list("Purged, somehow"), PurgeList::Unreadable);
+        assert_eq!(
+            purge_list(&format!("{text}\nrecord two: cc")),
+            PurgeList::Unreadable
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_from_before_the_lists_is_unproven_not_a_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        let items: Vec<_> = (1..=3)
+            .map(|i| NewInbound {
+                instance: "sms".into(),
+                channel: "sms".into(),
+                team: "social".into(),
+                label: "SMS".into(),
+                ghost_localpart: "_cb_sms_a".into(),
+                message: InboundMessage {
+                    message_id: RemoteMessageId::new(format!("m{i}")),
+                    from: RemoteAddress::new("a"),
+                    display_name: "a".into(),
+                    body: format!("text {i}"),
+                    sent_at: Utc::now(),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        store
+            .record_inbound(&items, &Default::default())
+            .await
+            .unwrap();
+        let case = store.cases().await.unwrap().pop().unwrap();
+        // A purge of records 1 and 2 as the earlier versions wrote it.
+        let db = store.connection();
+        db.execute_unprepared(&format!(
+            "UPDATE messages SET body = '', purged_at = '{}' WHERE seq IN (1, 2)",
+            Utc::now().to_rfc3339()
+        ))
+        .await
+        .unwrap();
+        append_one(
+            db,
+            message::ActiveModel {
+                kind: Set(Some("purge".to_owned())),
+                ..message_row(
+                    case.id,
+                    direction::INTERNAL,
+                    "recorded",
+                    "Purged under retention rule 1: the content of record(s) 1, 2 was removed; \
+                     their registration data and hashes are kept.",
+                    Utc::now(),
+                )
+            },
+        )
+        .await
+        .unwrap();
+        let found = verify(db, &case).await.unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].seq, found[0].severity), (4, Severity::Unproven));
+        assert!(
+            found[0]
+                .to_string()
+                .contains("record 4: cannot be proven: this purge predates"),
+            "{}",
+            found[0]
+        );
+        // What it cannot prove is what the content was; that a purged row is empty it can.
+        db.execute_unprepared("UPDATE messages SET body = 'ändrat' WHERE seq = 1")
+            .await
+            .unwrap();
+        let found = verify(db, &case).await.unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|f| f.seq == 1 && f.is_break() && f.problem.contains("holds content")),
+            "{found:?}"
+        );
+    }
 }

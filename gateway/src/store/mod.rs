@@ -1,6 +1,7 @@
 //! The records store: cases, identities, every message, the durable outbound queue and the
 //! processed appservice transactions, on SQLite (default) or PostgreSQL through sea-orm.
 
+pub mod anchor;
 pub mod chain;
 pub mod entities;
 mod migration;

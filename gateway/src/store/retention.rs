@@ -1,6 +1,8 @@
 //! Retention: which records' content is due to go, and purging it. A purge empties a record
 //! (text, HTML, subject, files, original) but keeps its registration data and hashes, so the
-//! chain still verifies, and appends a purge record to the case saying what went and why.
+//! chain still verifies, and appends a purge record to the case saying what went and why, with
+//! the content hash of each record it emptied (the purged mark itself is not hashed; that list
+//! is what proves a purged row was purged).
 //! The purge also writes what the homeserver still has to forget (redactions, media deletions)
 //! as follow-ups in the same transaction; [`crate::purge`] carries them out.
 
@@ -158,18 +160,12 @@ impl Store {
             let mut rules: Vec<usize> = group.iter().map(|d| d.rule).collect();
             rules.sort_unstable();
             rules.dedup();
-            let log = format!(
-                "Purged under retention rule {}: the content of record(s) {} was removed; their \
-                 registration data and hashes are kept.",
-                rules
+            let log = chain::purge_text(
+                &rules,
+                &group
                     .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                seqs.iter()
-                    .map(i32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .filter_map(|d| Some((d.record.seq?, d.record.content_hash.as_deref())))
+                    .collect::<Vec<_>>(),
             );
             chain::append_one(
                 &txn,
