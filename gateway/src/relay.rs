@@ -14,7 +14,7 @@ use casebridge_bridges::{
     OutboundMessage, SubmitError,
 };
 use casebridge_config::{Config, Secrets};
-use casebridge_policies::{outbound::strip_reply_fallback, privacy::Outcome};
+use casebridge_policies::{media::Cleaned, outbound::strip_reply_fallback, privacy::Outcome};
 use chrono::Utc;
 use ruma::{
     events::{
@@ -585,31 +585,23 @@ impl Core {
         file: attachment::Model,
     ) -> Result<OwnedEventId, RelayError> {
         let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
-        // Images lose EXIF/GPS and the like first; the record keeps the original.
-        let data = if file.mime.starts_with("image/") {
-            match casebridge_policies::media::strip_metadata(&file.mime, &file.data) {
-                Some(clean) => clean,
-                None if matches!(
-                    file.mime.as_str(),
-                    "image/jpeg" | "image/jpg" | "image/png" | "image/webp"
-                ) =>
-                {
-                    let notice = RoomMessageEventContent::notice_plain(format!(
-                        "The client sent {} ({}), which cannot be read as an image, so it could \
-                         not be checked for hidden data such as a location. It is kept in the \
-                         case records and not shown here.",
-                        file.filename, file.mime
-                    ));
-                    return Ok(self
-                        .matrix
-                        .send_message(room, &txn_id, &notice, None)
-                        .await?);
-                }
-                // Other image types (GIF) carry no EXIF.
-                None => file.data.clone(),
+        // Images lose EXIF/GPS and the like first (by their bytes, whatever type was declared);
+        // the record keeps the original.
+        let data = match casebridge_policies::media::clean(&file.mime, &file.data) {
+            Cleaned::Unchanged => file.data.clone(),
+            Cleaned::Clean(bytes) => bytes,
+            Cleaned::Withheld { reason } => {
+                let notice = RoomMessageEventContent::notice_plain(format!(
+                    "The client sent {} ({}), an image that could not be cleaned of hidden data \
+                     such as a location: {reason}. It is kept in the case records and not shown \
+                     here.",
+                    file.filename, file.mime
+                ));
+                return Ok(self
+                    .matrix
+                    .send_message(room, &txn_id, &notice, None)
+                    .await?);
             }
-        } else {
-            file.data.clone()
         };
         let size = data.len() as i64;
         let uri = match &file.mxc_uri {
@@ -1104,15 +1096,14 @@ impl Core {
             let mime = mime.unwrap_or_else(|| "application/octet-stream".to_owned());
             match self.matrix.download(uri).await {
                 Ok(data) => {
-                    let data = if mime.starts_with("image/") {
-                        // A worker's photo must not carry where it was taken either.
-                        match casebridge_policies::media::strip_metadata(&mime, &data) {
-                            Some(clean) => clean,
-                            None if mime == "image/gif" => data,
-                            None => continue,
+                    // A worker's photo must not carry where it was taken either: the same rule.
+                    let data = match casebridge_policies::media::clean(&mime, &data) {
+                        Cleaned::Unchanged => data,
+                        Cleaned::Clean(bytes) => bytes,
+                        Cleaned::Withheld { reason } => {
+                            warn!(event = %event.event_id, %reason, "a worker's image is not sent");
+                            continue;
                         }
-                    } else {
-                        data
                     };
                     out.insert(
                         event.event_id.clone(),

@@ -153,6 +153,53 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Real images of each type a phone or mail program sends, 24×16 pixels, each with a GPS
+/// position in EXIF and XMP (GIF: XMP), IPTC and a comment where the type has them: (file name,
+/// MIME type, bytes). How they were made: policies/tests/fixtures/README.md.
+pub fn images_with_gps() -> Vec<(&'static str, &'static str, &'static [u8])> {
+    macro_rules! fixture {
+        ($name:literal, $mime:literal) => {
+            (
+                $name,
+                $mime,
+                &include_bytes!(concat!("../../policies/tests/fixtures/", $name))[..],
+            )
+        };
+    }
+    vec![
+        fixture!("gps.jpg", "image/jpeg"),
+        fixture!("gps.png", "image/png"),
+        fixture!("gps.webp", "image/webp"),
+        fixture!("gps.gif", "image/gif"),
+        fixture!("gps.tif", "image/tiff"),
+        fixture!("gps.heic", "image/heic"),
+        fixture!("gps.avif", "image/avif"),
+    ]
+}
+
+/// What is left in `bytes` of what [`images_with_gps`] carry: the street (XMP description, IPTC
+/// city, comment), the camera make, XMP's latitude, the XMP namespace, EXIF's header (with its
+/// byte order), "GPS", and
+/// EXIF's rational 59/1 (the latitude's degrees) in both byte orders. Empty when nothing is.
+pub fn location_traces(bytes: &[u8]) -> Vec<String> {
+    const TRACES: [&[u8]; 9] = [
+        b"Storgatan",
+        b"CasebridgeCam",
+        b"59,19.758N",
+        b"http://ns.adobe.com/xap",
+        b"GPS",
+        b"Exif\0\0MM",
+        b"Exif\0\0II",
+        b"\0\0\0\x3b\0\0\0\x01",
+        b"\x3b\0\0\0\x01\0\0\0",
+    ];
+    TRACES
+        .iter()
+        .filter(|t| bytes.windows(t.len()).any(|w| w == **t))
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect()
+}
+
 /// A small JPEG whose EXIF segment names a GPS position, and whose image data ends with
 /// `12 34 56 78 FF D9`: what a phone's photo carries, for tests that it leaves no location.
 pub fn jpeg_with_gps() -> Vec<u8> {

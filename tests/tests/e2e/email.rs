@@ -697,3 +697,103 @@ async fn bad_mail_is_kept_whole_and_the_bridge_reads_on_by_polling() {
     assert_eq!(ok[0]["content"]["body"], "Vanligt\n\nEtt vanligt brev.");
     gateway.shutdown().await;
 }
+
+/// Images of every type a phone or mail program sends, each with a GPS position, reach the room
+/// without it (a JPEG sent as `application/octet-stream` too); the record keeps them whole. The
+/// worker's HEIC and TIFF go out to the client without theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_of_every_type_lose_their_location_both_ways() {
+    use base64::Engine as _;
+    let (mut stack, mail) = mail_stack("emailimages", "").await;
+    let gateway = stack.start_gateway().await;
+
+    let mut images = casebridge_tests::images_with_gps();
+    let jpeg = images[0].2;
+    images.push(("karta.bin", "application/octet-stream", jpeg));
+    let mut raw = format!(
+        "From: Klara Klient <{client}>\r\nTo: {office}\r\nSubject: Bilder\r\n\
+         Message-ID: <img1@client.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nHär är bilderna.\r\n",
+        client = CLIENT.0,
+        office = OFFICE.0,
+    );
+    for (name, mime, data) in &images {
+        raw += &format!(
+            "--b1\r\nContent-Type: {mime}; name={name}\r\n\
+             Content-Disposition: attachment; filename={name}\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(data)
+        );
+    }
+    raw += "--b1--\r\n";
+    mail.send_raw(CLIENT.0, OFFICE.0, raw.as_bytes()).await;
+    let room = stack.join_case_room().await;
+    let messages = stack
+        .ghost_messages(&room, 1 + images.len(), Duration::from_secs(60))
+        .await;
+    for (event, (name, _, original)) in messages[1..].iter().zip(&images) {
+        assert_eq!(event["content"]["body"], *name, "{event}");
+        let shown = stack
+            .worker
+            .download(event["content"]["url"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            casebridge_tests::location_traces(&shown),
+            Vec::<String>::new(),
+            "{name} in the room"
+        );
+        // Still the same type of image.
+        assert_eq!(shown[..4], original[..4], "{name}");
+    }
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    let message = gateway
+        .store()
+        .messages(case.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.upstream_id.as_deref() == Some("img1@client.test"))
+        .unwrap();
+    let kept = gateway.store().attachments(message.id).await.unwrap();
+    assert_eq!(kept.len(), images.len());
+    for (file, (name, _, original)) in kept.iter().zip(&images) {
+        assert_eq!(file.data, *original, "the record keeps {name} whole");
+    }
+
+    // The worker's HEIC and TIFF go out without their location.
+    for (name, mime, data) in [&images[5], &images[4]] {
+        let mxc = stack.worker.upload(data.to_vec(), mime, name).await;
+        stack
+            .worker
+            .send(
+                &room,
+                serde_json::json!({
+                    "msgtype": "m.image", "body": name, "url": mxc,
+                    "info": {"mimetype": mime},
+                }),
+            )
+            .await;
+    }
+    let mails = eventually(Duration::from_secs(30), "two mails with a file", || async {
+        let mails = mail.wait_for_mail(CLIENT, 1, Duration::from_secs(20)).await;
+        let files: Vec<(String, Vec<u8>)> = mails
+            .iter()
+            .filter_map(|m| {
+                let parsed = MessageParser::default().parse(m.as_slice())?;
+                let file = parsed.attachments().next()?;
+                Some((file.attachment_name()?.to_owned(), file.contents().to_vec()))
+            })
+            .collect();
+        (files.len() == 2).then_some(files)
+    })
+    .await;
+    for (name, data) in mails {
+        assert_eq!(
+            casebridge_tests::location_traces(&data),
+            Vec::<String>::new(),
+            "{name} to the client"
+        );
+    }
+    gateway.shutdown().await;
+}

@@ -467,3 +467,88 @@ async fn webhook_mode_checks_the_secret_token_and_survives_a_restart() {
     .await;
     gateway.shutdown().await;
 }
+
+/// A client's images of every type, as documents (a file sent "without compression") and as a
+/// photo, reach the room without their GPS position; a worker's TIFF and HEIC reach the client
+/// without theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_of_every_type_lose_their_location_both_ways() {
+    let (mut stack, telegram) = telegram_stack("telegramimages").await;
+    let gateway = stack.start_gateway().await;
+    let chat = 555_000_077;
+    let images = casebridge_tests::images_with_gps();
+    telegram.client_writes(chat, "Klara", "klara_k", "Bilder kommer.");
+    let room = stack.join_case_room().await;
+    stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    for (i, (name, mime, data)) in images.iter().enumerate() {
+        telegram.client_sends_document(chat, "Klara", name, mime, data);
+        stack
+            .ghost_messages(&room, 2 + i, Duration::from_secs(20))
+            .await;
+    }
+    // A photo is a JPEG with its EXIF when the client's app keeps it.
+    telegram.client_sends_photo(chat, "Klara", images[0].2, "");
+    let messages = stack
+        .ghost_messages(&room, 2 + images.len(), Duration::from_secs(20))
+        .await;
+    let sent = images.iter().map(|(name, _, data)| (*name, *data));
+    let sent = sent.chain([("photo", images[0].2)]);
+    for (event, (name, original)) in messages[1..].iter().zip(sent) {
+        let shown = stack
+            .worker
+            .download(
+                event["content"]["url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{event}")),
+            )
+            .await;
+        assert_eq!(
+            casebridge_tests::location_traces(&shown),
+            Vec::<String>::new(),
+            "{name} in the room"
+        );
+        assert_eq!(shown[..4], original[..4], "{name}: still the same type");
+    }
+    let case = gateway.store().cases().await.unwrap().remove(0);
+    let mut kept = Vec::new();
+    for message in gateway.store().messages(case.id).await.unwrap() {
+        kept.extend(gateway.store().attachments(message.id).await.unwrap());
+    }
+    for (name, _, original) in &images {
+        assert!(
+            kept.iter().any(|f| f.data == *original),
+            "the record keeps {name} whole"
+        );
+    }
+
+    // The worker's TIFF and HEIC, as files.
+    for (name, mime, data) in [&images[4], &images[5]] {
+        let mxc = stack.worker.upload(data.to_vec(), mime, name).await;
+        stack
+            .worker
+            .send(
+                &room,
+                serde_json::json!({
+                    "msgtype": "m.file", "body": name, "url": mxc,
+                    "info": {"mimetype": mime},
+                }),
+            )
+            .await;
+    }
+    let files = eventually(Duration::from_secs(20), "two files at Telegram", || async {
+        let files = telegram.sent_files();
+        (files.len() == 2).then_some(files)
+    })
+    .await;
+    for file in files {
+        assert_eq!(
+            casebridge_tests::location_traces(&file.data),
+            Vec::<String>::new(),
+            "{:?} to the client",
+            file.filename
+        );
+    }
+    gateway.shutdown().await;
+}
