@@ -6,7 +6,7 @@
 //! An inbound webhook's response body would be sent to the client as a reply SMS: we answer
 //! 204 with none.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -16,7 +16,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{ProviderContext, ProviderEvent, Refusal};
+use super::{
+    check_id, check_text, once, required, shown, ProviderContext, ProviderEvent, Refusal,
+    ID_PUNCTUATION,
+};
 use crate::{
     BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
 };
@@ -87,42 +90,55 @@ impl Elks {
     }
 }
 
-fn form(body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
+/// The form's fields in order, repeats kept: a repeated field is refused, never read first-wins.
+fn form(body: &[u8]) -> Result<Vec<(String, String)>, Refusal> {
     serde_urlencoded::from_bytes(body).map_err(|e| (400, format!("not a form: {e}")))
 }
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
-    form.get(name)
-        .map(String::as_str)
-        .ok_or_else(|| (400, format!("missing field {name:?}")))
+/// 46elks writes times as UTC without a zone: `2018-07-13T13:57:23.741000`.
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
-/// 46elks writes times as UTC without a zone: `2018-07-13T13:57:23.741000`.
-fn time(value: Option<&String>) -> DateTime<Utc> {
-    value
-        .and_then(|v| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f").ok())
-        .map(|t| t.and_utc())
-        .unwrap_or_else(Utc::now)
-}
+/// Longest 46elks id we take: theirs are `s` and 32 hex digits (33); the bound leaves room for
+/// a longer format without letting an id grow without end.
+const MAX_ID: usize = 64;
 
 #[async_trait]
 impl super::Provider for Elks {
     fn authenticate(&self, request: &http::Request<Vec<u8>>) -> Result<(), Refusal> {
-        let from_basic = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.split_once(':').map(|(_, password)| password.to_owned()));
-        let from_query = request.uri().query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "secret")
-                .map(|(_, v)| v.into_owned())
-        });
-        let Some(presented) = from_basic.or(from_query) else {
-            return Err((401, "missing webhook secret".into()));
+        // Every secret the request presents: Basic auth passwords and `secret` parameters.
+        // More than one is ambiguous (which one counts would be a guess), so it is refused
+        // before any is compared.
+        let mut presented: Vec<String> = Vec::new();
+        for value in request.headers().get_all(http::header::AUTHORIZATION) {
+            let password = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.split_once(':').map(|(_, password)| password.to_owned()));
+            presented.push(password.unwrap_or_default());
+        }
+        if let Some(query) = request.uri().query() {
+            presented.extend(
+                url::form_urlencoded::parse(query.as_bytes())
+                    .filter(|(k, _)| k == "secret")
+                    .map(|(_, v)| v.into_owned()),
+            );
+        }
+        let presented = match presented.as_slice() {
+            [] => return Err((401, "missing webhook secret".into())),
+            [one] => one,
+            _ => {
+                return Err((
+                    401,
+                    "webhook secret given more than once; give it once, in the URL's password or as ?secret=".into(),
+                ))
+            }
         };
         if bool::from(
             presented
@@ -141,31 +157,49 @@ impl super::Provider for Elks {
         report: bool,
     ) -> Result<ProviderEvent, Refusal> {
         let form = form(request.body())?;
+        let id = required(&form, "id")?;
+        check_id("id", id, MAX_ID, ID_PUNCTUATION)?;
         if report {
-            let status = match field(&form, "status")? {
+            let status = match required(&form, "status")? {
                 "sent" => DeliveryStatus::Sent,
                 "delivered" => DeliveryStatus::Delivered,
                 "failed" => DeliveryStatus::Failed {
                     reason: "the carrier reported it as failed".into(),
                 },
-                other => return Err((400, format!("unknown status {other:?}"))),
+                other => return Err((400, format!("status: unknown status {}", shown(other)))),
             };
             return Ok(ProviderEvent::Report(DeliveryReport {
-                remote_id: RemoteMessageId::new(field(&form, "id")?),
+                remote_id: RemoteMessageId::new(id),
                 status,
-                at: time(form.get("delivered")),
+                at: once(&form, "delivered")?
+                    .and_then(parse_time)
+                    .unwrap_or_else(Utc::now),
             }));
         }
-        if let Some(direction) = form.get("direction") {
-            if direction != "incoming" {
-                return Err((400, format!("direction {direction:?} on the inbound route")));
-            }
+        // 46elks documents every field of an inbound SMS, "direction" always "incoming": a post
+        // without one of them is not 46elks'.
+        let direction = required(&form, "direction")?;
+        if direction != "incoming" {
+            return Err((
+                400,
+                format!("direction: {} on the inbound route", shown(direction)),
+            ));
         }
+        let created = required(&form, "created")?;
+        let at = parse_time(created).ok_or_else(|| {
+            (
+                400,
+                format!("created: {} is not a 46elks time", shown(created)),
+            )
+        })?;
+        let text = required(&form, "message")?;
+        check_text("message", text, None)?;
         Ok(ProviderEvent::Message {
-            id: field(&form, "id")?.to_owned(),
-            from: field(&form, "from")?.to_owned(),
-            text: field(&form, "message")?.to_owned(),
-            at: time(form.get("created")),
+            id: id.to_owned(),
+            from: required(&form, "from")?.to_owned(),
+            to: required(&form, "to")?.to_owned(),
+            text: text.to_owned(),
+            at,
         })
     }
 

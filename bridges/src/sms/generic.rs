@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{ProviderContext, ProviderEvent, Refusal};
+use super::{check_id, check_text, ProviderContext, ProviderEvent, Refusal, ID_PUNCTUATION};
 use crate::{
     BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
 };
@@ -73,6 +73,10 @@ impl Default for Fields {
     }
 }
 
+/// Longest message id we take from a gateway we know nothing of: ids are keys, so bounded;
+/// 128 holds a UUID, a ULID or a provider's prefixed hex id with room to spare.
+const MAX_ID: usize = 128;
+
 /// The generic provider.
 pub struct Generic {
     http: reqwest::Client,
@@ -129,12 +133,12 @@ impl Generic {
 impl super::Provider for Generic {
     fn authenticate(&self, request: &http::Request<Vec<u8>>) -> Result<(), Refusal> {
         let header = &self.options.signature_header;
-        let Some(presented) = request
-            .headers()
-            .get(header.as_str())
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Err((401, format!("missing {header}")));
+        let mut signatures = request.headers().get_all(header.as_str()).iter();
+        let presented = match (signatures.next(), signatures.next()) {
+            (Some(one), None) => one.to_str().unwrap_or_default(),
+            (None, _) => return Err((401, format!("missing {header}"))),
+            // Which one counts would be a guess: refused, not read first-wins.
+            (Some(_), Some(_)) => return Err((401, format!("{header} given more than once"))),
         };
         let presented = presented
             .strip_prefix("sha256=")
@@ -170,18 +174,30 @@ impl super::Provider for Generic {
                         .unwrap_or("failed")
                         .to_owned(),
                 },
-                other => return Err((400, format!("{:?}: unknown status {other:?}", f.status))),
+                other => {
+                    return Err((
+                        400,
+                        format!("{}: unknown status {}", f.status, super::shown(other)),
+                    ))
+                }
             };
+            let id = self.string(object, &f.id)?;
+            check_id(&f.id, id, MAX_ID, ID_PUNCTUATION)?;
             return Ok(ProviderEvent::Report(DeliveryReport {
-                remote_id: RemoteMessageId::new(self.string(object, &f.id)?),
+                remote_id: RemoteMessageId::new(id),
                 status,
                 at: Utc::now(),
             }));
         }
+        let id = self.string(object, &f.id)?;
+        check_id(&f.id, id, MAX_ID, ID_PUNCTUATION)?;
+        let text = self.string(object, &f.text)?;
+        check_text(&f.text, text, None)?;
         Ok(ProviderEvent::Message {
-            id: self.string(object, &f.id)?.to_owned(),
+            id: id.to_owned(),
             from: self.string(object, &f.from)?.to_owned(),
-            text: self.string(object, &f.text)?.to_owned(),
+            to: self.string(object, &f.to)?.to_owned(),
+            text: text.to_owned(),
             at: Utc::now(),
         })
     }

@@ -103,10 +103,12 @@ pub struct ProviderContext {
 pub enum ProviderEvent {
     /// An SMS from a client.
     Message {
-        /// The provider's id.
+        /// The provider's id, its shape already checked by the provider.
         id: String,
-        /// Sender as the provider gives it.
+        /// Sender as the provider gives it; [`check_from`] decides whether it is one.
         from: String,
+        /// The number it was sent to, as the provider gives it; it must be the office's.
+        to: String,
         /// Text.
         text: String,
         /// When the provider received it.
@@ -159,6 +161,167 @@ fn check_sender_id(id: &str) -> Result<(), String> {
 
 /// A refusal of a webhook request: status and reason.
 pub type Refusal = (u16, String);
+
+/// Most parts of a concatenated SMS: the concatenation header numbers parts in one byte
+/// (3GPP TS 23.040, 9.2.3.24.1), so no phone can send a longer one.
+pub const MAX_PARTS: usize = 255;
+
+/// Bytes no text of [`MAX_PARTS`] parts can exceed (39,015 GSM-7 characters of at most 3 bytes
+/// in UTF-8), checked before the parts are counted so a huge body costs nothing to refuse.
+const MAX_TEXT_BYTES: usize = 153 * MAX_PARTS * 3;
+
+/// A hostile value as it may appear in a refusal or a log line: quoted, control characters
+/// escaped, and cut after 24 characters, so a 500 KB field is never echoed or logged whole.
+pub(crate) fn shown(value: &str) -> String {
+    const SHOWN: usize = 24;
+    let count = value.chars().count();
+    if count <= SHOWN {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(SHOWN).collect();
+        format!("{head:?}… ({count} characters)")
+    }
+}
+
+/// A field given more than once: which value counts would be a guess, so it is refused.
+pub(crate) fn once<'a>(
+    form: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, Refusal> {
+    let mut values = form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err((400, format!("{name}: given more than once")));
+    }
+    Ok(first)
+}
+
+/// A field that must be there, once.
+pub(crate) fn required<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str, Refusal> {
+    once(form, name)?.ok_or_else(|| (400, format!("missing field {name:?}")))
+}
+
+/// Punctuation ids are written with besides letters and digits (UUIDs, `g-1`, `a.b`, `x_y`).
+pub(crate) const ID_PUNCTUATION: &[u8] = b"-_.:";
+
+/// A provider's message id: 1 to `max` ASCII letters and digits (plus `extra`), as providers
+/// write them; anything else is no id of theirs, and an id is a key, so it is bounded.
+pub(crate) fn check_id(field: &str, id: &str, max: usize, extra: &[u8]) -> Result<(), Refusal> {
+    if id.is_empty() || id.len() > max {
+        return Err((
+            400,
+            format!(
+                "{field}: {} is no message id (1 to {max} characters)",
+                shown(id)
+            ),
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    {
+        let allowed = match std::str::from_utf8(extra) {
+            Ok("") | Err(_) => "letters and digits only".to_owned(),
+            Ok(extra) => format!("letters, digits and {extra} only"),
+        };
+        return Err((
+            400,
+            format!("{field}: {} is no message id ({allowed})", shown(id)),
+        ));
+    }
+    Ok(())
+}
+
+/// An SMS text no longer than `max_chars` (a provider's own limit) and than any concatenated SMS.
+pub(crate) fn check_text(field: &str, text: &str, max_chars: Option<usize>) -> Result<(), Refusal> {
+    let too_long = |limit: String| {
+        Err((
+            400,
+            format!("{field}: longer than {limit}; no SMS carries that"),
+        ))
+    };
+    if text.len() > MAX_TEXT_BYTES {
+        return too_long(format!("{MAX_PARTS} parts ({} bytes)", text.len()));
+    }
+    if let Some(max) = max_chars {
+        if text.chars().count() > max {
+            return too_long(format!("{max} characters"));
+        }
+    }
+    let segments = Segments::of(text);
+    if segments.parts > MAX_PARTS {
+        return too_long(format!("{MAX_PARTS} parts ({} parts)", segments.parts));
+    }
+    Ok(())
+}
+
+/// Whether `s` is a number in E.164 syntax: `+`, a country code (never 0), at most 15 digits.
+fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|digits| {
+        (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}
+
+/// A phone number written as people and gateways write them: digits with at most a leading `+`,
+/// spaces, hyphens and brackets, and short. Only such a string is handed to the number parser,
+/// which would otherwise pick a number out of any text (`+46701234567\n+46701234568`).
+fn looks_like_number(s: &str) -> bool {
+    s.len() <= 24
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_digit() || matches!(b, b' ' | b'-' | b'(' | b')') || (b == b'+' && i == 0)
+        })
+}
+
+/// The sender of an inbound SMS, as `(address, display name)`: a phone number (kept in E.164;
+/// national numbers are read in `region`), or an alphanumeric sender id as operators deliver
+/// them (46elks documents inbound SMS `from` "SMSElk"; clients cannot answer such a sender, but
+/// what it says may matter to a case). Anything else is refused: it would become a client, a
+/// ghost and a case that nobody can answer.
+fn check_from(region: country::Id, from: &str) -> Result<(String, String), Refusal> {
+    if looks_like_number(from) {
+        if let Ok(n) = phonenumber::parse(Some(region), from) {
+            if phonenumber::is_valid(&n) {
+                return Ok(normalise(region, from));
+            }
+        }
+        // A number in a range the parser's tables do not know yet is still a number.
+        if is_e164(from) {
+            return Ok((from.to_owned(), from.to_owned()));
+        }
+    } else if check_sender_id(from).is_ok() {
+        return Ok((from.to_owned(), from.to_owned()));
+    }
+    Err((
+        400,
+        format!(
+            "from: {} is neither a phone number nor an alphanumeric sender id",
+            shown(from)
+        ),
+    ))
+}
+
+/// The number an inbound SMS was sent to must be this office's (`number`, E.164): a message
+/// to another number is not this instance's to take.
+fn check_to(region: country::Id, number: &str, to: &str) -> Result<(), Refusal> {
+    let e164 = looks_like_number(to)
+        .then(|| phonenumber::parse(Some(region), to).ok())
+        .flatten()
+        .map(|n| n.format().mode(Mode::E164).to_string());
+    if e164.as_deref() == Some(number) {
+        Ok(())
+    } else {
+        Err((
+            403,
+            format!("to: {} is not this office's number", shown(to)),
+        ))
+    }
+}
 
 /// One SMS provider's API.
 #[async_trait]
@@ -249,6 +412,7 @@ impl BridgeFactory for SmsFactory {
         }
         let report_url = provider.report_url();
         Ok(Arc::new(SmsBridge {
+            number: number.format().mode(Mode::E164).to_string(),
             sender: options
                 .sender_id
                 .unwrap_or_else(|| number.format().mode(Mode::E164).to_string()),
@@ -266,6 +430,8 @@ impl BridgeFactory for SmsFactory {
 }
 
 struct SmsBridge {
+    /// The office's number, E.164: inbound SMS must be addressed to it.
+    number: String,
     sender: String,
     region: country::Id,
     max_segments: usize,
@@ -276,16 +442,9 @@ struct SmsBridge {
     sink: std::sync::Mutex<Option<InboundSink>>,
 }
 
-impl SmsBridge {
-    /// E.164 address and display form of a sender: national, as the office writes its own
-    /// country's numbers (`070-123 45 67`), international for any other country; a sender that
-    /// is no phone number (an alphanumeric id) stays as it is.
-    fn normalise(&self, from: &str) -> (String, String) {
-        normalise(self.region, from)
-    }
-}
-
-/// See [`SmsBridge::normalise`]; `region` is the office's own country.
+/// E.164 address and display form of a sender: national, as the office writes its own
+/// country's numbers (`070-123 45 67`), international for any other country; a sender that
+/// is no phone number (an alphanumeric id) stays as it is. `region` is the office's country.
 fn normalise(region: country::Id, from: &str) -> (String, String) {
     match phonenumber::parse(Some(region), from) {
         Ok(n) if phonenumber::is_valid(&n) => {
@@ -378,10 +537,16 @@ impl Webhook for SmsBridge {
             return respond(status, &reason);
         }
         let report = request.uri().path().trim_end_matches('/').ends_with("/dlr");
-        let event = match self.provider.parse(&request, report) {
+        // A refusal is logged once, with the reason only: reasons show values cut short
+        // (`shown`), so a hostile field is never logged whole. Nothing refused is recorded.
+        let event = match self
+            .provider
+            .parse(&request, report)
+            .and_then(|e| self.check(e))
+        {
             Ok(e) => e,
             Err((status, reason)) => {
-                warn!(status, reason, "malformed SMS webhook");
+                warn!(status, reason, "SMS webhook refused");
                 return respond(status, &reason);
             }
         };
@@ -389,25 +554,53 @@ impl Webhook for SmsBridge {
             return respond(503, "not started");
         };
         let recorded = match event {
-            ProviderEvent::Message { id, from, text, at } => {
-                let (address, display_name) = self.normalise(&from);
-                sink.submit(InboundMessage {
+            Checked::Message(message) => sink
+                .submit(message)
+                .await
+                .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate)),
+            Checked::Report(report) => sink.report(report).await,
+        };
+        match recorded {
+            Ok(_) => self.provider.accepted(),
+            // Not recorded: the provider retries.
+            Err(e) => respond(503, &e.to_string()),
+        }
+    }
+}
+
+/// A webhook event whose addresses have been checked.
+// Built and consumed at once, one per request: boxing the message would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    Message(InboundMessage),
+    Report(DeliveryReport),
+}
+
+impl SmsBridge {
+    /// Checks the addresses of an inbound SMS, the same for every provider (each provider has
+    /// checked its own fields' shapes and bounds in `parse`): sent to this office's number, from
+    /// a phone number or a sender id.
+    fn check(&self, event: ProviderEvent) -> Result<Checked, Refusal> {
+        match event {
+            ProviderEvent::Message {
+                id,
+                from,
+                to,
+                text,
+                at,
+            } => {
+                check_to(self.region, &self.number, &to)?;
+                let (address, display_name) = check_from(self.region, &from)?;
+                Ok(Checked::Message(InboundMessage {
                     message_id: RemoteMessageId::new(id),
                     from: RemoteAddress::new(address),
                     display_name,
                     body: text,
                     sent_at: at,
                     ..Default::default()
-                })
-                .await
-                .map(|a| matches!(a, Accepted::Recorded { .. } | Accepted::Duplicate))
+                }))
             }
-            ProviderEvent::Report(report) => sink.report(report).await,
-        };
-        match recorded {
-            Ok(_) => self.provider.accepted(),
-            // Not recorded: the provider retries.
-            Err(e) => respond(503, &e.to_string()),
+            ProviderEvent::Report(report) => Ok(Checked::Report(report)),
         }
     }
 }

@@ -2,9 +2,13 @@
 //! (account SID, auth token) and a form (`To`, `From`, `Body`, `StatusCallback`). Inbound SMS and
 //! status callbacks are forms signed with `X-Twilio-Signature`: base64 of HMAC-SHA1, keyed with
 //! the auth token, over the full public URL followed by every form parameter's name and value,
-//! sorted by name. Signatures are checked against `public_url`, the URL Twilio was given.
+//! sorted by name (see [`signature`] for repeated parameters). Signatures are checked against
+//! `public_url`, the URL Twilio was given.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -15,7 +19,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{ProviderContext, ProviderEvent, Refusal};
+use super::{check_id, check_text, once, required, shown, ProviderContext, ProviderEvent, Refusal};
 use crate::{
     BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
 };
@@ -48,17 +52,40 @@ pub struct Twilio {
     webhook_url: Url,
 }
 
-/// The signature Twilio sends for a request to `url` with `params`.
-pub fn signature(auth_token: &str, url: &str, params: &BTreeMap<String, String>) -> String {
+/// The signature Twilio sends for a request to `url` with the form parameters `params`, in any
+/// order, repeats included: the URL, then for each name in sorted order, that name followed by
+/// each of its values, the distinct values in sorted order. This is what Twilio's own validators
+/// compute (`twilio-node` `getExpectedTwilioSignature`, `twilio-python` `compute_signature`);
+/// keeping one value per name would fail a genuine request that repeats a parameter.
+pub fn signature<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+) -> String {
+    let mut sorted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (name, value) in params {
+        sorted
+            .entry(name.as_ref())
+            .or_default()
+            .insert(value.as_ref());
+    }
     let mut mac =
         Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
     mac.update(url.as_bytes());
-    for (name, value) in params {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
+    for (name, values) in sorted {
+        for value in values {
+            mac.update(name.as_bytes());
+            mac.update(value.as_bytes());
+        }
     }
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
+
+/// Longest message SID we take: Twilio's are two letters and 32 hex digits (34 characters).
+const MAX_SID: usize = 34;
+
+/// Longest body Twilio delivers: it documents 1,600 characters for a message.
+const MAX_BODY: usize = 1600;
 
 impl Twilio {
     /// Builds the provider from its options and the bridge's context.
@@ -115,37 +142,44 @@ impl Twilio {
     }
 }
 
-fn form(body: &[u8]) -> Result<BTreeMap<String, String>, Refusal> {
+/// The form's parameters in order, repeats kept: the signature covers every value.
+fn form(body: &[u8]) -> Result<Vec<(String, String)>, Refusal> {
     serde_urlencoded::from_bytes(body).map_err(|e| (400, format!("not a form: {e}")))
 }
 
-fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
-    form.get(name)
-        .map(String::as_str)
-        .ok_or_else(|| (400, format!("missing field {name:?}")))
+/// A message SID: two capital letters (`SM`, `MM`) and letters or digits, at most [`MAX_SID`].
+fn check_sid(field: &str, sid: &str) -> Result<(), Refusal> {
+    check_id(field, sid, MAX_SID, &[])?;
+    if sid.len() < 3 || !sid.bytes().take(2).all(|b| b.is_ascii_uppercase()) {
+        return Err((400, format!("{field}: {} is no message SID", shown(sid))));
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl super::Provider for Twilio {
     fn authenticate(&self, request: &http::Request<Vec<u8>>) -> Result<(), Refusal> {
-        let Some(presented) = request
-            .headers()
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Err((401, "missing X-Twilio-Signature".into()));
+        let mut signatures = request.headers().get_all("x-twilio-signature").iter();
+        let (Some(presented), None) = (signatures.next(), signatures.next()) else {
+            // Two: which one counts would be a guess, so refused, not read first-wins.
+            return Err(if request.headers().contains_key("x-twilio-signature") {
+                (401, "X-Twilio-Signature given more than once".into())
+            } else {
+                (401, "missing X-Twilio-Signature".into())
+            });
         };
+        let presented = presented.as_bytes();
         let params = form(request.body())?;
         let expected = signature(
             self.auth_token.expose(),
             &self.public_url_of(request),
             &params,
         );
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        if !bool::from(presented.ct_eq(expected.as_bytes())) {
             return Err((403, "X-Twilio-Signature does not match".into()));
         }
-        match params.get("AccountSid") {
-            Some(sid) if sid != &self.account_sid => Err((403, "another account's request".into())),
+        match once(&params, "AccountSid")? {
+            Some(sid) if sid != self.account_sid => Err((403, "another account's request".into())),
             _ => Ok(()),
         }
     }
@@ -156,27 +190,38 @@ impl super::Provider for Twilio {
         report: bool,
     ) -> Result<ProviderEvent, Refusal> {
         let form = form(request.body())?;
+        let sid = required(&form, "MessageSid")?;
+        check_sid("MessageSid", sid)?;
         if report {
-            let status = match field(&form, "MessageStatus")? {
+            let status = match required(&form, "MessageStatus")? {
                 "delivered" | "read" => DeliveryStatus::Delivered,
                 status @ ("undelivered" | "failed") => DeliveryStatus::Failed {
-                    reason: match form.get("ErrorCode") {
-                        Some(code) => format!("{status} (Twilio error {code})"),
-                        None => status.to_owned(),
+                    // Twilio's error codes are five digits; anything else is not repeated.
+                    reason: match once(&form, "ErrorCode")? {
+                        Some(code)
+                            if (1..=8).contains(&code.len())
+                                && code.bytes().all(|b| b.is_ascii_digit()) =>
+                        {
+                            format!("{status} (Twilio error {code})")
+                        }
+                        _ => status.to_owned(),
                     },
                 },
                 _ => DeliveryStatus::Sent,
             };
             return Ok(ProviderEvent::Report(DeliveryReport {
-                remote_id: RemoteMessageId::new(field(&form, "MessageSid")?),
+                remote_id: RemoteMessageId::new(sid),
                 status,
                 at: Utc::now(),
             }));
         }
+        let text = required(&form, "Body")?;
+        check_text("Body", text, Some(MAX_BODY))?;
         Ok(ProviderEvent::Message {
-            id: field(&form, "MessageSid")?.to_owned(),
-            from: field(&form, "From")?.to_owned(),
-            text: field(&form, "Body")?.to_owned(),
+            id: sid.to_owned(),
+            from: required(&form, "From")?.to_owned(),
+            to: required(&form, "To")?.to_owned(),
+            text: text.to_owned(),
             at: Utc::now(),
         })
     }
@@ -243,16 +288,13 @@ mod tests {
     #[test]
     fn signature_matches_twilios_documented_example() {
         // The example in Twilio's webhook-security documentation.
-        let params: BTreeMap<String, String> = [
+        let params = [
             ("CallSid", "CA1234567890ABCDE"),
             ("Caller", "+12349013030"),
             ("Digits", "1234"),
             ("From", "+12349013030"),
             ("To", "+18005551212"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        ];
         assert_eq!(
             signature(
                 "12345",

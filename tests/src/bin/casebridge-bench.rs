@@ -233,6 +233,7 @@ fn post_webhooks(
                                 ("id", id.as_str()),
                                 ("from", from.as_str()),
                                 ("to", "+46766860000"),
+                                ("created", "2026-11-23T21:57:23.741000"),
                                 ("message", text.as_str()),
                             ];
                             let t = Instant::now();
