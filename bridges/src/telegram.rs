@@ -723,6 +723,11 @@ impl Webhook for TelegramBridge {
         if request.method() != http::Method::POST {
             return respond(405, "use POST");
         }
+        // A token given twice: which one counts would be a guess, so refused, never first-wins.
+        if request.headers().get_all(SECRET_HEADER).iter().count() > 1 {
+            warn!(%instance, "Telegram webhook refused: secret token given more than once");
+            return respond(401, "X-Telegram-Bot-Api-Secret-Token given more than once");
+        }
         let given = request
             .headers()
             .get(SECRET_HEADER)
