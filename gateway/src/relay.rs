@@ -159,13 +159,13 @@ impl Core {
         }
     }
 
-    /// The ghost localpart that speaks for `address` on `instance`.
+    /// The ghost localpart that speaks for `address` on `instance`: see [`ghost_localpart`].
     pub fn ghost_localpart(&self, instance: &str, address: &str) -> String {
-        format!(
-            "{}{}_{}",
-            self.config.appservice.ghost_prefix,
-            escape_localpart(instance),
-            escape_localpart(address)
+        ghost_localpart(
+            &self.config.appservice.ghost_prefix,
+            instance,
+            address,
+            self.config.homeserver.server_name.as_str(),
         )
     }
 
@@ -1476,6 +1476,41 @@ enum RelayError {
     Matrix(#[from] MatrixError),
 }
 
+/// Longest Matrix user id, `@localpart:server_name`, in bytes (the spec's limit; homeservers
+/// refuse longer ones, so a ghost with a longer id could never join its case room).
+pub const MAX_USER_ID: usize = 255;
+
+/// The ghost localpart for `address` on `instance`: `{prefix}{instance}_{address}`, both escaped
+/// ([`escape_localpart`]), so always in the localpart grammar. When that would make the user id
+/// longer than [`MAX_USER_ID`], the address part becomes its escaped head (at most 32
+/// characters, for people to recognise) and `=z` and 32 hex digits of the SHA-256 of the whole
+/// address. Escaping never writes `=` before anything but two hex digits, so such a part is
+/// never another address's plain one; and every address whose plain localpart fits keeps it, so
+/// existing ghosts and rooms are unchanged (a longer one never had a ghost: the homeserver
+/// refused it).
+pub fn ghost_localpart(prefix: &str, instance: &str, address: &str, server_name: &str) -> String {
+    use sha2::Digest as _;
+    let head = format!("{prefix}{}_", escape_localpart(instance));
+    let plain = escape_localpart(address);
+    // `@`, `:` and the server name around the localpart.
+    let room = MAX_USER_ID.saturating_sub(2 + server_name.len() + head.len());
+    if plain.len() <= room {
+        return format!("{head}{plain}");
+    }
+    const DIGEST: usize = 2 + 32;
+    let budget = room.saturating_sub(DIGEST).min(32);
+    let mut shown = String::new();
+    for c in address.chars() {
+        let token = escape_localpart(c.encode_utf8(&mut [0; 4]));
+        if shown.len() + token.len() > budget {
+            break;
+        }
+        shown.push_str(&token);
+    }
+    let digest = sha2::Sha256::digest(address.as_bytes());
+    format!("{head}{shown}=z{}", hex::encode(&digest[..16]))
+}
+
 /// Maps any string into the characters a Matrix localpart allows, one-to-one: `a-z0-9.-` stay,
 /// `_` doubles, capitals become `_` plus the small letter, anything else `=xx` per UTF-8 byte
 /// (the spec's suggested mapping for other character sets).
@@ -1499,7 +1534,7 @@ pub fn escape_localpart(s: &str) -> String {
 mod tests {
     use chrono::Utc;
 
-    use super::{due_groups, escape_localpart, queue_item};
+    use super::{due_groups, escape_localpart, ghost_localpart, queue_item, MAX_USER_ID};
 
     fn item(id: i64, case_id: i64, due_in_ms: i64) -> queue_item::Model {
         queue_item::Model {
@@ -1552,6 +1587,91 @@ mod tests {
             assert!(escape_localpart(s)
                 .bytes()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-')));
+        }
+    }
+
+    /// The localpart grammar (`a-z`, `0-9`, `._=-/+`), within the user id limit.
+    fn is_valid_ghost(localpart: &str, server_name: &str) -> bool {
+        !localpart.is_empty()
+            && 2 + localpart.len() + server_name.len() <= MAX_USER_ID
+            && localpart.bytes().all(|b| {
+                matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+')
+            })
+    }
+
+    #[test]
+    fn ghost_localparts_of_valid_addresses_keep_their_form() {
+        // What existing ghosts are called: unchanged, so their rooms keep working.
+        assert_eq!(
+            ghost_localpart("_cb_", "sms", "+46701234567", "localhost"),
+            "_cb_sms_=2b46701234567"
+        );
+        assert_eq!(
+            ghost_localpart("_cb_", "office-mail", "Anna_B@Example.org", "localhost"),
+            "_cb_office-mail_".to_owned() + &escape_localpart("Anna_B@Example.org")
+        );
+        assert_eq!(
+            ghost_localpart("_cb_", "tg", "123456789", "example.org"),
+            "_cb_tg_123456789"
+        );
+    }
+
+    #[test]
+    fn ghost_localparts_of_long_addresses_are_bounded_digests() {
+        let zeros = "0".repeat(10_000);
+        let ghost = ghost_localpart("_cb_", "sms", &zeros, "localhost");
+        assert!(is_valid_ghost(&ghost, "localhost"), "{ghost}");
+        assert!(
+            ghost.starts_with(&format!("_cb_sms_{}=z", "0".repeat(32))),
+            "{ghost}"
+        );
+        assert_eq!(ghost.len(), "_cb_sms_".len() + 32 + 2 + 32);
+        // One character more is another ghost.
+        assert_ne!(
+            ghost,
+            ghost_localpart("_cb_", "sms", &format!("{zeros}0"), "localhost")
+        );
+        // The longest address that fits keeps its plain form; one byte more is digested.
+        let room = MAX_USER_ID - 2 - "localhost".len() - "_cb_sms_".len();
+        let fits = "a".repeat(room);
+        assert_eq!(
+            ghost_localpart("_cb_", "sms", &fits, "localhost"),
+            format!("_cb_sms_{fits}")
+        );
+        let over = ghost_localpart("_cb_", "sms", &format!("{fits}a"), "localhost");
+        assert!(
+            over.contains("=z") && is_valid_ghost(&over, "localhost"),
+            "{over}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_address_makes_a_valid_bounded_stable_ghost(address in "\\PC{0,400}") {
+            let ghost = ghost_localpart("_cb_", "sms", &address, "matrix.example.org");
+            proptest::prop_assert!(is_valid_ghost(&ghost, "matrix.example.org"), "{}", ghost);
+            proptest::prop_assert_eq!(
+                &ghost,
+                &ghost_localpart("_cb_", "sms", &address, "matrix.example.org")
+            );
+        }
+
+        #[test]
+        fn long_or_escaped_addresses_stay_within_the_limit(
+            address in proptest::collection::vec(proptest::prelude::any::<char>(), 0..3000)
+        ) {
+            let address: String = address.into_iter().collect();
+            let ghost = ghost_localpart("_cb_", "sms", &address, "localhost");
+            proptest::prop_assert!(is_valid_ghost(&ghost, "localhost"), "{}", ghost);
+        }
+
+        #[test]
+        fn e164_numbers_keep_their_plain_ghost(digits in "[1-9][0-9]{1,14}") {
+            let number = format!("+{digits}");
+            proptest::prop_assert_eq!(
+                ghost_localpart("_cb_", "sms", &number, "localhost"),
+                format!("_cb_sms_=2b{digits}")
+            );
         }
     }
 }
