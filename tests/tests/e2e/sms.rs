@@ -332,14 +332,7 @@ auth_token = "{AUTH_TOKEN}"
         .post(&other_url)
         .header(
             "X-Twilio-Signature",
-            casebridge_bridges::sms::twilio::signature(
-                AUTH_TOKEN,
-                &webhook,
-                &forged
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
+            casebridge_tests::twilio::signature(AUTH_TOKEN, &webhook, &forged),
         )
         .form(&forged)
         .send()
@@ -614,4 +607,100 @@ async fn long_replies_split_into_numbered_sms_each_sent_once() {
         .iter()
         .all(|(kind, state)| kind.as_deref() == Some("part") && state == "sent"));
     gateway.shutdown().await;
+}
+
+/// Posts an inbound-SMS form to `webhook` with the fields 46elks sends, `change` applied
+/// (`None` drops a field); returns the status and the answer.
+async fn post_elks_form(webhook: &str, change: &[(&str, Option<&str>)]) -> (u16, String) {
+    let mut form: Vec<(&str, &str)> = vec![
+        ("direction", "incoming"),
+        ("id", "sh1"),
+        ("from", "+46701234567"),
+        ("to", OFFICE),
+        ("created", "2026-11-23T21:57:23.741000"),
+        ("message", "hostile"),
+    ];
+    for &(name, value) in change {
+        form.retain(|(k, _)| *k != name);
+        if let Some(value) = value {
+            form.push((name, value));
+        }
+    }
+    let response = reqwest::Client::new()
+        .post(webhook)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap().trim().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sms_is_refused_and_nothing_recorded() {
+    let (mut stack, _elks, base) = sms_stack("sms-hostile").await;
+    let gateway = stack.start_gateway().await;
+    let webhook = format!("{base}/webhook/sms?secret={SECRET}");
+
+    // With the right secret, still nothing that is no SMS from a sender to this office.
+    let zeros = "0".repeat(10_000);
+    for from in [
+        "",
+        "+",
+        "../../etc/passwd",
+        "<script>",
+        "@anna:localhost",
+        "+46701234567\n+46701234568",
+        zeros.as_str(),
+    ] {
+        let (status, text) = post_elks_form(&webhook, &[("from", Some(from))]).await;
+        assert_eq!(status, 400, "{from:?}: {text}");
+        assert!(
+            text.ends_with("is neither a phone number nor an alphanumeric sender id"),
+            "{from:?}: {text}"
+        );
+    }
+    assert_eq!(
+        post_elks_form(&webhook, &[("to", Some("+46766860001"))]).await,
+        (
+            403,
+            "to: \"+46766860001\" is not this office's number".to_owned()
+        )
+    );
+    for field in ["to", "created"] {
+        assert_eq!(
+            post_elks_form(&webhook, &[(field, None)]).await,
+            (400, format!("missing field {field:?}"))
+        );
+    }
+    let body = "a".repeat(900_000);
+    let (status, text) = post_elks_form(&webhook, &[("message", Some(&body))]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.starts_with("message: longer than 255 parts"), "{text}");
+    let id = "s".repeat(500_000);
+    let (status, text) = post_elks_form(&webhook, &[("id", Some(&id))]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.starts_with("id: "), "{text}");
+    let twice = format!("{webhook}&secret=guess");
+    assert_eq!(post_elks_form(&twice, &[]).await.0, 401);
+
+    // Nothing of it was recorded: no case, no record.
+    let store = gateway.store();
+    assert!(store.cases().await.unwrap().is_empty());
+    assert_eq!(inbound_records(&gateway).await, 0);
+
+    // A genuine SMS still goes through, to its room.
+    assert_eq!(
+        ElksDouble::incoming(&webhook, "s1", "+46701234567", OFFICE, "Hej, efteråt").await,
+        204
+    );
+    let room = stack.join_case_room().await;
+    let inbound = stack
+        .ghost_messages(&room, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(inbound[0]["content"]["body"], "Hej, efteråt");
+    assert_eq!(store.cases().await.unwrap().len(), 1);
+    assert_eq!(inbound_records(&gateway).await, 1);
 }
