@@ -3,6 +3,8 @@
 //! gateway cannot read. No Synapse needed: these are raw requests.
 
 use std::{
+    io::Write,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -346,4 +348,78 @@ async fn requests_are_parsed_strictly() {
     assert_eq!(answer.0, 200);
 
     gateway.shutdown().await;
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 19, point 5: a transaction of ten thousand events the gateway cannot read is logged
+/// in a few lines, not one per event.
+// One thread: the gateway's tasks run where the capturing subscriber is the default.
+#[tokio::test(flavor = "current_thread")]
+async fn unreadable_events_are_summed_up() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (gateway, _dir) = gateway("").await;
+    let events: Vec<Value> = (0..10_000)
+        .map(|i| match i % 3 {
+            0 => json!({"type": "m.room.message", "event_id": format!("$e{i}")}),
+            1 => json!({"type": "m.room.message", "event_id": format!("$e{i}"), "sender": i,
+                        "room_id": "!r:localhost", "origin_server_ts": 1, "content": {}}),
+            _ => json!({"type": 5}),
+        })
+        .collect();
+    let before = captured.0.lock().unwrap().len();
+    let answer = send(
+        reqwest::Client::new()
+            .put(format!(
+                "http://{}/_matrix/app/v1/transactions/flood",
+                gateway.local_addr()
+            ))
+            .bearer_auth(HS_TOKEN)
+            .json(&json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    gateway.shutdown().await;
+
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()[before..]).into_owned();
+    // Other lines may come meanwhile (the homeserver here is unreachable): only this
+    // transaction's are counted, and all of them are bounded.
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("flood")).collect();
+    assert!(
+        lines.len() <= 2,
+        "{} log lines about the transaction; the first: {:?}",
+        lines.len(),
+        &lines[..lines.len().min(5)]
+    );
+    assert!(
+        log.lines().count() < 100,
+        "{} log lines",
+        log.lines().count()
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l.contains("cannot read"))
+        .expect("a summary of the unreadable events");
+    assert!(summary.contains("skipped=10000"), "{summary}");
+    assert!(summary.len() < 2000, "{summary}");
 }
