@@ -57,6 +57,9 @@ pub struct Config {
     /// Retry behaviour of the durable queues.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Limits of the HTTP server that `appservice.listen` binds.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// How long records are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -253,6 +256,49 @@ impl Default for QueueConfig {
     }
 }
 
+/// `[http]`: limits of the gateway's HTTP server against slow and numerous clients.
+///
+/// Its callers are the homeserver (short requests on a few pooled connections) and the channel
+/// providers' webhooks (small forms and JSON), all on fast links: anything slower than these
+/// limits is a broken or hostile client, and each one it holds open costs a task and buffers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a connection may take to send a request's headers, in milliseconds. The clock
+    /// starts when the server waits for a request, so it also bounds how long an idle
+    /// keep-alive connection stays open.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long a request may take to send its whole body, from the end of its headers, in
+    /// milliseconds.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// The most connections served at once; further ones wait in the listen backlog until one
+    /// closes.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_timeout_ms() -> u64 {
+    30_000
+}
+fn default_http_max_connections() -> usize {
+    512
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: default_header_timeout_ms(),
+            body_timeout_ms: default_body_timeout_ms(),
+            max_connections: default_http_max_connections(),
+        }
+    }
+}
+
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -395,6 +441,16 @@ impl Config {
         }
         if self.appservice.id.is_empty() {
             return Err(invalid("appservice.id", "must not be empty"));
+        }
+        // Zero would mean no limit at all in the server, or no request ever served.
+        for (key, value) in [
+            ("http.header_timeout_ms", self.http.header_timeout_ms),
+            ("http.body_timeout_ms", self.http.body_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         for (key, team) in &self.teams {
             if team.members.is_empty() {

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Bytes,
-    extract::{Path, Query, State},
-    http::{header::AUTHORIZATION, HeaderMap, StatusCode},
+    body::Body,
+    extract::{Path, RawQuery, State},
+    http::{
+        header::{AUTHORIZATION, CONTENT_TYPE},
+        HeaderMap, StatusCode,
+    },
     response::{IntoResponse, Response},
     routing::{any, get, post, put},
     Json, Router,
@@ -17,7 +20,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tracing::{error, warn};
 
-use crate::{relay::Core, store::target};
+use crate::{relay::Core, server::read_body, store::target};
 
 /// The routes, ready to serve.
 pub fn router(core: Arc<Core>) -> Router {
@@ -47,19 +50,52 @@ fn matrix_error(status: StatusCode, errcode: &str, error: impl Into<String>) -> 
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
-}
-
 /// Checks the homeserver's token (header, or the legacy query parameter) in constant time;
-/// the refusal to answer when it is missing or wrong.
-fn refusal(core: &Core, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or(query.access_token.as_deref());
+/// the refusal to answer when it is missing, wrong or ambiguous.
+///
+/// A token given twice (two `Authorization` headers, two `access_token` parameters, or a
+/// header and a parameter that differ) is refused rather than one of them picked: a proxy or
+/// a log in front of the gateway may have read the other one.
+fn refusal(core: &Core, headers: &HeaderMap, query: Option<&str>) -> Option<Response> {
+    let ambiguous = |what: &str| {
+        warn!("appservice request with {what} refused");
+        Some(matrix_error(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("ambiguous authentication: {what}"),
+        ))
+    };
+    let mut authorization = headers.get_all(AUTHORIZATION).iter();
+    let header = authorization.next();
+    if authorization.next().is_some() {
+        return ambiguous("two Authorization headers");
+    }
+    let header = match header {
+        None => None,
+        Some(value) => match value.to_str().ok().and_then(bearer_token) {
+            Some(token) => Some(token),
+            None => {
+                return Some(matrix_error(
+                    StatusCode::UNAUTHORIZED,
+                    "M_MISSING_TOKEN",
+                    "the Authorization header is not a Bearer token",
+                ))
+            }
+        },
+    };
+    let mut tokens = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == "access_token")
+        .map(|(_, value)| value);
+    let parameter = tokens.next();
+    if tokens.next().is_some() {
+        return ambiguous("access_token given more than once");
+    }
+    let presented = match (header, parameter.as_deref()) {
+        (Some(header), Some(parameter)) if header != parameter => {
+            return ambiguous("an Authorization header and an access_token that differ")
+        }
+        (header, parameter) => header.or(parameter),
+    };
     let Some(presented) = presented else {
         return Some(matrix_error(
             StatusCode::UNAUTHORIZED,
@@ -80,21 +116,90 @@ fn refusal(core: &Core, headers: &HeaderMap, query: &TokenQuery) -> Option<Respo
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The refusal of a body that does not say it is JSON. The specification has the homeserver
+/// send `application/json`; a body sent as a form or as text is not what it sends, and parsing
+/// it as JSON anyway would take what a careless proxy or a forged request sends.
+fn not_json_type(headers: &HeaderMap) -> Option<Response> {
+    let is_json = headers.get(CONTENT_TYPE).is_some_and(|value| {
+        value.to_str().is_ok_and(|value| {
+            // `application/json`, with parameters (`; charset=utf-8`) or not.
+            let essence = value.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json")
+        })
+    }) && headers.get_all(CONTENT_TYPE).iter().count() == 1;
+    (!is_json).then(|| {
+        matrix_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "M_NOT_JSON",
+            "the body must be sent as Content-Type: application/json",
+        )
+    })
+}
+
+/// The longest transaction id taken, in bytes.
+pub const TXN_ID_MAX_LEN: usize = 255;
+
+/// Whether `txn_id` is a transaction id the gateway takes: 1 to [`TXN_ID_MAX_LEN`] bytes of
+/// the URI's unreserved characters (`A-Z a-z 0-9 - . _ ~`), and not `.` or `..`.
+///
+/// The specification leaves transaction ids opaque; homeservers send short ASCII ones (Synapse
+/// a counter). The id is stored, compared and logged, so the gateway takes no byte that could
+/// end a line, a string or a path there: `%00`, `..%2F..` or ten thousand characters are not
+/// a homeserver's.
+pub fn valid_txn_id(txn_id: &str) -> bool {
+    (1..=TXN_ID_MAX_LEN).contains(&txn_id.len())
+        && txn_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && txn_id != "."
+        && txn_id != ".."
+}
+
 #[derive(Deserialize)]
 struct TransactionBody {
     events: Vec<Raw<AnyTimelineEvent>>,
 }
 
+/// The largest transaction body the gateway reads. Synapse sends at most 100 events (each at
+/// most 64 KiB) and 100 ephemeral events in one transaction; 16 MiB leaves room for both. The
+/// body is only read once the token is checked, so only the homeserver can send one this big.
+const TRANSACTION_BODY_LIMIT: usize = 16 << 20;
+
+/// The largest ping body the gateway reads (`{"transaction_id": "..."}`).
+const PING_BODY_LIMIT: usize = 64 << 10;
+
 async fn put_transaction(
     State(core): State<Arc<Core>>,
     Path(txn_id): Path<String>,
-    Query(query): Query<TokenQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    if let Some(refused) = refusal(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, query.as_deref()) {
         return refused;
     }
+    if !valid_txn_id(&txn_id) {
+        return matrix_error(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!(
+                "a transaction id is 1 to {TXN_ID_MAX_LEN} of the characters A-Z a-z 0-9 - . _ ~"
+            ),
+        );
+    }
+    if let Some(refused) = not_json_type(&headers) {
+        return refused;
+    }
+    let body = match read_body(body, TRANSACTION_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -105,7 +210,12 @@ async fn put_transaction(
             )
         }
     };
-    let parsed: TransactionBody = match serde_json::from_value(value) {
+    // Only an object: serde would also take `[[...]]` for the struct.
+    let parsed: Result<TransactionBody, _> = match value {
+        serde_json::Value::Object(_) => serde_json::from_value(value),
+        _ => Err(serde::de::Error::custom("the body is not an object")),
+    };
+    let parsed = match parsed {
         Ok(t) => t,
         Err(e) => {
             return matrix_error(
@@ -133,10 +243,10 @@ async fn put_transaction(
 async fn get_user(
     State(core): State<Arc<Core>>,
     Path(user_id): Path<String>,
-    Query(query): Query<TokenQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, query.as_deref()) {
         return refused;
     }
     // Ghosts are created when a client first writes; the bot at start. Nobody else is ours.
@@ -157,10 +267,10 @@ async fn get_user(
 async fn get_room_alias(
     State(core): State<Arc<Core>>,
     Path(_alias): Path<String>,
-    Query(query): Query<TokenQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, query.as_deref()) {
         return refused;
     }
     // Case rooms are created with their alias; an unknown alias is no room of ours.
@@ -171,13 +281,44 @@ async fn get_room_alias(
     )
 }
 
+/// `POST /_matrix/app/v1/ping`: answers the homeserver's check that the gateway is reachable.
 async fn ping(
     State(core): State<Arc<Core>>,
-    Query(query): Query<TokenQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    if let Some(refused) = refusal(&core, &headers, &query) {
+    if let Some(refused) = refusal(&core, &headers, query.as_deref()) {
         return refused;
+    }
+    if let Some(refused) = not_json_type(&headers) {
+        return refused;
+    }
+    let body = match read_body(body, PING_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return matrix_error(
+                StatusCode::BAD_REQUEST,
+                "M_NOT_JSON",
+                format!("body is not JSON: {e}"),
+            )
+        }
+    };
+    // A JSON object whose `transaction_id`, if there is one, is a string; other fields are
+    // let through, for later versions of the specification.
+    let is_ping = value
+        .as_object()
+        .is_some_and(|o| o.get("transaction_id").is_none_or(|id| id.is_string()));
+    if !is_ping {
+        return matrix_error(
+            StatusCode::BAD_REQUEST,
+            "M_BAD_JSON",
+            "not a ping (expected an object, with an optional string \"transaction_id\")",
+        );
     }
     Json(json!({})).into_response()
 }
@@ -193,15 +334,9 @@ async fn webhook(
         return (StatusCode::NOT_FOUND, "no webhook here\n").into_response();
     };
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await {
+    let body = match read_body(body, WEBHOOK_BODY_LIMIT).await {
         Ok(b) => b.to_vec(),
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body over the webhook limit\n",
-            )
-                .into_response()
-        }
+        Err(refused) => return refused,
     };
     let response = hook.handle(http::Request::from_parts(parts, body)).await;
     let (parts, body) = response.into_parts();
@@ -244,4 +379,45 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         core.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bearer_token, valid_txn_id, TXN_ID_MAX_LEN};
+
+    #[test]
+    fn transaction_ids_are_short_and_plain() {
+        for id in [
+            "1",
+            "1234",
+            "m1700000000.1",
+            "a-b_c.d~e",
+            &"x".repeat(TXN_ID_MAX_LEN),
+        ] {
+            assert!(valid_txn_id(id), "{id}");
+        }
+        for id in [
+            "",
+            ".",
+            "..",
+            "../..",
+            "a/b",
+            "a\0b",
+            "a b",
+            "å",
+            "a\nb",
+            &"x".repeat(TXN_ID_MAX_LEN + 1),
+        ] {
+            assert!(!valid_txn_id(id), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn only_bearer_tokens_are_read() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

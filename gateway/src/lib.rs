@@ -11,6 +11,7 @@ pub mod policy;
 pub mod purge;
 pub mod registration;
 pub mod relay;
+pub mod server;
 pub mod store;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -214,17 +215,12 @@ impl Gateway {
         }
 
         let app = appservice::router(core.clone());
+        let limits = server::Limits::from_config(&core.config.http);
         // Graceful: on stop the listener closes, idle connections close, and requests in
         // progress (a webhook whose message is being committed, a transaction) get their answer.
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let server = Task::new(
             "HTTP server",
-            tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    error!(error = %e, "HTTP server stopped");
-                }
-            }),
+            tokio::spawn(server::serve(listener, app, limits, stop.clone())),
         );
 
         for (name, running) in &core.bridges {

@@ -992,6 +992,7 @@ impl Core {
         let mut queued = Vec::new();
         let mut invites = Vec::new();
         let mut moved = Vec::new();
+        let mut unreadable = Unreadable::default();
         for raw in events {
             match raw.deserialize() {
                 Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
@@ -1010,10 +1011,11 @@ impl Core {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => warn!(txn_id, error = %e, "skipping an event the gateway cannot read"),
+                Err(e) => unreadable.add(raw, &e),
             }
         }
         txn.commit().await.map_err(StoreError::from)?;
+        unreadable.log(txn_id);
         if !moved.is_empty() {
             // Their next messages go to the case they joined, by a ghost that joins its room.
             self.store.forget_contacts();
@@ -1528,6 +1530,72 @@ pub fn escape_localpart(s: &str) -> String {
         }
     }
     out
+}
+
+/// The events of one transaction the gateway could not read, summed up for one log line: a
+/// transaction may hold thousands of them, and a line for each would drown the log (and fill
+/// its disk) for one request.
+#[derive(Default)]
+struct Unreadable {
+    count: usize,
+    /// Counts by reason, for the first [`Unreadable::REASONS`] distinct reasons.
+    reasons: BTreeMap<String, usize>,
+    /// Events with a reason beyond those.
+    other_reasons: usize,
+    /// The ids of the first [`Unreadable::EXAMPLES`] events, where they have one.
+    examples: Vec<String>,
+}
+
+impl Unreadable {
+    const REASONS: usize = 5;
+    const EXAMPLES: usize = 3;
+    /// Reasons and ids come from the sender's JSON: cut, so that one line stays short.
+    const MAX_CHARS: usize = 120;
+
+    fn add(&mut self, raw: &Raw<AnyTimelineEvent>, error: &serde_json::Error) {
+        self.count += 1;
+        // serde's message ends with the position in that event's JSON: without it, the same
+        // fault in many events is one reason.
+        let message = error.to_string();
+        let reason = match message.rfind(" at line ") {
+            Some(at) => shorten(&message[..at]),
+            None => shorten(&message),
+        };
+        if let Some(n) = self.reasons.get_mut(&reason) {
+            *n += 1;
+        } else if self.reasons.len() < Self::REASONS {
+            self.reasons.insert(reason, 1);
+        } else {
+            self.other_reasons += 1;
+        }
+        if self.examples.len() < Self::EXAMPLES {
+            if let Ok(Some(id)) = raw.get_field::<String>("event_id") {
+                self.examples.push(shorten(&id));
+            }
+        }
+    }
+
+    fn log(&self, txn_id: &str) {
+        if self.count == 0 {
+            return;
+        }
+        warn!(
+            txn_id,
+            skipped = self.count,
+            reasons = ?self.reasons,
+            other_reasons = self.other_reasons,
+            examples = ?self.examples,
+            "skipping events the gateway cannot read"
+        );
+    }
+}
+
+/// `text` cut to [`Unreadable::MAX_CHARS`] characters.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(Unreadable::MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
