@@ -122,6 +122,26 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The body of an appservice request as JSON, or the refusal to send: a body not sent as
+/// `application/json` (see [`not_json_type`]), one over `limit` or too slow, or not JSON.
+async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Value, Response> {
+    if let Some(refused) = not_json_type(headers) {
+        return Err(refused);
+    }
+    let body = read_body(body, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        matrix_error(
+            StatusCode::BAD_REQUEST,
+            "M_NOT_JSON",
+            format!("body is not JSON: {e}"),
+        )
+    })
+}
+
 /// The refusal of a body that does not say it is JSON. The specification has the homeserver
 /// send `application/json`; a body sent as a form or as text is not what it sends, and parsing
 /// it as JSON anyway would take what a careless proxy or a forged request sends.
@@ -193,22 +213,9 @@ async fn put_transaction(
             ),
         );
     }
-    if let Some(refused) = not_json_type(&headers) {
-        return refused;
-    }
-    let body = match read_body(body, TRANSACTION_BODY_LIMIT).await {
-        Ok(body) => body,
+    let value = match json_body(&headers, body, TRANSACTION_BODY_LIMIT).await {
+        Ok(value) => value,
         Err(refused) => return refused,
-    };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return matrix_error(
-                StatusCode::BAD_REQUEST,
-                "M_NOT_JSON",
-                format!("body is not JSON: {e}"),
-            )
-        }
     };
     // Only an object: serde would also take `[[...]]` for the struct.
     let parsed: Result<TransactionBody, _> = match value {
@@ -291,22 +298,9 @@ async fn ping(
     if let Some(refused) = refusal(&core, &headers, query.as_deref()) {
         return refused;
     }
-    if let Some(refused) = not_json_type(&headers) {
-        return refused;
-    }
-    let body = match read_body(body, PING_BODY_LIMIT).await {
-        Ok(body) => body,
+    let value = match json_body(&headers, body, PING_BODY_LIMIT).await {
+        Ok(value) => value,
         Err(refused) => return refused,
-    };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return matrix_error(
-                StatusCode::BAD_REQUEST,
-                "M_NOT_JSON",
-                format!("body is not JSON: {e}"),
-            )
-        }
     };
     // A JSON object whose `transaction_id`, if there is one, is a string; other fields are
     // let through, for later versions of the specification.
