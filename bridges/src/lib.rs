@@ -8,6 +8,7 @@
 //! Ids are opaque newtypes: the core stores and compares them, only the bridge that made them
 //! parses them. Adding a channel is one new module with a [`BridgeFactory`].
 
+pub mod bounds;
 pub mod email;
 pub mod sms;
 pub mod telegram;
@@ -516,7 +517,7 @@ impl InboundSink {
         let envelope = InboundEnvelope {
             instance: self.instance.clone(),
             capabilities: self.capabilities.clone(),
-            message,
+            message: bounds::bounded(message),
             reply,
         };
         self.tx

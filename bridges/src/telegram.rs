@@ -367,6 +367,26 @@ fn start_payload(text: &str) -> Option<Option<&str>> {
     Some((!payload.is_empty()).then_some(payload))
 }
 
+/// Most characters (UTF-16 code units, as Telegram counts) of a message's text, and of a
+/// caption (Telegram Premium's limit; others get 1,024).
+const MAX_TEXT_UNITS: usize = 4096;
+
+/// Why `update` is no update Telegram could have sent: a text or caption longer than Telegram
+/// carries. Checked on the webhook, where only the secret token vouches for the sender.
+fn beyond_limits(update: &Update) -> Option<String> {
+    let (UpdateKind::Message(message) | UpdateKind::EditedMessage(message)) = &update.kind else {
+        return None;
+    };
+    [("text", message.text()), ("caption", message.caption())]
+        .into_iter()
+        .find_map(|(what, text)| {
+            let units = text?.encode_utf16().count();
+            (units > MAX_TEXT_UNITS).then(|| {
+                format!("a {what} of {units} characters; Telegram carries at most {MAX_TEXT_UNITS}")
+            })
+        })
+}
+
 /// Why an update cannot be taken now; it is read again later.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -744,6 +764,10 @@ impl Webhook for TelegramBridge {
                 return respond(400, &format!("not a Telegram update: {e}"));
             }
         };
+        if let Some(why) = beyond_limits(&update) {
+            warn!(%instance, update = update.id.0, %why, "Telegram webhook refused");
+            return respond(400, &why);
+        }
         let Some(sink) = self.sink.lock().expect("not poisoned").clone() else {
             return respond(503, "not started");
         };
@@ -763,6 +787,33 @@ impl Webhook for TelegramBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_longer_than_telegram_carries_are_beyond_its_limits() {
+        let update = |field: &str, text: String| -> Update {
+            let mut message = serde_json::json!({
+                "message_id": 1, "date": 1_700_000_000,
+                "chat": {"id": 7, "type": "private", "first_name": "A"},
+                "from": {"id": 7, "is_bot": false, "first_name": "A"},
+            });
+            message[field] = text.into();
+            if field == "caption" {
+                message["photo"] = serde_json::json!([{"file_id": "f", "file_unique_id": "u",
+                    "width": 1, "height": 1, "file_size": 1}]);
+            }
+            let update = serde_json::json!({"update_id": 1, "message": message});
+            serde_json::from_str(&update.to_string()).unwrap()
+        };
+        for field in ["text", "caption"] {
+            // Telegram counts UTF-16 units: an emoji is two.
+            assert_eq!(beyond_limits(&update(field, "😀".repeat(2048))), None);
+            let why = beyond_limits(&update(field, "😀".repeat(2049))).expect(field);
+            assert_eq!(
+                why,
+                format!("a {field} of 4098 characters; Telegram carries at most 4096")
+            );
+        }
+    }
 
     #[test]
     fn start_payloads() {

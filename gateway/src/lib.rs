@@ -13,6 +13,7 @@ pub mod registration;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod throttle;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -107,6 +108,7 @@ pub fn build_bridges(
                 capabilities,
                 wake: Notify::new(),
                 delivering: std::sync::Mutex::new(None),
+                warnings: throttle::Throttle::new(relay::OUTAGE_LOG_EVERY),
             },
         );
     }

@@ -39,6 +39,7 @@ use crate::{
         attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Recorded,
         Store, StoreError,
     },
+    throttle::Throttle,
 };
 
 /// A bridge instance the gateway runs.
@@ -52,6 +53,8 @@ pub struct RunningBridge {
     /// The message its delivery worker has handed to the bridge and not yet recorded: what a
     /// stop that has to abort the worker names in the log.
     pub delivering: Mutex<Option<i64>>,
+    /// Its delivery worker's outage warnings: one line per interval however many fail.
+    pub warnings: Throttle,
 }
 
 impl RunningBridge {
@@ -107,7 +110,12 @@ pub struct Core {
     alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
     /// Display names of workers, as the homeserver last told (profiles, member events).
     display_names: Mutex<HashMap<String, String>>,
+    /// Outage warnings: one line per interval however many items fail.
+    relay_warnings: Throttle,
 }
+
+/// How often an outage that fails every queued item is logged.
+pub const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Items a worker takes from the queue per round.
 const BATCH: u64 = 64;
@@ -156,6 +164,7 @@ impl Core {
             ghosts: Mutex::new(HashMap::new()),
             alert_rooms: Mutex::new(HashMap::new()),
             display_names: Mutex::new(HashMap::new()),
+            relay_warnings: Throttle::new(OUTAGE_LOG_EVERY),
         }
     }
 
@@ -487,7 +496,9 @@ impl Core {
                         return (done, false);
                     }
                     let pause = self.backoff(item.attempts);
-                    warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "relay to the homeserver failed");
+                    if let Some(left_out) = self.relay_warnings.allow() {
+                        warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, left_out, "relay to the homeserver failed");
+                    }
                     let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
                     if let Err(e) = self.store.retry_later(&item, &e.to_string(), at).await {
                         error!(error = %e, "recording a retry");
@@ -892,7 +903,9 @@ impl Core {
                     let pause = e
                         .retry_after()
                         .unwrap_or_else(|| self.backoff(item.attempts));
-                    warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, "channel delivery failed");
+                    if let Some(left_out) = running.warnings.allow() {
+                        warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, left_out, "channel delivery failed");
+                    }
                     let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
                     // A reply that keeps failing (the channel is down, or refuses the office's
                     // credentials) is news for the team, once: they may want to call instead.

@@ -133,16 +133,22 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         .and_then(|a| a.first())
         .and_then(|a| a.address())
         .map(|a| a.trim().to_lowercase())
-        .filter(|a| a.contains('@'))
     else {
         return unreadable(raw, context, "it has no sender address (From)");
     };
+    if !is_mailbox(&sender) {
+        let why = format!(
+            "its sender address (From) {:?} is no e-mail address a reply could go to",
+            sender.chars().take(80).collect::<String>()
+        );
+        return unreadable(raw, context, &why);
+    }
     // A Reply-To says where answers go (RFC 5322 3.6.2): a web form sends From its own
     // no-reply address with Reply-To the person who filled it in. That person is the client.
-    // Never our own address, which would answer ourselves.
+    // Never our own address, which would answer ourselves; never one no reply could reach.
     let reply_to = mail.reply_to().and_then(|a| a.first()).and_then(|a| {
         let address = a.address()?.trim().to_lowercase();
-        (address.contains('@') && address != context.office).then(|| (address, a.name()))
+        (is_mailbox(&address) && address != context.office).then(|| (address, a.name()))
     });
     let (from, name) = match reply_to {
         Some((address, name)) => (address, name),
@@ -220,6 +226,17 @@ pub fn inbound(raw: &[u8], context: &Context<'_>) -> InboundMessage {
         problems,
         ..Default::default()
     }
+}
+
+/// Longest address a reply can be sent to: RFC 5321 4.5.3.1.3 allows a path of 256 octets
+/// with its angle brackets.
+const MAX_ADDRESS: usize = 254;
+
+/// An address mail can be sent to (RFC 5321: a local part of at most 64 octets, a domain), of
+/// at most [`MAX_ADDRESS`] octets. Anything else (`<script>`, `a@b` with a line break, a
+/// megabyte of local part) is no client's address: the mail still arrives, as unreadable.
+fn is_mailbox(address: &str) -> bool {
+    address.len() <= MAX_ADDRESS && address.parse::<lettre::Address>().is_ok()
 }
 
 /// The ids a mail answers: In-Reply-To first, then References newest first.
@@ -659,6 +676,42 @@ mod tests {
         assert_eq!(m.attachments[0].data, b"\x00\x01 not a mail");
         assert_eq!(m.original.as_deref(), Some(&b"\x00\x01 not a mail"[..]));
         assert!(m.automated);
+    }
+
+    #[test]
+    fn senders_that_are_no_address_make_the_mail_unreadable_not_a_case() {
+        let long = format!("{}@client.test", "a".repeat(10_000));
+        for from in [
+            "<script>",
+            "abc",
+            "@anna:localhost",
+            "../../etc/passwd",
+            "a b@client.test",
+            long.as_str(),
+        ] {
+            let raw = format!("From: {from}\r\nSubject: Hej\r\n\r\nHej!\r\n");
+            let m = inbound(raw.as_bytes(), &context());
+            assert_eq!(m.from.as_str(), "unknown-sender@invalid", "{from}");
+            assert!(
+                m.body.starts_with("An e-mail arrived that cannot be read"),
+                "{from}: {}",
+                m.body
+            );
+            assert!(m.automated, "{from}: never answered");
+            assert_eq!(m.original.as_deref(), Some(raw.as_bytes()), "kept whole");
+        }
+        // A Reply-To that is no address leaves the sender as the client.
+        let raw = b"From: a@client.test\r\nReply-To: <script>\r\nSubject: x\r\n\r\nx\r\n";
+        assert_eq!(inbound(raw, &context()).from.as_str(), "a@client.test");
+        // Real addresses stay what they are.
+        for from in [
+            "klara@client.test",
+            "k.l+case@sub.client.test",
+            "o'neil@xn--k-gka.test",
+        ] {
+            let raw = format!("From: {from}\r\nSubject: x\r\n\r\nx\r\n");
+            assert_eq!(inbound(raw.as_bytes(), &context()).from.as_str(), from);
+        }
     }
 
     #[test]

@@ -77,6 +77,40 @@ impl Default for Fields {
 /// 128 holds a UUID, a ULID or a provider's prefixed hex id with room to spare.
 const MAX_ID: usize = 128;
 
+/// A JSON object whose fields are each given once. `serde_json` keeps the last of a repeated
+/// field; which one the sender meant would be a guess, so a repeat is refused, as a repeated
+/// form field is.
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut object = Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "{} given more than once",
+                            super::shown(&key)
+                        )));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(UniqueObject(object))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// The generic provider.
 pub struct Generic {
     http: reqwest::Client,
@@ -157,11 +191,9 @@ impl super::Provider for Generic {
         request: &http::Request<Vec<u8>>,
         report: bool,
     ) -> Result<ProviderEvent, Refusal> {
-        let value: Value =
-            serde_json::from_slice(request.body()).map_err(|e| (400, format!("not JSON: {e}")))?;
-        let object = value
-            .as_object()
-            .ok_or((400, "not a JSON object".to_owned()))?;
+        let UniqueObject(object) = serde_json::from_slice(request.body())
+            .map_err(|e| (400, format!("not a JSON object of distinct fields: {e}")))?;
+        let object = &object;
         let f = &self.options.fields;
         if report {
             let status = match self.string(object, &f.status)? {

@@ -4,6 +4,7 @@ mod appservice_api;
 mod binary;
 mod durability;
 mod email;
+mod hostile_fuzz;
 mod hostile_http;
 mod journal;
 mod policies;
