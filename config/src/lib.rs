@@ -238,6 +238,13 @@ pub struct QueueConfig {
     /// Longest retry delay, in milliseconds.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Case rooms the Matrix relay sends to at once (each case's messages stay in order).
+    #[serde(default = "default_relay_concurrency")]
+    pub relay_concurrency: std::num::NonZeroUsize,
+}
+
+fn default_relay_concurrency() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(8).expect("not zero")
 }
 
 fn default_initial_backoff_ms() -> u64 {
@@ -252,6 +259,7 @@ impl Default for QueueConfig {
         Self {
             initial_backoff_ms: default_initial_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
+            relay_concurrency: default_relay_concurrency(),
         }
     }
 }

@@ -2,12 +2,12 @@
 //! out through their bridge, each step taken from the durable queue.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{stream::FuturesUnordered, StreamExt};
 
 use casebridge_bridges::{
     Accepted, Bridge, Capabilities, DeliveryReport, DeliveryStatus, Discretion, Inbound,
@@ -121,8 +121,6 @@ pub const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 const BATCH: u64 = 64;
 /// Items of the queue's head the Matrix worker looks at per round.
 const HEAD: u64 = 512;
-/// Case rooms relayed to at once.
-const PARALLEL_ROOMS: usize = 8;
 /// Pause after the records store failed, before trying again.
 const STORE_PAUSE: Duration = Duration::from_secs(1);
 /// The longest a worker sleeps with nothing to do (it is woken for new work).
@@ -394,67 +392,92 @@ impl Core {
 
     // ----- record -> case room -----
 
-    /// Relays queued messages into their case rooms until `stop` fires: cases in parallel,
-    /// each case's messages in order. A stop lets the round in progress send its current
-    /// items and record them.
+    /// Relays queued messages into their case rooms until `stop` fires. A pool of up to
+    /// `[queue] relay_concurrency` cases is in flight at once, refilled as each finishes (no
+    /// rounds: one slow room never holds the others back); a case is never in flight twice, so
+    /// its messages keep their order, and a case whose head failed waits for its backoff while
+    /// the others go on. A stop lets the cases in flight send their current item and record
+    /// what they sent.
     pub async fn run_matrix_worker(self: Arc<Self>, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let pause = self.matrix_round(&stop).await;
-            if pause.is_zero() {
-                continue;
+        let capacity = self.config.queue.relay_concurrency.get();
+        let mut in_flight = FuturesUnordered::new();
+        let mut busy: HashSet<i64> = HashSet::new();
+        loop {
+            let mut pause = IDLE;
+            if !stop.is_cancelled() && in_flight.len() < capacity {
+                match self.due_cases(&busy, capacity - in_flight.len()).await {
+                    Ok((groups, next_due)) => {
+                        pause = next_due.unwrap_or(IDLE);
+                        for group in groups {
+                            busy.insert(group[0].case_id);
+                            in_flight.push(self.relay_case(group, &stop));
+                        }
+                    }
+                    Err(p) => pause = p,
+                }
             }
+            if in_flight.is_empty() && stop.is_cancelled() {
+                return;
+            }
+            let full = in_flight.len() >= capacity;
             tokio::select! {
-                () = self.matrix_wake.notified() => {}
-                () = tokio::time::sleep(pause) => {}
-                () = stop.cancelled() => {}
+                Some(case) = in_flight.next(), if !in_flight.is_empty() => {
+                    busy.remove(&case);
+                }
+                () = self.matrix_wake.notified(), if !full => {}
+                () = tokio::time::sleep(pause), if !full => {}
+                () = stop.cancelled(), if !stop.is_cancelled() => {}
             }
         }
     }
 
-    /// One round over the head of the queue; returns how long to wait before the next one
-    /// (zero when it did work).
-    async fn matrix_round(&self, stop: &CancellationToken) -> Duration {
+    /// Up to `room` cases at the head of the queue whose first item is due and that are not
+    /// `busy`, and how long until the earliest head that is not due yet; on a store failure,
+    /// the pause before trying again.
+    async fn due_cases(
+        &self,
+        busy: &HashSet<i64>,
+        room: usize,
+    ) -> Result<(Vec<Vec<queue_item::Model>>, Option<Duration>), Duration> {
         let items = match self.store.head(target::MATRIX, "", HEAD).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the Matrix queue");
-                return Duration::from_secs(1);
+                return Err(STORE_PAUSE);
             }
         };
-        let (groups, next_due) = due_groups(items);
-        if groups.is_empty() {
-            return next_due.unwrap_or(IDLE);
-        }
+        let items = items
+            .into_iter()
+            .filter(|item| !busy.contains(&item.case_id))
+            .collect();
+        let (mut groups, next_due) = due_groups(items);
+        groups.truncate(room);
+        Ok((groups, next_due))
+    }
+
+    /// Relays one case's due items and records what went; returns the case.
+    async fn relay_case(&self, group: Vec<queue_item::Model>, stop: &CancellationToken) -> i64 {
+        let case = group[0].case_id;
         let messages = match self
             .store
-            .messages_by_id(groups.iter().flatten().map(|item| item.message_id))
+            .messages_by_id(group.iter().map(|item| item.message_id))
             .await
         {
             Ok(m) => m,
             Err(e) => {
                 error!(error = %e, "reading queued messages");
-                return Duration::from_secs(1);
+                tokio::time::sleep(STORE_PAUSE).await;
+                return case;
             }
         };
-        let results = futures::stream::iter(groups)
-            .map(|group| self.relay_group(group, &messages, stop))
-            .buffer_unordered(PARALLEL_ROOMS)
-            .collect::<Vec<_>>()
-            .await;
-        let all_worked = results.iter().all(|(_, worked)| *worked);
-        let done: Vec<_> = results.into_iter().flat_map(|(done, _)| done).collect();
+        let (done, _) = self.relay_group(group, &messages, stop).await;
         if let Err(e) = self.store.relayed(&done).await {
             // Sent but not marked: the retry reuses each send's transaction id, so the
             // homeserver answers with the same event instead of a second one.
             error!(error = %e, "recording relayed messages");
-            return STORE_PAUSE;
+            tokio::time::sleep(STORE_PAUSE).await;
         }
-        if all_worked {
-            Duration::ZERO
-        } else {
-            // Some case failed and waits for its backoff; the others may go on at once.
-            Duration::from_millis(10)
-        }
+        case
     }
 
     /// Relays one case's due items in order; stops at the first failure, which waits for its
@@ -849,7 +872,7 @@ impl Core {
         }
         let channel = running.capabilities.channel;
         let mut retry_in: Option<Duration> = None;
-        let mut failed_cases = std::collections::HashSet::new();
+        let mut failed_cases = HashSet::new();
         for item in groups.into_iter().flatten() {
             if stop.is_cancelled() {
                 return Ok(false);
