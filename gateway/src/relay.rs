@@ -36,8 +36,8 @@ use crate::{
     metrics::Metrics,
     policy::Policies,
     store::{
-        attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Recorded,
-        Store, StoreError,
+        attachment, message, queue_item, Direction, MessageKind, MessageState, NewInbound,
+        NewOutbound, Recorded, Store, StoreError, Target,
     },
 };
 
@@ -349,9 +349,9 @@ impl Core {
     ) -> Result<bool, StoreError> {
         let label = self.label(instance, instance);
         let (state, error, notice) = match &report.status {
-            DeliveryStatus::Sent => ("sent", None, None),
+            DeliveryStatus::Sent => (MessageState::Sent, None, None),
             DeliveryStatus::Delivered => (
-                "delivered",
+                MessageState::Delivered,
                 None,
                 Some(format!(
                     "Delivered to the client ({label}) at {}.",
@@ -359,7 +359,7 @@ impl Core {
                 )),
             ),
             DeliveryStatus::Failed { reason } => (
-                "failed",
+                MessageState::Failed,
                 Some(reason.clone()),
                 Some(format!("Not delivered to the client ({label}): {reason}")),
             ),
@@ -405,7 +405,7 @@ impl Core {
     /// One round over the head of the queue; returns how long to wait before the next one
     /// (zero when it did work).
     async fn matrix_round(&self, stop: &CancellationToken) -> Duration {
-        let items = match self.store.head(target::MATRIX, "", HEAD).await {
+        let items = match self.store.head(Target::Matrix, "", HEAD).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the Matrix queue");
@@ -506,8 +506,8 @@ impl Core {
     ) -> Result<String, RelayError> {
         let room = self.ensure_room(item.case_id).await?;
         let txn_id: OwnedTransactionId = format!("cb-m{}", message.id).into();
-        let event = match message.direction.as_str() {
-            direction::INBOUND => {
+        let event = match message.direction {
+            Direction::Inbound => {
                 let identity_id = message.identity_id.ok_or_else(|| {
                     StoreError::Missing(format!("identity of message {}", message.id))
                 })?;
@@ -554,7 +554,7 @@ impl Core {
                 }
                 first.expect("a text or at least one file was sent")
             }
-            direction::ALERT => {
+            Direction::Alert => {
                 let case = self.store.case(item.case_id).await?;
                 let alert_room = self.alert_room(&case.team).await?;
                 self.matrix
@@ -781,7 +781,7 @@ impl Core {
         )
     }
 
-    async fn until_next_due(&self, target: &str, instance: &str) -> Duration {
+    async fn until_next_due(&self, target: Target, instance: &str) -> Duration {
         match self.store.next_due(target, instance).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
@@ -803,7 +803,7 @@ impl Core {
         while !stop.is_cancelled() {
             let pause = match self.bridge_round(&instance, running, &stop).await {
                 Ok(true) => continue,
-                Ok(false) => self.until_next_due(target::BRIDGE, &instance).await,
+                Ok(false) => self.until_next_due(Target::Bridge, &instance).await,
                 Err(pause) => pause,
             };
             tokio::select! {
@@ -822,7 +822,7 @@ impl Core {
     ) -> Result<bool, Duration> {
         // The head of the queue, by case: a reply never overtakes an earlier one of its case
         // that waits for a retry; other cases go on.
-        let items = match self.store.head(target::BRIDGE, instance, BATCH).await {
+        let items = match self.store.head(Target::Bridge, instance, BATCH).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the bridge queue");
@@ -958,7 +958,7 @@ impl Core {
             record_id: message.id,
             case_number: case.number,
             to: casebridge_bridges::RemoteAddress::new(identity.address),
-            automatic: crate::store::is_automatic(message.kind.as_deref()),
+            automatic: message.kind.is_some_and(MessageKind::is_automatic),
             body: message.body,
             html: message.html,
             discreet: case.discreet.then(|| {
@@ -1187,7 +1187,7 @@ impl Core {
                     if Store::record_internal(
                         conn,
                         case.id,
-                        "command",
+                        MessageKind::Command,
                         event.event_id.as_str(),
                         event.sender.as_str(),
                         body,
@@ -1602,12 +1602,12 @@ fn shorten(text: &str) -> String {
 mod tests {
     use chrono::Utc;
 
-    use super::{due_groups, escape_localpart, ghost_localpart, queue_item, MAX_USER_ID};
+    use super::{due_groups, escape_localpart, ghost_localpart, queue_item, Target, MAX_USER_ID};
 
     fn item(id: i64, case_id: i64, due_in_ms: i64) -> queue_item::Model {
         queue_item::Model {
             id,
-            target: "matrix".into(),
+            target: Target::Matrix,
             instance: String::new(),
             message_id: id,
             case_id,

@@ -4,6 +4,8 @@
 pub mod case {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::CaseStatus;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "cases")]
     pub struct Model {
@@ -16,8 +18,7 @@ pub mod case {
         pub seq: i32,
         /// The team key that answers this case.
         pub team: String,
-        /// `open` or `closed`.
-        pub status: String,
+        pub status: CaseStatus,
         /// The case room, once created.
         pub room_id: Option<String>,
         /// The identity the client wrote from last: replies go out there.
@@ -152,6 +153,8 @@ pub mod purge_followup {
 pub mod message {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::{Direction, MessageKind, MessageState};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "messages")]
     pub struct Model {
@@ -159,8 +162,7 @@ pub mod message {
         pub id: i64,
         pub case_id: i64,
         pub identity_id: Option<i64>,
-        /// `inbound`, `outbound` or `notice`.
-        pub direction: String,
+        pub direction: Direction,
         /// Bridge instance and channel (empty for notices).
         pub instance: String,
         pub channel: String,
@@ -174,16 +176,14 @@ pub mod message {
         pub html: Option<String>,
         /// Attachment metadata (name, type, size) as JSON.
         pub attachments: Option<Json>,
-        /// `received`, `relayed`, `queued`, `sent`, `delivered` or `failed`.
-        pub state: String,
+        pub state: MessageState,
         pub error: Option<String>,
         pub sent_at: Option<DateTimeUtc>,
         pub received_at: DateTimeUtc,
         pub relayed_at: Option<DateTimeUtc>,
         pub delivered_at: Option<DateTimeUtc>,
-        /// What made the row beyond its direction: `auto-reply`, `acknowledgement`,
-        /// `emergency-reply`, `emergency`, `command`, ...
-        pub kind: Option<String>,
+        /// What made the row beyond its direction, if anything.
+        pub kind: Option<MessageKind>,
         /// Matrix IDs a notice mentions (highlights), as a JSON array.
         pub mentions: Option<Json>,
         /// The subject, on channels that have one (mail).
@@ -212,13 +212,14 @@ pub mod message {
 pub mod queue_item {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::Target;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "queue")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i64,
-        /// `matrix` (relay into the case room) or `bridge` (deliver to the client).
-        pub target: String,
+        pub target: Target,
         /// For `bridge`: the instance; empty for `matrix`.
         pub instance: String,
         pub message_id: i64,

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod entities;
 mod migration;
 pub mod retention;
+mod values;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -32,6 +33,7 @@ pub use self::entities::{
     attachment, bridge_state, case, identity, invitation, mark, message, original, purge_followup,
     queue_item, transaction,
 };
+pub use self::values::{CaseStatus, Direction, MessageKind, MessageState, Target};
 
 #[async_trait::async_trait]
 impl casebridge_bridges::BridgeState for Store {
@@ -108,20 +110,6 @@ pub enum OpenMode {
     Existing,
 }
 
-/// Message directions as stored.
-pub mod direction {
-    /// From a client.
-    pub const INBOUND: &str = "inbound";
-    /// To a client.
-    pub const OUTBOUND: &str = "outbound";
-    /// From the gateway to the case team.
-    pub const NOTICE: &str = "notice";
-    /// From the gateway to a team's on-call or incident room.
-    pub const ALERT: &str = "alert";
-    /// From a worker, for the record only (notes, commands).
-    pub const INTERNAL: &str = "internal";
-}
-
 /// `url` for a message: an SQLite file's path, other URLs without their password.
 fn describe(url: &str) -> String {
     if url.starts_with("sqlite:") {
@@ -138,22 +126,6 @@ fn describe(url: &str) -> String {
         }
         Err(_) => "the database".to_owned(),
     }
-}
-
-/// Whether a message of `kind` was sent by a rule rather than a person.
-pub fn is_automatic(kind: Option<&str>) -> bool {
-    matches!(
-        kind,
-        Some("auto-reply" | "acknowledgement" | "emergency-reply" | "blocked-reply")
-    )
-}
-
-/// Queue targets as stored.
-pub mod target {
-    /// Relay into the case room.
-    pub const MATRIX: &str = "matrix";
-    /// Deliver to the client through a bridge instance.
-    pub const BRIDGE: &str = "bridge";
 }
 
 /// An inbound message with what the core knows of where it came from.
@@ -320,7 +292,7 @@ impl Store {
             .select_only()
             .column(message::Column::Instance)
             .column(message::Column::UpstreamId)
-            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(message::Column::Direction.eq(Direction::Inbound))
             .filter(
                 message::Column::UpstreamId
                     .is_in(batch.iter().map(|i| i.message.message_id.as_str())),
@@ -458,16 +430,16 @@ impl Store {
                     .replaces
                     .as_ref()
                     .map(|r| r.as_str().to_owned())),
-                kind: Set(item.message.replaces.is_some().then(|| "edit".to_owned())),
+                kind: Set(item.message.replaces.is_some().then_some(MessageKind::Edit)),
                 attachments: Set(attachment_summary(&item.message.attachments)),
                 sent_at: Set(Some(item.message.sent_at)),
                 ..message_row(
                     contact.case_id,
-                    direction::INBOUND,
+                    Direction::Inbound,
                     if cases.get(&contact.case_id).is_some_and(|c| c.blocked) {
-                        "blocked"
+                        MessageState::Blocked
                     } else {
-                        "received"
+                        MessageState::Received
                     },
                     &item.message.body,
                     now,
@@ -577,9 +549,9 @@ impl Store {
             }
             let relayed: Vec<_> = inserted
                 .iter()
-                .filter(|m| m.state != "blocked")
+                .filter(|m| m.state != MessageState::Blocked)
                 .map(|m| queue_item::ActiveModel {
-                    target: Set(target::MATRIX.to_owned()),
+                    target: Set(Target::Matrix),
                     instance: Set(String::new()),
                     message_id: Set(m.id),
                     case_id: Set(m.case_id),
@@ -715,17 +687,17 @@ impl Store {
             return Ok(false);
         }
         let now = Utc::now();
-        let row = |body: &str, state: &str| message::ActiveModel {
+        let row = |body: &str, state: MessageState| message::ActiveModel {
             identity_id: Set(Some(out.identity.id)),
             instance: Set(out.identity.instance.clone()),
             channel: Set(out.identity.channel.clone()),
             sender: Set(Some(out.sender.clone())),
-            ..message_row(out.case_id, direction::OUTBOUND, state, body, now)
+            ..message_row(out.case_id, Direction::Outbound, state, body, now)
         };
         let state = match (&out.parts, out.held) {
-            (_, true) => "held",
-            (Some(_), false) => "split",
-            (None, false) => "queued",
+            (_, true) => MessageState::Held,
+            (Some(_), false) => MessageState::Split,
+            (None, false) => MessageState::Queued,
         };
         let content = chain::Content {
             files: out
@@ -772,7 +744,7 @@ impl Store {
         let Some(parts) = &out.parts else {
             enqueue(
                 conn,
-                target::BRIDGE,
+                Target::Bridge,
                 &out.identity.instance,
                 whole.id,
                 out.case_id,
@@ -785,14 +757,14 @@ impl Store {
             let m = chain::append_one(
                 conn,
                 message::ActiveModel {
-                    kind: Set(Some("part".to_owned())),
-                    ..row(part, "queued")
+                    kind: Set(Some(MessageKind::Part)),
+                    ..row(part, MessageState::Queued)
                 },
             )
             .await?;
             enqueue(
                 conn,
-                target::BRIDGE,
+                Target::Bridge,
                 &out.identity.instance,
                 m.id,
                 out.case_id,
@@ -822,20 +794,26 @@ impl Store {
         let now = Utc::now();
         let m = chain::append_one(
             conn,
-            message_row(case_id, direction::NOTICE, "received", body, now),
+            message_row(
+                case_id,
+                Direction::Notice,
+                MessageState::Received,
+                body,
+                now,
+            ),
         )
         .await?;
-        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        enqueue(conn, Target::Matrix, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
 
-    /// Records a notice with markup and mentions (or, as `direction::ALERT`, an alert for the
+    /// Records a notice with markup and mentions (or, as [`Direction::Alert`], an alert for the
     /// team's on-call room) and queues it, inside `conn`.
     pub async fn record_team_notice<C: ConnectionTrait>(
         conn: &C,
         case_id: i64,
-        direction: &str,
-        kind: &str,
+        direction: Direction,
+        kind: MessageKind,
         notice: &TeamNotice,
     ) -> Result<i64, StoreError> {
         let now = Utc::now();
@@ -843,15 +821,21 @@ impl Store {
             conn,
             message::ActiveModel {
                 html: Set(notice.html.clone()),
-                kind: Set(Some(kind.to_owned())),
+                kind: Set(Some(kind)),
                 mentions: Set(
                     (!notice.mentions.is_empty()).then(|| serde_json::json!(notice.mentions))
                 ),
-                ..message_row(case_id, direction, "received", &notice.body, now)
+                ..message_row(
+                    case_id,
+                    direction,
+                    MessageState::Received,
+                    &notice.body,
+                    now,
+                )
             },
         )
         .await?;
-        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        enqueue(conn, Target::Matrix, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
 
@@ -863,8 +847,8 @@ impl Store {
     ) -> Result<Option<(String, String)>, StoreError> {
         let Some(held) = message::Entity::find()
             .filter(message::Column::CaseId.eq(case_id))
-            .filter(message::Column::Direction.eq(direction::OUTBOUND))
-            .filter(message::Column::State.eq("held"))
+            .filter(message::Column::Direction.eq(Direction::Outbound))
+            .filter(message::Column::State.eq(MessageState::Held))
             .order_by_desc(message::Column::Id)
             .one(conn)
             .await?
@@ -872,13 +856,13 @@ impl Store {
             return Ok(None);
         };
         message::Entity::update_many()
-            .col_expr(message::Column::State, Expr::value("queued"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Queued))
             .filter(message::Column::Id.eq(held.id))
             .exec(conn)
             .await?;
         enqueue(
             conn,
-            target::BRIDGE,
+            Target::Bridge,
             &held.instance,
             held.id,
             case_id,
@@ -893,7 +877,7 @@ impl Store {
     pub async fn record_internal<C: ConnectionTrait>(
         conn: &C,
         case_id: i64,
-        kind: &str,
+        kind: MessageKind,
         event_id: &str,
         sender: &str,
         body: &str,
@@ -910,9 +894,15 @@ impl Store {
             message::ActiveModel {
                 event_id: Set(Some(event_id.to_owned())),
                 sender: Set(Some(sender.to_owned())),
-                kind: Set(Some(kind.to_owned())),
+                kind: Set(Some(kind)),
                 relayed_at: Set(Some(Utc::now())),
-                ..message_row(case_id, direction::INTERNAL, "recorded", body, Utc::now())
+                ..message_row(
+                    case_id,
+                    Direction::Internal,
+                    MessageState::Recorded,
+                    body,
+                    Utc::now(),
+                )
             },
         )
         .await?;
@@ -922,7 +912,7 @@ impl Store {
     /// Queue items for `target`/`instance` that are due, oldest first.
     pub async fn due(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
         limit: u64,
     ) -> Result<Vec<queue_item::Model>, StoreError> {
@@ -940,7 +930,7 @@ impl Store {
     /// order by taking a case's items only while its first one is due.
     pub async fn head(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
         limit: u64,
     ) -> Result<Vec<queue_item::Model>, StoreError> {
@@ -970,7 +960,7 @@ impl Store {
     /// When the next item for `target`/`instance` falls due, if any is queued.
     pub async fn next_due(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(queue_item::Entity::find()
@@ -983,7 +973,7 @@ impl Store {
     }
 
     /// Items waiting in the queue for `target`.
-    pub async fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
+    pub async fn queue_depth(&self, target: Target) -> Result<u64, StoreError> {
         use sea_orm::PaginatorTrait;
         Ok(queue_item::Entity::find()
             .filter(queue_item::Column::Target.eq(target))
@@ -1039,7 +1029,7 @@ impl Store {
         message::Entity::update_many()
             .col_expr(message::Column::EventId, event_ids.into())
             .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
-            .col_expr(message::Column::State, Expr::value("relayed"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Relayed))
             .filter(message::Column::Id.is_in(done.iter().map(|(item, _)| item.message_id)))
             .exec(&txn)
             .await?;
@@ -1064,7 +1054,7 @@ impl Store {
                 Expr::value(remote_id.map(str::to_owned)),
             )
             .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
-            .col_expr(message::Column::State, Expr::value("sent"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Sent))
             .filter(message::Column::Id.eq(item.message_id))
             .exec(&txn)
             .await?;
@@ -1085,7 +1075,7 @@ impl Store {
         let txn = self.db.begin().await?;
         message::Entity::update_many()
             .col_expr(message::Column::Error, Expr::value(error))
-            .col_expr(message::Column::State, Expr::value("failed"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Failed))
             .filter(message::Column::Id.eq(item.message_id))
             .exec(&txn)
             .await?;
@@ -1148,14 +1138,14 @@ impl Store {
         &self,
         instance: &str,
         remote_id: &str,
-        state: &str,
+        state: MessageState,
         error: Option<&str>,
         at: DateTime<Utc>,
         notice: Option<&str>,
     ) -> Result<bool, StoreError> {
         let txn = self.begin_write().await?;
         let Some(reply) = message::Entity::find()
-            .filter(message::Column::Direction.eq(direction::OUTBOUND))
+            .filter(message::Column::Direction.eq(Direction::Outbound))
             .filter(message::Column::Instance.eq(instance))
             .filter(message::Column::UpstreamId.eq(remote_id))
             .one(&txn)
@@ -1164,12 +1154,12 @@ impl Store {
             return Ok(false);
         };
         // A report the channel repeats, or one older than what is known, changes nothing.
-        let rank = |s: &str| match s {
-            "sent" => 1,
-            "delivered" | "failed" => 2,
+        let rank = |s: MessageState| match s {
+            MessageState::Sent => 1,
+            MessageState::Delivered | MessageState::Failed => 2,
             _ => 0,
         };
-        if rank(state) > rank(&reply.state) {
+        if rank(state) > rank(reply.state) {
             message::Entity::update_many()
                 .col_expr(message::Column::State, Expr::value(state))
                 .col_expr(
@@ -1178,7 +1168,7 @@ impl Store {
                 )
                 .col_expr(
                     message::Column::DeliveredAt,
-                    Expr::value((state == "delivered").then_some(at)),
+                    Expr::value((state == MessageState::Delivered).then_some(at)),
                 )
                 .filter(message::Column::Id.eq(reply.id))
                 .exec(&txn)
@@ -1309,7 +1299,7 @@ impl Store {
         &self,
         identity_id: i64,
     ) -> Result<casebridge_bridges::Conversation, StoreError> {
-        let rows: Vec<(String, Option<String>, Option<String>)> = message::Entity::find()
+        let rows: Vec<(Direction, Option<String>, Option<String>)> = message::Entity::find()
             .select_only()
             .column(message::Column::Direction)
             .column(message::Column::UpstreamId)
@@ -1322,7 +1312,7 @@ impl Store {
             .await?;
         let mut conversation = casebridge_bridges::Conversation::default();
         for (direction, upstream, subject) in rows {
-            if direction == direction::INBOUND {
+            if direction == Direction::Inbound {
                 conversation.in_reply_to.clone_from(&upstream);
                 if subject.is_some() {
                     conversation.subject = subject;
@@ -1353,7 +1343,7 @@ impl Store {
         upstream_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(message::Entity::find()
-            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(message::Column::Direction.eq(Direction::Inbound))
             .filter(message::Column::Instance.eq(instance))
             .filter(message::Column::UpstreamId.eq(upstream_id))
             .one(&self.db)
@@ -1374,15 +1364,15 @@ impl Store {
 /// A message row: its case, direction, state and body, received now, and nothing else known yet.
 fn message_row(
     case_id: i64,
-    direction: &str,
-    state: &str,
+    direction: Direction,
+    state: MessageState,
     body: &str,
     now: DateTime<Utc>,
 ) -> message::ActiveModel {
     message::ActiveModel {
         case_id: Set(case_id),
         identity_id: Set(None),
-        direction: Set(direction.to_owned()),
+        direction: Set(direction),
         instance: Set(String::new()),
         channel: Set(String::new()),
         upstream_id: Set(None),
@@ -1391,7 +1381,7 @@ fn message_row(
         body: Set(body.to_owned()),
         html: Set(None),
         attachments: Set(None),
-        state: Set(state.to_owned()),
+        state: Set(state),
         error: Set(None),
         sent_at: Set(None),
         received_at: Set(now),
@@ -1466,7 +1456,7 @@ async fn answered_case<C: ConnectionTrait>(
         return Ok(None);
     }
     let ours = message::Entity::find()
-        .filter(message::Column::Direction.eq(direction::OUTBOUND))
+        .filter(message::Column::Direction.eq(Direction::Outbound))
         .filter(message::Column::Instance.eq(instance))
         .filter(message::Column::UpstreamId.is_in(references.iter().map(String::as_str)))
         .order_by_desc(message::Column::Id)
@@ -1531,25 +1521,43 @@ async fn apply_policies<C: ConnectionTrait>(
                         identity_id: Set(Some(contact.identity_id)),
                         instance: Set(item.instance.clone()),
                         channel: Set(item.channel.clone()),
-                        kind: Set(Some(reply.kind.as_str().to_owned())),
-                        ..message_row(case.id, direction::OUTBOUND, "queued", &reply.text, now)
+                        kind: Set(Some(reply.kind.into())),
+                        ..message_row(
+                            case.id,
+                            Direction::Outbound,
+                            MessageState::Queued,
+                            &reply.text,
+                            now,
+                        )
                     },
                 )
                 .await?;
-                enqueue(conn, target::BRIDGE, &item.instance, m.id, case.id, now).await?;
+                enqueue(conn, Target::Bridge, &item.instance, m.id, case.id, now).await?;
                 wake.insert(item.instance.clone());
                 replied = true;
             }
         }
         if let Some(keyword) = &decision.emergency {
             let notice = policy::emergency_notice(policy, keyword, replied);
-            Store::record_team_notice(conn, case.id, direction::NOTICE, "emergency", &notice)
-                .await?;
+            Store::record_team_notice(
+                conn,
+                case.id,
+                Direction::Notice,
+                MessageKind::Emergency,
+                &notice,
+            )
+            .await?;
             if policy.alert_room.is_some() {
                 let alert =
                     policy::emergency_alert(policies, policy, &case.number, &item.label, keyword);
-                Store::record_team_notice(conn, case.id, direction::ALERT, "emergency", &alert)
-                    .await?;
+                Store::record_team_notice(
+                    conn,
+                    case.id,
+                    Direction::Alert,
+                    MessageKind::Emergency,
+                    &alert,
+                )
+                .await?;
             }
         }
         // Every automatic reply is shown, so the team knows what the client was told; a
@@ -1586,7 +1594,7 @@ async fn new_case<C: ConnectionTrait>(
         year: Set(year),
         seq: Set(seq),
         team: Set(team.to_owned()),
-        status: Set("open".into()),
+        status: Set(CaseStatus::Open),
         room_id: Set(None),
         last_identity_id: Set(None),
         created_at: Set(now),
@@ -1598,14 +1606,14 @@ async fn new_case<C: ConnectionTrait>(
 
 async fn enqueue<C: ConnectionTrait>(
     conn: &C,
-    target: &str,
+    target: Target,
     instance: &str,
     message_id: i64,
     case_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     queue_item::ActiveModel {
-        target: Set(target.to_owned()),
+        target: Set(target),
         instance: Set(instance.to_owned()),
         message_id: Set(message_id),
         case_id: Set(case_id),
@@ -1692,7 +1700,7 @@ mod tests {
         let cases = store.cases().await.unwrap();
         assert_eq!(cases.len(), 2);
         assert_eq!(store.messages(cases[1].id).await.unwrap().len(), 2);
-        assert_eq!(store.due(target::MATRIX, "", 10).await.unwrap().len(), 3);
+        assert_eq!(store.due(Target::Matrix, "", 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
