@@ -7,7 +7,10 @@ use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, EntityTrait, QueryF
 use crate::{
     policy::TeamNotice,
     relay::Core,
-    store::{case, identity, message, CaseStatus, Direction, MessageKind, Store, StoreError},
+    store::{
+        case, identity, message, CaseId, CaseStatus, Direction, IdentityId, MessageKind, Store,
+        StoreError,
+    },
 };
 
 /// What must happen once the transaction that ran a command has committed.
@@ -18,7 +21,7 @@ pub struct AfterCommit {
     /// A bridge instance with a reply to deliver.
     pub wake: Option<String>,
     /// Identities `!merge` moved into this case.
-    pub moved: Vec<i64>,
+    pub moved: Vec<IdentityId>,
 }
 
 /// How long an invitation link works.
@@ -248,7 +251,7 @@ impl Core {
         case: &case::Model,
         sender: &str,
         number: &str,
-    ) -> Result<(String, Vec<i64>), StoreError> {
+    ) -> Result<(String, Vec<IdentityId>), StoreError> {
         let refuse = |text: String| Ok((text, Vec::new()));
         if number == case.number {
             return refuse(format!("{number} is this case."));
@@ -292,7 +295,7 @@ impl Core {
             .col_expr(case::Column::MergedInto, Expr::value(case.number.clone()))
             .col_expr(
                 case::Column::LastIdentityId,
-                Expr::value(Option::<i64>::None),
+                Expr::value(Option::<IdentityId>::None),
             )
             .filter(case::Column::Id.eq(other.id))
             .exec(conn)
@@ -417,7 +420,7 @@ impl Core {
 
 async fn set_case<C: ConnectionTrait, V: Into<sea_orm::Value>>(
     conn: &C,
-    case_id: i64,
+    case_id: CaseId,
     column: case::Column,
     value: V,
 ) -> Result<(), StoreError> {

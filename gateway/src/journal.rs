@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::fmt::Write;
 
-use crate::store::{case, identity, message, Direction, MessageKind};
+use crate::store::{case, identity, message, Direction, IdentityId, MessageKind};
 
 /// Whom the journal is written for: a case's team, as its records officer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,7 +305,7 @@ pub fn render(
 ) -> String {
     let t = texts(team.language);
     let zone = team.time_zone;
-    let contact = |id: Option<i64>| identities.iter().find(|i| Some(i.id) == id);
+    let contact = |id: Option<IdentityId>| identities.iter().find(|i| Some(i.id) == id);
     let channel_of = |m: &message::Model| -> String {
         contact(m.identity_id).map_or_else(|| m.channel.clone(), |i| i.channel.clone())
     };
@@ -474,7 +474,7 @@ pub fn render(
 
 /// The subject of the client's latest message before a reply to `identity`: the thread the
 /// reply answered.
-fn thread_subject(before: &[message::Model], identity: Option<i64>) -> Option<&str> {
+fn thread_subject(before: &[message::Model], identity: Option<IdentityId>) -> Option<&str> {
     before
         .iter()
         .rev()
@@ -485,7 +485,7 @@ fn thread_subject(before: &[message::Model], identity: Option<i64>) -> Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{CaseStatus, MessageState};
+    use crate::store::{CaseId, CaseStatus, MessageId, MessageState};
     use chrono::{DateTime, TimeZone as _, Utc};
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -494,14 +494,14 @@ mod tests {
 
     fn case() -> case::Model {
         case::Model {
-            id: 1,
+            id: CaseId(1),
             number: "2026-000001".into(),
             year: 2026,
             seq: 1,
             team: "adult".into(),
             status: CaseStatus::Open,
             room_id: None,
-            last_identity_id: Some(1),
+            last_identity_id: Some(IdentityId(1)),
             // 00:00 in Stockholm, summer time.
             created_at: at(2026, 10, 24, 22, 0),
             discreet: false,
@@ -515,8 +515,8 @@ mod tests {
 
     fn contact() -> identity::Model {
         identity::Model {
-            id: 1,
-            case_id: 1,
+            id: IdentityId(1),
+            case_id: CaseId(1),
             instance: "mail".into(),
             channel: "email".into(),
             address: "klara@client.test".into(),
@@ -535,8 +535,8 @@ mod tests {
         body: &str,
     ) -> message::Model {
         message::Model {
-            id: seq.into(),
-            case_id: 1,
+            id: MessageId(seq.into()),
+            case_id: CaseId(1),
             identity_id: None,
             direction,
             instance: String::new(),
@@ -569,7 +569,7 @@ mod tests {
     /// a note, an automatic reply, a notice, a purged message and the purge.
     fn records() -> Vec<message::Model> {
         let mail = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             instance: "mail".into(),
             channel: "email".into(),
             subject: Some("Tid hos er".into()),
@@ -579,7 +579,7 @@ mod tests {
             ..record(1, Direction::Inbound, None, "Hej, kan jag få en tid?")
         };
         let reply = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             instance: "mail".into(),
             channel: "email".into(),
             sender: Some("@anna:localhost".into()),
@@ -599,7 +599,7 @@ mod tests {
             )
         };
         let auto = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             state: MessageState::Sent,
             ..record(
                 4,
@@ -615,7 +615,7 @@ mod tests {
             "Case 2026-000002 merged into this case",
         );
         let purged = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             purged_at: Some(at(2028, 1, 1, 0, 0)),
             body: String::new(),
             ..record(6, Direction::Inbound, None, "")

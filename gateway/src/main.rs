@@ -552,7 +552,7 @@ fn print_summary(path: &std::path::Path, config: &Config) {
 struct ExportRow {
     case: String,
     seq: Option<i32>,
-    id: i64,
+    id: casebridge_gateway::store::MessageId,
     direction: &'static str,
     kind: Option<&'static str>,
     sender: Option<String>,

@@ -36,8 +36,8 @@ use crate::{
     metrics::Metrics,
     policy::Policies,
     store::{
-        attachment, message, queue_item, Direction, MessageKind, MessageState, NewInbound,
-        NewOutbound, Recorded, Store, StoreError, Target,
+        attachment, message, queue_item, CaseId, Direction, IdentityId, MessageId, MessageKind,
+        MessageState, NewInbound, NewOutbound, Recorded, Store, StoreError, Target,
     },
 };
 
@@ -51,12 +51,12 @@ pub struct RunningBridge {
     pub wake: Notify,
     /// The message its delivery worker has handed to the bridge and not yet recorded: what a
     /// stop that has to abort the worker names in the log.
-    pub delivering: Mutex<Option<i64>>,
+    pub delivering: Mutex<Option<MessageId>>,
 }
 
 impl RunningBridge {
     /// The message being delivered right now, if any.
-    pub fn in_flight(&self) -> Option<i64> {
+    pub fn in_flight(&self) -> Option<MessageId> {
         *self.delivering.lock().expect("not poisoned")
     }
 }
@@ -66,7 +66,7 @@ impl RunningBridge {
 struct Delivering<'a>(&'a RunningBridge);
 
 impl<'a> Delivering<'a> {
-    fn new(running: &'a RunningBridge, message: i64) -> Self {
+    fn new(running: &'a RunningBridge, message: MessageId) -> Self {
         *running.delivering.lock().expect("not poisoned") = Some(message);
         Self(running)
     }
@@ -100,9 +100,9 @@ pub struct Core {
     pub bot: OwnedUserId,
     bot_ready: tokio::sync::OnceCell<()>,
     /// Rooms of cases, once known (a case's room never changes).
-    rooms: Mutex<HashMap<i64, OwnedRoomId>>,
+    rooms: Mutex<HashMap<CaseId, OwnedRoomId>>,
     /// Ghosts known to be in their case room, by identity.
-    ghosts: Mutex<HashMap<i64, OwnedUserId>>,
+    ghosts: Mutex<HashMap<IdentityId, OwnedUserId>>,
     /// Alert rooms the bot is in, by team.
     alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
     /// Display names of workers, as the homeserver last told (profiles, member events).
@@ -454,7 +454,7 @@ impl Core {
     async fn relay_group(
         &self,
         group: Vec<queue_item::Model>,
-        messages: &HashMap<i64, message::Model>,
+        messages: &HashMap<MessageId, message::Model>,
         stop: &CancellationToken,
     ) -> (Vec<(queue_item::Model, String)>, bool) {
         let mut done = Vec::with_capacity(group.len());
@@ -480,7 +480,7 @@ impl Core {
                 Err(RelayError::Matrix(e)) => {
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
-                        error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
+                        error!(error = %e, message = %item.message_id, "homeserver refuses this message for good");
                         if let Err(e) = self.store.failed(&item, &e.to_string(), "", false).await {
                             error!(error = %e, "recording a failed relay");
                         }
@@ -571,7 +571,7 @@ impl Core {
             .to_std()
             .unwrap_or_default();
         self.metrics.relay_latency.observe(latency.as_secs_f64());
-        debug!(message = message.id, %event, "relayed into the case room");
+        debug!(message = %message.id, %event, "relayed into the case room");
         Ok(event.to_string())
     }
 
@@ -581,7 +581,7 @@ impl Core {
         &self,
         room: &OwnedRoomId,
         ghost: &UserId,
-        message_id: i64,
+        message_id: MessageId,
         file: attachment::Model,
     ) -> Result<OwnedEventId, RelayError> {
         let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
@@ -693,7 +693,7 @@ impl Core {
     }
 
     /// The case's room, created (with the team invited) on its first message.
-    async fn ensure_room(&self, case_id: i64) -> Result<OwnedRoomId, RelayError> {
+    async fn ensure_room(&self, case_id: CaseId) -> Result<OwnedRoomId, RelayError> {
         if let Some(room) = self.rooms.lock().expect("not poisoned").get(&case_id) {
             return Ok(room.clone());
         }
@@ -744,7 +744,7 @@ impl Core {
     /// The identity's ghost, registered, named and joined to `room`.
     async fn ensure_ghost_in_room(
         &self,
-        identity_id: i64,
+        identity_id: IdentityId,
         room: &OwnedRoomId,
     ) -> Result<OwnedUserId, RelayError> {
         if let Some(ghost) = self.ghosts.lock().expect("not poisoned").get(&identity_id) {
@@ -867,7 +867,7 @@ impl Core {
                 }
                 Err(e) if e.is_permanent() => {
                     self.metrics.errors.with_label_values(&[channel]).inc();
-                    warn!(error = %e, message = item.message_id, "channel refused a reply");
+                    warn!(error = %e, message = %item.message_id, "channel refused a reply");
                     let notice = format!(
                         "Not delivered to the client ({}): {e}",
                         running.capabilities.label
@@ -955,7 +955,7 @@ impl Core {
         Ok(OutboundMessage {
             attachments,
             conversation,
-            record_id: message.id,
+            record_id: message.id.0,
             case_number: case.number,
             to: casebridge_bridges::RemoteAddress::new(identity.address),
             automatic: message.kind.is_some_and(MessageKind::is_automatic),
@@ -1360,7 +1360,7 @@ struct Handled {
     /// Someone to invite to the case room.
     invite: Option<(String, OwnedUserId)>,
     /// Identities `!merge` moved to another case.
-    moved: Vec<i64>,
+    moved: Vec<IdentityId>,
 }
 
 /// The text of a possible command. Clients write a mention as the user's display name in
@@ -1445,7 +1445,7 @@ fn media_message(filename: &str, mime: &str, size: i64, uri: OwnedMxcUri) -> Mes
 fn due_groups(items: Vec<queue_item::Model>) -> (Vec<Vec<queue_item::Model>>, Option<Duration>) {
     let now = Utc::now();
     let mut order = Vec::new();
-    let mut groups: HashMap<i64, Vec<queue_item::Model>> = HashMap::new();
+    let mut groups: HashMap<CaseId, Vec<queue_item::Model>> = HashMap::new();
     for item in items {
         let group = groups.entry(item.case_id).or_insert_with(|| {
             order.push(item.case_id);
@@ -1603,14 +1603,15 @@ mod tests {
     use chrono::Utc;
 
     use super::{due_groups, escape_localpart, ghost_localpart, queue_item, Target, MAX_USER_ID};
+    use crate::store::{CaseId, MessageId};
 
-    fn item(id: i64, case_id: i64, due_in_ms: i64) -> queue_item::Model {
+    fn item(id: i64, case: i64, due_in_ms: i64) -> queue_item::Model {
         queue_item::Model {
             id,
             target: Target::Matrix,
             instance: String::new(),
-            message_id: id,
-            case_id,
+            message_id: MessageId(id),
+            case_id: CaseId(case),
             attempts: 0,
             next_attempt_at: Utc::now() + chrono::Duration::milliseconds(due_in_ms),
             last_error: None,

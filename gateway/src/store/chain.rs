@@ -23,7 +23,10 @@ use sea_orm::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{attachment, case, message, original, Direction, MessageKind, StoreError};
+use super::{
+    attachment, case, message, original, CaseId, Direction, IdentityId, MessageId, MessageKind,
+    StoreError,
+};
 
 /// What a record holds besides its row: the bytes of its files and its original.
 #[derive(Default)]
@@ -72,12 +75,12 @@ pub fn content_hash(
 
 /// What the record hash covers.
 struct Fields<'a> {
-    case_id: i64,
+    case_id: CaseId,
     seq: Option<i32>,
     prev_hash: Option<&'a str>,
     direction: Direction,
     kind: Option<MessageKind>,
-    identity_id: Option<i64>,
+    identity_id: Option<IdentityId>,
     instance: &'a str,
     channel: &'a str,
     upstream_id: Option<&'a str>,
@@ -144,10 +147,12 @@ pub async fn append<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    let mut heads: HashMap<CaseId, (i32, Option<String>)> = HashMap::new();
     let mut ready = Vec::with_capacity(rows.len());
     for (mut row, content) in rows {
-        let case_id = value(&row.case_id);
+        let case_id = set(&row.case_id).ok_or_else(|| {
+            StoreError::Missing("a record's case (a bug: every row sets one)".into())
+        })?;
         let (seq, prev) = match heads.get(&case_id) {
             Some(head) => head.clone(),
             None => head(conn, case_id).await?,
@@ -203,7 +208,7 @@ pub async fn append<C: ConnectionTrait>(
 /// concurrent writers to one case take turns.
 async fn head<C: ConnectionTrait>(
     conn: &C,
-    case_id: i64,
+    case_id: CaseId,
 ) -> Result<(i32, Option<String>), StoreError> {
     case::Entity::find_by_id(case_id)
         .lock_exclusive()
@@ -230,7 +235,7 @@ pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<usize, StoreError>
         .order_by_asc(message::Column::Id)
         .all(conn)
         .await?;
-    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    let mut heads: HashMap<CaseId, (i32, Option<String>)> = HashMap::new();
     for m in &rows {
         let (seq, prev) = match heads.get(&m.case_id) {
             Some(h) => h.clone(),
@@ -398,8 +403,8 @@ pub async fn verify<C: ConnectionTrait>(
         .order_by_asc(message::Column::Id)
         .all(conn)
         .await?;
-    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
-    let mut files: HashMap<i64, Vec<attachment::Model>> = HashMap::new();
+    let ids: Vec<MessageId> = rows.iter().map(|m| m.id).collect();
+    let mut files: HashMap<MessageId, Vec<attachment::Model>> = HashMap::new();
     for a in attachment::Entity::find()
         .filter(attachment::Column::MessageId.is_in(ids.clone()))
         .order_by_asc(attachment::Column::Position)
@@ -408,7 +413,7 @@ pub async fn verify<C: ConnectionTrait>(
     {
         files.entry(a.message_id).or_default().push(a);
     }
-    let originals: HashMap<i64, Vec<u8>> = original::Entity::find()
+    let originals: HashMap<MessageId, Vec<u8>> = original::Entity::find()
         .filter(original::Column::MessageId.is_in(ids))
         .all(conn)
         .await?
@@ -595,12 +600,12 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
         let sent = at - chrono::Duration::milliseconds(1750);
         let inbound = Fields {
-            case_id: 7,
+            case_id: CaseId(7),
             seq: Some(3),
             prev_hash: Some("ab"),
             direction: Direction::Inbound,
             kind: Some(MessageKind::Edit),
-            identity_id: Some(2),
+            identity_id: Some(IdentityId(2)),
             instance: "sms-1",
             channel: "sms",
             upstream_id: Some("m1"),

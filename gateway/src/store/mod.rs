@@ -33,7 +33,9 @@ pub use self::entities::{
     attachment, bridge_state, case, identity, invitation, mark, message, original, purge_followup,
     queue_item, transaction,
 };
-pub use self::values::{CaseStatus, Direction, MessageKind, MessageState, Target};
+pub use self::values::{
+    CaseId, CaseStatus, Direction, IdentityId, MessageId, MessageKind, MessageState, Target,
+};
 
 #[async_trait::async_trait]
 impl casebridge_bridges::BridgeState for Store {
@@ -158,7 +160,7 @@ pub struct Recorded {
 #[derive(Debug, Clone)]
 pub struct NewOutbound {
     /// The case.
-    pub case_id: i64,
+    pub case_id: CaseId,
     /// The identity it goes to.
     pub identity: identity::Model,
     /// The worker's event.
@@ -184,8 +186,8 @@ pub struct NewOutbound {
 /// safe to remember.
 #[derive(Clone, Debug)]
 struct Contact {
-    identity_id: i64,
-    case_id: i64,
+    identity_id: IdentityId,
+    case_id: CaseId,
     case_number: String,
 }
 
@@ -308,7 +310,7 @@ impl Store {
         // Messages of blocked cases are recorded, not relayed.
         // The cases this batch touches, read once: blocked cases are recorded, not relayed,
         // and the policies read the rest. Cases opened by this batch join as they are made.
-        let mut cases: HashMap<i64, case::Model> = case::Entity::find()
+        let mut cases: HashMap<CaseId, case::Model> = case::Entity::find()
             .filter(case::Column::Id.is_in(contacts.values().map(|c| c.case_id)))
             .all(&txn)
             .await?
@@ -319,9 +321,9 @@ impl Store {
         let mut answers = Vec::with_capacity(batch.len());
         let mut recorded = Vec::with_capacity(batch.len());
         // Notices about how a message was routed, shown after the message itself.
-        let mut notices: Vec<(i64, String)> = Vec::new();
+        let mut notices: Vec<(CaseId, String)> = Vec::new();
         let mut rows = Vec::with_capacity(batch.len());
-        let mut last_identity: HashMap<i64, i64> = HashMap::new();
+        let mut last_identity: HashMap<CaseId, IdentityId> = HashMap::new();
         for item in batch {
             let key = (
                 item.instance.clone(),
@@ -495,7 +497,7 @@ impl Store {
                 original: item.message.original.as_deref(),
             });
             let inserted = chain::append(&txn, rows.into_iter().zip(contents).collect()).await?;
-            let ids: HashMap<(&str, &str), i64> = inserted
+            let ids: HashMap<(&str, &str), MessageId> = inserted
                 .iter()
                 .filter_map(|m| Some(((m.instance.as_str(), m.upstream_id.as_deref()?), m.id)))
                 .collect();
@@ -605,7 +607,7 @@ impl Store {
             .filter(identity::Column::Address.is_in(missing.iter().map(|(_, a)| a.as_str())))
             .all(conn)
             .await?;
-        let cases: HashMap<i64, String> = case::Entity::find()
+        let cases: HashMap<CaseId, String> = case::Entity::find()
             .filter(case::Column::Id.is_in(identities.iter().map(|i| i.case_id)))
             .all(conn)
             .await?
@@ -788,9 +790,9 @@ impl Store {
     /// Records a notice to the case team and queues it for the room, inside `conn`.
     pub async fn record_notice<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         body: &str,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<MessageId, StoreError> {
         let now = Utc::now();
         let m = chain::append_one(
             conn,
@@ -811,11 +813,11 @@ impl Store {
     /// team's on-call room) and queues it, inside `conn`.
     pub async fn record_team_notice<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         direction: Direction,
         kind: MessageKind,
         notice: &TeamNotice,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<MessageId, StoreError> {
         let now = Utc::now();
         let m = chain::append_one(
             conn,
@@ -843,7 +845,7 @@ impl Store {
     /// queued for its bridge. Returns its instance and body, or `None` if nothing is held.
     pub async fn release_held<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
     ) -> Result<Option<(String, String)>, StoreError> {
         let Some(held) = message::Entity::find()
             .filter(message::Column::CaseId.eq(case_id))
@@ -876,7 +878,7 @@ impl Store {
     /// `conn`. False if the event was recorded before.
     pub async fn record_internal<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         kind: MessageKind,
         event_id: &str,
         sender: &str,
@@ -946,8 +948,8 @@ impl Store {
     /// Messages by id.
     pub async fn messages_by_id(
         &self,
-        ids: impl IntoIterator<Item = i64>,
-    ) -> Result<std::collections::HashMap<i64, message::Model>, StoreError> {
+        ids: impl IntoIterator<Item = MessageId>,
+    ) -> Result<std::collections::HashMap<MessageId, message::Model>, StoreError> {
         Ok(message::Entity::find()
             .filter(message::Column::Id.is_in(ids))
             .all(&self.db)
@@ -1104,7 +1106,7 @@ impl Store {
     /// hand out (only its hash is kept).
     pub async fn create_invitation<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         instance: &str,
         created_by: &str,
         days: i64,
@@ -1182,7 +1184,7 @@ impl Store {
     }
 
     /// Records the room of a case.
-    pub async fn set_room(&self, case_id: i64, room_id: &str) -> Result<(), StoreError> {
+    pub async fn set_room(&self, case_id: CaseId, room_id: &str) -> Result<(), StoreError> {
         case::Entity::update_many()
             .col_expr(case::Column::RoomId, Expr::value(room_id))
             .filter(case::Column::Id.eq(case_id))
@@ -1192,7 +1194,7 @@ impl Store {
     }
 
     /// Records that an identity's ghost is in the case room.
-    pub async fn set_joined(&self, identity_id: i64) -> Result<(), StoreError> {
+    pub async fn set_joined(&self, identity_id: IdentityId) -> Result<(), StoreError> {
         identity::Entity::update_many()
             .col_expr(identity::Column::JoinedAt, Expr::value(Utc::now()))
             .filter(identity::Column::Id.eq(identity_id))
@@ -1202,7 +1204,7 @@ impl Store {
     }
 
     /// One message by id.
-    pub async fn message(&self, id: i64) -> Result<message::Model, StoreError> {
+    pub async fn message(&self, id: MessageId) -> Result<message::Model, StoreError> {
         message::Entity::find_by_id(id)
             .one(&self.db)
             .await?
@@ -1210,7 +1212,10 @@ impl Store {
     }
 
     /// The files of a message, in order, with their content.
-    pub async fn attachments(&self, message_id: i64) -> Result<Vec<attachment::Model>, StoreError> {
+    pub async fn attachments(
+        &self,
+        message_id: MessageId,
+    ) -> Result<Vec<attachment::Model>, StoreError> {
         Ok(attachment::Entity::find()
             .filter(attachment::Column::MessageId.eq(message_id))
             .order_by_asc(attachment::Column::Position)
@@ -1239,7 +1244,7 @@ impl Store {
     }
 
     /// One case by id.
-    pub async fn case(&self, id: i64) -> Result<case::Model, StoreError> {
+    pub async fn case(&self, id: CaseId) -> Result<case::Model, StoreError> {
         case::Entity::find_by_id(id)
             .one(&self.db)
             .await?
@@ -1257,7 +1262,7 @@ impl Store {
     /// One identity by id.
     pub async fn identity<C: ConnectionTrait>(
         conn: &C,
-        id: i64,
+        id: IdentityId,
     ) -> Result<identity::Model, StoreError> {
         identity::Entity::find_by_id(id)
             .one(conn)
@@ -1275,7 +1280,7 @@ impl Store {
 
     /// The identities of a case: its addresses, and those its records name that `!merge` moved
     /// to another case since.
-    pub async fn identities(&self, case_id: i64) -> Result<Vec<identity::Model>, StoreError> {
+    pub async fn identities(&self, case_id: CaseId) -> Result<Vec<identity::Model>, StoreError> {
         let named = sea_orm::sea_query::Query::select()
             .column(message::Column::IdentityId)
             .from(message::Entity)
@@ -1297,7 +1302,7 @@ impl Store {
     /// client's messages, and every upstream id (theirs and ours), oldest first.
     pub async fn conversation(
         &self,
-        identity_id: i64,
+        identity_id: IdentityId,
     ) -> Result<casebridge_bridges::Conversation, StoreError> {
         let rows: Vec<(Direction, Option<String>, Option<String>)> = message::Entity::find()
             .select_only()
@@ -1329,7 +1334,7 @@ impl Store {
     }
 
     /// A message as its channel delivered it, if the channel gave the original.
-    pub async fn original(&self, message_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn original(&self, message_id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(original::Entity::find_by_id(message_id)
             .one(&self.db)
             .await?
@@ -1352,7 +1357,7 @@ impl Store {
     }
 
     /// The messages of a case in the order they were recorded.
-    pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
+    pub async fn messages(&self, case_id: CaseId) -> Result<Vec<message::Model>, StoreError> {
         Ok(message::Entity::find()
             .filter(message::Column::CaseId.eq(case_id))
             .order_by_asc(message::Column::Id)
@@ -1363,7 +1368,7 @@ impl Store {
 
 /// A message row: its case, direction, state and body, received now, and nothing else known yet.
 fn message_row(
-    case_id: i64,
+    case_id: CaseId,
     direction: Direction,
     state: MessageState,
     body: &str,
@@ -1475,7 +1480,7 @@ async fn apply_policies<C: ConnectionTrait>(
     conn: &C,
     policies: &Policies,
     recorded: &[(&NewInbound, Contact)],
-    cases: &HashMap<i64, case::Model>,
+    cases: &HashMap<CaseId, case::Model>,
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, StoreError> {
     let mut wake = BTreeSet::new();
@@ -1608,8 +1613,8 @@ async fn enqueue<C: ConnectionTrait>(
     conn: &C,
     target: Target,
     instance: &str,
-    message_id: i64,
-    case_id: i64,
+    message_id: MessageId,
+    case_id: CaseId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     queue_item::ActiveModel {

@@ -14,7 +14,7 @@ use sea_orm::{
 
 use super::{
     attachment, case, chain, message, message_row, original, purge_followup, CaseStatus, Direction,
-    MessageKind, MessageState, Store, StoreError,
+    MessageId, MessageKind, MessageState, Store, StoreError,
 };
 
 /// A record due to be purged, and the rule that says so.
@@ -125,7 +125,7 @@ impl Store {
             let group = &due[start..end];
             start = end;
             let txn = self.connection().begin().await?;
-            let ids: Vec<i64> = group.iter().map(|d| d.record.id).collect();
+            let ids: Vec<MessageId> = group.iter().map(|d| d.record.id).collect();
             let now = Utc::now();
             message::Entity::update_many()
                 .col_expr(message::Column::Body, Expr::value(""))
@@ -258,11 +258,13 @@ mod tests {
     use chrono::{Duration, Utc};
 
     use super::due_by;
-    use crate::store::{case, message, CaseStatus, Direction, MessageKind, MessageState};
+    use crate::store::{
+        case, message, CaseId, CaseStatus, Direction, MessageId, MessageKind, MessageState,
+    };
 
     fn case(status: CaseStatus, closed_days_ago: Option<i64>, hold: bool) -> case::Model {
         case::Model {
-            id: 1,
+            id: CaseId(1),
             number: "2026-000001".into(),
             year: 2026,
             seq: 1,
@@ -282,8 +284,8 @@ mod tests {
 
     fn record(direction: Direction, kind: Option<MessageKind>, days_ago: i64) -> message::Model {
         message::Model {
-            id: 1,
-            case_id: 1,
+            id: MessageId(1),
+            case_id: CaseId(1),
             identity_id: None,
             direction,
             instance: String::new(),

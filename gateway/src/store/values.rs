@@ -1,4 +1,5 @@
-//! The closed sets of words the records store keeps in its text columns, as Rust enums.
+//! The closed sets of words the records store keeps in its text columns, as Rust enums, and
+//! the ids of its rows, as newtypes that keep a case's id from being taken for a message's.
 //!
 //! Each variant is stored as exactly the word written before these types existed, so existing
 //! stores read back unchanged (no data migration) and the record hash, which covers the
@@ -150,6 +151,56 @@ stored_words! {
         /// Deliver to the client through a bridge instance.
         Bridge = "bridge",
     }
+}
+
+/// A row id: an `i64` in the database, a type of its own in Rust; shown as the bare number.
+macro_rules! row_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            DeriveValueType,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        /// What the database returns for an inserted row's key.
+        impl sea_orm::TryFromU64 for $name {
+            fn try_from_u64(n: u64) -> Result<Self, DbErr> {
+                i64::try_from_u64(n).map(Self)
+            }
+        }
+    };
+}
+
+row_id! {
+    /// A case (`cases.id`).
+    CaseId
+}
+
+row_id! {
+    /// A client's address on one bridge instance (`identities.id`).
+    IdentityId
+}
+
+row_id! {
+    /// A record (`messages.id`).
+    MessageId
 }
 
 #[cfg(test)]
