@@ -20,7 +20,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tracing::{error, warn};
 
-use crate::{relay::Core, server::read_body, store::target};
+use crate::{relay::Core, server::read_body, store::Target};
 
 /// The routes, ready to serve.
 pub fn router(core: Arc<Core>) -> Router {
@@ -360,11 +360,11 @@ async fn health(State(core): State<Arc<Core>>) -> Response {
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> Response {
-    for t in [target::MATRIX, target::BRIDGE] {
+    for t in [Target::Matrix, Target::Bridge] {
         if let Ok(depth) = core.store.queue_depth(t).await {
             core.metrics
                 .queue_depth
-                .with_label_values(&[t])
+                .with_label_values(&[t.as_str()])
                 .set(depth as i64);
         }
     }

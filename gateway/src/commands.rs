@@ -7,7 +7,10 @@ use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, EntityTrait, QueryF
 use crate::{
     policy::TeamNotice,
     relay::Core,
-    store::{case, direction, identity, is_automatic, message, Store, StoreError},
+    store::{
+        case, identity, message, CaseId, CaseStatus, Direction, IdentityId, MessageKind, Store,
+        StoreError,
+    },
 };
 
 /// What must happen once the transaction that ran a command has committed.
@@ -18,7 +21,7 @@ pub struct AfterCommit {
     /// A bridge instance with a reply to deliver.
     pub wake: Option<String>,
     /// Identities `!merge` moved into this case.
-    pub moved: Vec<i64>,
+    pub moved: Vec<IdentityId>,
 }
 
 /// How long an invitation link works.
@@ -36,9 +39,9 @@ impl Core {
         command: Command,
     ) -> Result<AfterCommit, StoreError> {
         let kind = match &command {
-            Command::Note(_) => "note",
-            Command::Incident(_) => "incident",
-            _ => "command",
+            Command::Note(_) => MessageKind::Note,
+            Command::Incident(_) => MessageKind::Incident,
+            _ => MessageKind::Command,
         };
         if !Store::record_internal(conn, case.id, kind, event_id, sender, body).await? {
             return Ok(AfterCommit::default());
@@ -49,14 +52,14 @@ impl Core {
             Command::Case => self.summary(conn, case).await?,
             Command::Close | Command::Reopen => {
                 let status = if matches!(command, Command::Close) {
-                    "closed"
+                    CaseStatus::Closed
                 } else {
-                    "open"
+                    CaseStatus::Open
                 };
                 set_case(conn, case.id, case::Column::Status, status).await?;
-                let closed_at = (status == "closed").then(chrono::Utc::now);
+                let closed_at = (status == CaseStatus::Closed).then(chrono::Utc::now);
                 set_case(conn, case.id, case::Column::ClosedAt, closed_at).await?;
-                if status == "closed" {
+                if status == CaseStatus::Closed {
                     format!("Case {} closed by {sender}.", case.number)
                 } else {
                     format!("Case {} reopened by {sender}.", case.number)
@@ -124,8 +127,8 @@ impl Core {
                         Store::record_team_notice(
                             conn,
                             case.id,
-                            direction::ALERT,
-                            "incident",
+                            Direction::Alert,
+                            MessageKind::Incident,
                             &alert,
                         )
                         .await?;
@@ -248,7 +251,7 @@ impl Core {
         case: &case::Model,
         sender: &str,
         number: &str,
-    ) -> Result<(String, Vec<i64>), StoreError> {
+    ) -> Result<(String, Vec<IdentityId>), StoreError> {
         let refuse = |text: String| Ok((text, Vec::new()));
         if number == case.number {
             return refuse(format!("{number} is this case."));
@@ -287,12 +290,12 @@ impl Core {
             .await?;
         let now = chrono::Utc::now();
         case::Entity::update_many()
-            .col_expr(case::Column::Status, Expr::value("closed"))
+            .col_expr(case::Column::Status, Expr::value(CaseStatus::Closed))
             .col_expr(case::Column::ClosedAt, Expr::value(now))
             .col_expr(case::Column::MergedInto, Expr::value(case.number.clone()))
             .col_expr(
                 case::Column::LastIdentityId,
-                Expr::value(Option::<i64>::None),
+                Expr::value(Option::<IdentityId>::None),
             )
             .filter(case::Column::Id.eq(other.id))
             .exec(conn)
@@ -354,11 +357,11 @@ impl Core {
             .filter(message::Column::CaseId.eq(case.id))
             .all(conn)
             .await?;
-        let count = |direction: &str, automatic: bool| {
+        let count = |direction: Direction, automatic: bool| {
             messages
                 .iter()
-                .filter(|m| m.direction == direction && m.kind.as_deref() != Some("part"))
-                .filter(|m| is_automatic(m.kind.as_deref()) == automatic)
+                .filter(|m| m.direction == direction && m.kind != Some(MessageKind::Part))
+                .filter(|m| m.kind.is_some_and(MessageKind::is_automatic) == automatic)
                 .count()
         };
         let contacts: Vec<String> = identities
@@ -390,12 +393,12 @@ impl Core {
             format!("Contacts: {}", contacts.join("; ")),
             format!(
                 "Messages: {} from the client, {} replies, {} automatic replies, {} notes",
-                count(direction::INBOUND, false),
-                count(direction::OUTBOUND, false),
-                count(direction::OUTBOUND, true),
+                count(Direction::Inbound, false),
+                count(Direction::Outbound, false),
+                count(Direction::Outbound, true),
                 messages
                     .iter()
-                    .filter(|m| m.kind.as_deref() == Some("note"))
+                    .filter(|m| m.kind == Some(MessageKind::Note))
                     .count()
             ),
         ];
@@ -417,7 +420,7 @@ impl Core {
 
 async fn set_case<C: ConnectionTrait, V: Into<sea_orm::Value>>(
     conn: &C,
-    case_id: i64,
+    case_id: CaseId,
     column: case::Column,
     value: V,
 ) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::fmt::Write;
 
-use crate::store::{case, direction, identity, message};
+use crate::store::{case, identity, message, Direction, IdentityId, MessageKind};
 
 /// Whom the journal is written for: a case's team, as its records officer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,30 +254,30 @@ fn local(at: DateTime<Utc>, zone: Tz, seconds: bool) -> String {
 
 /// What kind of entry a record is, as the journal names it.
 fn label(t: &Texts, m: &message::Model, channel: &str) -> String {
-    let kind = m.kind.as_deref();
+    let kind = m.kind;
     let on = |what: &str| format!("{what} ({channel})");
-    match m.direction.as_str() {
-        direction::INBOUND => on(t.from_client),
-        direction::OUTBOUND => {
+    match m.direction {
+        Direction::Inbound => on(t.from_client),
+        Direction::Outbound => {
             let automatic = match kind {
-                Some("part") => return on(t.part),
-                Some("auto-reply") => t.outside_hours,
-                Some("acknowledgement") => t.acknowledgement,
-                Some("emergency-reply") => t.emergency_information,
-                Some("blocked-reply") => t.blocked_client,
+                Some(MessageKind::Part) => return on(t.part),
+                Some(MessageKind::AutoReply) => t.outside_hours,
+                Some(MessageKind::Acknowledgement) => t.acknowledgement,
+                Some(MessageKind::EmergencyReply) => t.emergency_information,
+                Some(MessageKind::BlockedReply) => t.blocked_client,
                 _ => return on(t.reply),
             };
             on(&t.automatic.replace("{}", automatic))
         }
-        direction::INTERNAL => match kind {
-            Some("note") => t.note,
-            Some("incident") => t.incident,
-            Some("purge") => t.purge,
+        Direction::Internal => match kind {
+            Some(MessageKind::Note) => t.note,
+            Some(MessageKind::Incident) => t.incident,
+            Some(MessageKind::Purge) => t.purge,
             _ => t.command,
         }
         .to_owned(),
-        direction::ALERT => t.alert.to_owned(),
-        _ if kind == Some("emergency") => t.emergency.to_owned(),
+        Direction::Alert => t.alert.to_owned(),
+        _ if kind == Some(MessageKind::Emergency) => t.emergency.to_owned(),
         _ => t.notice.to_owned(),
     }
 }
@@ -285,12 +285,12 @@ fn label(t: &Texts, m: &message::Model, channel: &str) -> String {
 /// The text of a worker's note or incident report: the record keeps the command as typed
 /// (`!note ...`, which its hash covers); the reader wants what was noted.
 fn noted_text(m: &message::Model) -> Option<String> {
-    if m.direction != direction::INTERNAL {
+    if m.direction != Direction::Internal {
         return None;
     }
     match commands::parse(&m.body)? {
-        Ok(Command::Note(text)) if m.kind.as_deref() == Some("note") => Some(text),
-        Ok(Command::Incident(text)) if m.kind.as_deref() == Some("incident") => Some(text),
+        Ok(Command::Note(text)) if m.kind == Some(MessageKind::Note) => Some(text),
+        Ok(Command::Incident(text)) if m.kind == Some(MessageKind::Incident) => Some(text),
         _ => None,
     }
 }
@@ -305,7 +305,7 @@ pub fn render(
 ) -> String {
     let t = texts(team.language);
     let zone = team.time_zone;
-    let contact = |id: Option<i64>| identities.iter().find(|i| Some(i.id) == id);
+    let contact = |id: Option<IdentityId>| identities.iter().find(|i| Some(i.id) == id);
     let channel_of = |m: &message::Model| -> String {
         contact(m.identity_id).map_or_else(|| m.channel.clone(), |i| i.channel.clone())
     };
@@ -326,7 +326,7 @@ pub fn render(
     );
     let mut meta = vec![
         fill(t.team, team.name),
-        fill_html(t.status, &[&t.word(&case.status)]),
+        fill_html(t.status, &[&t.word(case.status.as_str())]),
         fill(t.opened, &local(case.created_at, zone, false)),
     ];
     if case.discreet {
@@ -384,13 +384,13 @@ pub fn render(
         escape(t.column_state),
     );
     for (index, m) in messages.iter().enumerate() {
-        let class = match (m.direction.as_str(), m.kind.as_deref()) {
-            (_, Some("emergency")) => "emergency",
-            (d, _) => d,
+        let class = match m.kind {
+            Some(MessageKind::Emergency) => MessageKind::Emergency.as_str(),
+            _ => m.direction.as_str(),
         };
-        let actor = match (&m.sender, m.direction.as_str()) {
+        let actor = match (&m.sender, m.direction) {
             (Some(worker), _) => format!("<br><small>{}</small>", fill(t.by, worker)),
-            (None, direction::INBOUND) => contact(m.identity_id)
+            (None, Direction::Inbound) => contact(m.identity_id)
                 .map(|i| format!("<br><small>{}</small>", escape(&i.display_name)))
                 .unwrap_or_default(),
             (None, _) => format!("<br><small>{}</small>", escape(t.by_gateway)),
@@ -431,14 +431,14 @@ pub fn render(
             // client's latest subject, or the neutral one of a discreet case) and the record,
             // hashed when the worker wrote it, cannot take it afterwards. The thread it
             // answered is what the record does show.
-            let thread = (m.direction == direction::OUTBOUND && m.subject.is_none())
+            let thread = (m.direction == Direction::Outbound && m.subject.is_none())
                 .then(|| thread_subject(&messages[..index], m.identity_id))
                 .flatten()
                 .map(|s| format!("<small>{}</small>\n", fill(t.thread, s)))
                 .unwrap_or_default();
             format!("{subject}{thread}{}", escape(&m.body))
         };
-        let mut state = t.word(&m.state);
+        let mut state = t.word(m.state.as_str());
         if let Some(at) = m.delivered_at {
             let _ = write!(state, "<br><small>{}</small>", local(at, zone, false));
         }
@@ -474,17 +474,18 @@ pub fn render(
 
 /// The subject of the client's latest message before a reply to `identity`: the thread the
 /// reply answered.
-fn thread_subject(before: &[message::Model], identity: Option<i64>) -> Option<&str> {
+fn thread_subject(before: &[message::Model], identity: Option<IdentityId>) -> Option<&str> {
     before
         .iter()
         .rev()
-        .filter(|m| m.direction == direction::INBOUND && m.identity_id == identity)
+        .filter(|m| m.direction == Direction::Inbound && m.identity_id == identity)
         .find_map(|m| m.subject.as_deref().filter(|s| !s.trim().is_empty()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{CaseId, CaseStatus, MessageId, MessageState};
     use chrono::{DateTime, TimeZone as _, Utc};
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -493,14 +494,14 @@ mod tests {
 
     fn case() -> case::Model {
         case::Model {
-            id: 1,
+            id: CaseId(1),
             number: "2026-000001".into(),
             year: 2026,
             seq: 1,
             team: "adult".into(),
-            status: "open".into(),
+            status: CaseStatus::Open,
             room_id: None,
-            last_identity_id: Some(1),
+            last_identity_id: Some(IdentityId(1)),
             // 00:00 in Stockholm, summer time.
             created_at: at(2026, 10, 24, 22, 0),
             discreet: false,
@@ -514,8 +515,8 @@ mod tests {
 
     fn contact() -> identity::Model {
         identity::Model {
-            id: 1,
-            case_id: 1,
+            id: IdentityId(1),
+            case_id: CaseId(1),
             instance: "mail".into(),
             channel: "email".into(),
             address: "klara@client.test".into(),
@@ -527,12 +528,17 @@ mod tests {
         }
     }
 
-    fn record(seq: i32, direction: &str, kind: Option<&str>, body: &str) -> message::Model {
+    fn record(
+        seq: i32,
+        direction: Direction,
+        kind: Option<MessageKind>,
+        body: &str,
+    ) -> message::Model {
         message::Model {
-            id: seq.into(),
-            case_id: 1,
+            id: MessageId(seq.into()),
+            case_id: CaseId(1),
             identity_id: None,
-            direction: direction.into(),
+            direction,
             instance: String::new(),
             channel: String::new(),
             upstream_id: None,
@@ -541,13 +547,13 @@ mod tests {
             body: body.into(),
             html: None,
             attachments: None,
-            state: "recorded".into(),
+            state: MessageState::Recorded,
             error: None,
             sent_at: None,
             received_at: at(2026, 10, 25, 2, 0),
             relayed_at: None,
             delivered_at: None,
-            kind: kind.map(str::to_owned),
+            kind,
             mentions: None,
             subject: None,
             seq: Some(seq),
@@ -563,56 +569,61 @@ mod tests {
     /// a note, an automatic reply, a notice, a purged message and the purge.
     fn records() -> Vec<message::Model> {
         let mail = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             instance: "mail".into(),
             channel: "email".into(),
             subject: Some("Tid hos er".into()),
-            state: "relayed".into(),
+            state: MessageState::Relayed,
             // 02:30 summer time, the first time round.
             received_at: at(2026, 10, 25, 0, 30),
-            ..record(1, direction::INBOUND, None, "Hej, kan jag få en tid?")
+            ..record(1, Direction::Inbound, None, "Hej, kan jag få en tid?")
         };
         let reply = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             instance: "mail".into(),
             channel: "email".into(),
             sender: Some("@anna:localhost".into()),
-            state: "delivered".into(),
+            state: MessageState::Delivered,
             // 02:30 winter time, the second time round.
             received_at: at(2026, 10, 25, 1, 30),
             delivered_at: Some(at(2026, 11, 23, 22, 1)),
-            ..record(2, direction::OUTBOUND, None, "Passar torsdag kl. 10?")
+            ..record(2, Direction::Outbound, None, "Passar torsdag kl. 10?")
         };
         let note = message::Model {
             sender: Some("@anna:localhost".into()),
             ..record(
                 3,
-                direction::INTERNAL,
-                Some("note"),
+                Direction::Internal,
+                Some(MessageKind::Note),
                 "!note Klara ringde <och> bad om sms",
             )
         };
         let auto = message::Model {
-            identity_id: Some(1),
-            state: "sent".into(),
-            ..record(4, direction::OUTBOUND, Some("auto-reply"), "Vi har stängt.")
+            identity_id: Some(IdentityId(1)),
+            state: MessageState::Sent,
+            ..record(
+                4,
+                Direction::Outbound,
+                Some(MessageKind::AutoReply),
+                "Vi har stängt.",
+            )
         };
         let notice = record(
             5,
-            direction::NOTICE,
+            Direction::Notice,
             None,
             "Case 2026-000002 merged into this case",
         );
         let purged = message::Model {
-            identity_id: Some(1),
+            identity_id: Some(IdentityId(1)),
             purged_at: Some(at(2028, 1, 1, 0, 0)),
             body: String::new(),
-            ..record(6, direction::INBOUND, None, "")
+            ..record(6, Direction::Inbound, None, "")
         };
         let purge = record(
             7,
-            direction::INTERNAL,
-            Some("purge"),
+            Direction::Internal,
+            Some(MessageKind::Purge),
             "Purged under retention rule 1",
         );
         vec![mail, reply, note, auto, notice, purged, purge]
@@ -640,6 +651,21 @@ mod tests {
             .unwrap_or_else(|| panic!("no record {seq} in {html}"));
         let end = start + html[start..].find("</tr>").unwrap();
         &html[start..end]
+    }
+
+    /// Every case status and record state the store can hold has a Swedish word.
+    #[test]
+    fn every_stored_word_has_its_swedish_word() {
+        use sea_orm::Iterable;
+        let stored = CaseStatus::iter()
+            .map(CaseStatus::as_str)
+            .chain(MessageState::iter().map(MessageState::as_str));
+        for word in stored {
+            assert!(
+                SV.words.iter().any(|(s, _)| *s == word),
+                "no Swedish word for {word:?}"
+            );
+        }
     }
 
     #[test]

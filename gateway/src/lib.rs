@@ -326,7 +326,7 @@ impl Gateway {
                     // The one case a stop cannot make safe: the provider may have taken it.
                     Some((instance, message)) => error!(
                         instance = %instance,
-                        message,
+                        message = %message,
                         "stopped in the middle of delivering a reply: if the provider took it, \
                          the next start sends it again (at least once)"
                     ),

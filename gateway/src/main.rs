@@ -239,11 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
                     d.case.number,
                     d.record.seq.unwrap_or_default(),
                     d.record.direction,
-                    d.record
-                        .kind
-                        .as_deref()
-                        .map(|k| format!(" {k}"))
-                        .unwrap_or_default(),
+                    d.record.kind.map(|k| format!(" {k}")).unwrap_or_default(),
                     d.record.received_at.format("%Y-%m-%d"),
                     d.rule
                 );
@@ -556,9 +552,9 @@ fn print_summary(path: &std::path::Path, config: &Config) {
 struct ExportRow {
     case: String,
     seq: Option<i32>,
-    id: i64,
-    direction: String,
-    kind: Option<String>,
+    id: casebridge_gateway::store::MessageId,
+    direction: &'static str,
+    kind: Option<&'static str>,
     sender: Option<String>,
     subject: Option<String>,
     channel: String,
@@ -566,7 +562,7 @@ struct ExportRow {
     upstream_id: Option<String>,
     event_id: Option<String>,
     body: String,
-    state: String,
+    state: &'static str,
     error: Option<String>,
     sent_at: Option<String>,
     received_at: String,
@@ -582,8 +578,8 @@ impl ExportRow {
             case: case.to_owned(),
             seq: m.seq,
             id: m.id,
-            direction: m.direction,
-            kind: m.kind,
+            direction: m.direction.as_str(),
+            kind: m.kind.map(|k| k.as_str()),
             sender: m.sender,
             subject: m.subject,
             channel: m.channel,
@@ -591,7 +587,7 @@ impl ExportRow {
             upstream_id: m.upstream_id,
             event_id: m.event_id,
             body: m.body,
-            state: m.state,
+            state: m.state.as_str(),
             error: m.error,
             sent_at: m.sent_at.map(|t| t.to_rfc3339()),
             received_at: m.received_at.to_rfc3339(),

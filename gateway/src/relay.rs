@@ -36,8 +36,8 @@ use crate::{
     metrics::Metrics,
     policy::Policies,
     store::{
-        attachment, direction, message, queue_item, target, NewInbound, NewOutbound, Recorded,
-        Store, StoreError,
+        attachment, message, queue_item, CaseId, Direction, IdentityId, MessageId, MessageKind,
+        MessageState, NewInbound, NewOutbound, Recorded, Store, StoreError, Target,
     },
     throttle::Throttle,
 };
@@ -52,14 +52,14 @@ pub struct RunningBridge {
     pub wake: Notify,
     /// The message its delivery worker has handed to the bridge and not yet recorded: what a
     /// stop that has to abort the worker names in the log.
-    pub delivering: Mutex<Option<i64>>,
+    pub delivering: Mutex<Option<MessageId>>,
     /// Its delivery worker's outage warnings: one line per interval however many fail.
     pub warnings: Throttle,
 }
 
 impl RunningBridge {
     /// The message being delivered right now, if any.
-    pub fn in_flight(&self) -> Option<i64> {
+    pub fn in_flight(&self) -> Option<MessageId> {
         *self.delivering.lock().expect("not poisoned")
     }
 }
@@ -69,7 +69,7 @@ impl RunningBridge {
 struct Delivering<'a>(&'a RunningBridge);
 
 impl<'a> Delivering<'a> {
-    fn new(running: &'a RunningBridge, message: i64) -> Self {
+    fn new(running: &'a RunningBridge, message: MessageId) -> Self {
         *running.delivering.lock().expect("not poisoned") = Some(message);
         Self(running)
     }
@@ -103,9 +103,9 @@ pub struct Core {
     pub bot: OwnedUserId,
     bot_ready: tokio::sync::OnceCell<()>,
     /// Rooms of cases, once known (a case's room never changes).
-    rooms: Mutex<HashMap<i64, OwnedRoomId>>,
+    rooms: Mutex<HashMap<CaseId, OwnedRoomId>>,
     /// Ghosts known to be in their case room, by identity.
-    ghosts: Mutex<HashMap<i64, OwnedUserId>>,
+    ghosts: Mutex<HashMap<IdentityId, OwnedUserId>>,
     /// Alert rooms the bot is in, by team.
     alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
     /// Display names of workers, as the homeserver last told (profiles, member events).
@@ -356,9 +356,9 @@ impl Core {
     ) -> Result<bool, StoreError> {
         let label = self.label(instance, instance);
         let (state, error, notice) = match &report.status {
-            DeliveryStatus::Sent => ("sent", None, None),
+            DeliveryStatus::Sent => (MessageState::Sent, None, None),
             DeliveryStatus::Delivered => (
-                "delivered",
+                MessageState::Delivered,
                 None,
                 Some(format!(
                     "Delivered to the client ({label}) at {}.",
@@ -366,7 +366,7 @@ impl Core {
                 )),
             ),
             DeliveryStatus::Failed { reason } => (
-                "failed",
+                MessageState::Failed,
                 Some(reason.clone()),
                 Some(format!("Not delivered to the client ({label}): {reason}")),
             ),
@@ -401,7 +401,7 @@ impl Core {
     pub async fn run_matrix_worker(self: Arc<Self>, stop: CancellationToken) {
         let capacity = self.config.queue.relay_concurrency.get();
         let mut in_flight = FuturesUnordered::new();
-        let mut busy: HashSet<i64> = HashSet::new();
+        let mut busy: HashSet<CaseId> = HashSet::new();
         loop {
             let mut pause = IDLE;
             if !stop.is_cancelled() && in_flight.len() < capacity {
@@ -436,10 +436,10 @@ impl Core {
     /// the pause before trying again.
     async fn due_cases(
         &self,
-        busy: &HashSet<i64>,
+        busy: &HashSet<CaseId>,
         room: usize,
     ) -> Result<(Vec<Vec<queue_item::Model>>, Option<Duration>), Duration> {
-        let items = match self.store.head(target::MATRIX, "", HEAD).await {
+        let items = match self.store.head(Target::Matrix, "", HEAD).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the Matrix queue");
@@ -456,7 +456,7 @@ impl Core {
     }
 
     /// Relays one case's due items and records what went; returns the case.
-    async fn relay_case(&self, group: Vec<queue_item::Model>, stop: &CancellationToken) -> i64 {
+    async fn relay_case(&self, group: Vec<queue_item::Model>, stop: &CancellationToken) -> CaseId {
         let case = group[0].case_id;
         let messages = match self
             .store
@@ -486,7 +486,7 @@ impl Core {
     async fn relay_group(
         &self,
         group: Vec<queue_item::Model>,
-        messages: &HashMap<i64, message::Model>,
+        messages: &HashMap<MessageId, message::Model>,
         stop: &CancellationToken,
     ) -> (Vec<(queue_item::Model, String)>, bool) {
         let mut done = Vec::with_capacity(group.len());
@@ -512,7 +512,7 @@ impl Core {
                 Err(RelayError::Matrix(e)) => {
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
-                        error!(error = %e, message = item.message_id, "homeserver refuses this message for good");
+                        error!(error = %e, message = %item.message_id, "homeserver refuses this message for good");
                         if let Err(e) = self.store.failed(&item, &e.to_string(), "", false).await {
                             error!(error = %e, "recording a failed relay");
                         }
@@ -540,8 +540,8 @@ impl Core {
     ) -> Result<String, RelayError> {
         let room = self.ensure_room(item.case_id).await?;
         let txn_id: OwnedTransactionId = format!("cb-m{}", message.id).into();
-        let event = match message.direction.as_str() {
-            direction::INBOUND => {
+        let event = match message.direction {
+            Direction::Inbound => {
                 let identity_id = message.identity_id.ok_or_else(|| {
                     StoreError::Missing(format!("identity of message {}", message.id))
                 })?;
@@ -588,7 +588,7 @@ impl Core {
                 }
                 first.expect("a text or at least one file was sent")
             }
-            direction::ALERT => {
+            Direction::Alert => {
                 let case = self.store.case(item.case_id).await?;
                 let alert_room = self.alert_room(&case.team).await?;
                 self.matrix
@@ -605,7 +605,7 @@ impl Core {
             .to_std()
             .unwrap_or_default();
         self.metrics.relay_latency.observe(latency.as_secs_f64());
-        debug!(message = message.id, %event, "relayed into the case room");
+        debug!(message = %message.id, %event, "relayed into the case room");
         Ok(event.to_string())
     }
 
@@ -615,7 +615,7 @@ impl Core {
         &self,
         room: &OwnedRoomId,
         ghost: &UserId,
-        message_id: i64,
+        message_id: MessageId,
         file: attachment::Model,
     ) -> Result<OwnedEventId, RelayError> {
         let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
@@ -727,7 +727,7 @@ impl Core {
     }
 
     /// The case's room, created (with the team invited) on its first message.
-    async fn ensure_room(&self, case_id: i64) -> Result<OwnedRoomId, RelayError> {
+    async fn ensure_room(&self, case_id: CaseId) -> Result<OwnedRoomId, RelayError> {
         if let Some(room) = self.rooms.lock().expect("not poisoned").get(&case_id) {
             return Ok(room.clone());
         }
@@ -778,7 +778,7 @@ impl Core {
     /// The identity's ghost, registered, named and joined to `room`.
     async fn ensure_ghost_in_room(
         &self,
-        identity_id: i64,
+        identity_id: IdentityId,
         room: &OwnedRoomId,
     ) -> Result<OwnedUserId, RelayError> {
         if let Some(ghost) = self.ghosts.lock().expect("not poisoned").get(&identity_id) {
@@ -815,7 +815,7 @@ impl Core {
         )
     }
 
-    async fn until_next_due(&self, target: &str, instance: &str) -> Duration {
+    async fn until_next_due(&self, target: Target, instance: &str) -> Duration {
         match self.store.next_due(target, instance).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
@@ -837,7 +837,7 @@ impl Core {
         while !stop.is_cancelled() {
             let pause = match self.bridge_round(&instance, running, &stop).await {
                 Ok(true) => continue,
-                Ok(false) => self.until_next_due(target::BRIDGE, &instance).await,
+                Ok(false) => self.until_next_due(Target::Bridge, &instance).await,
                 Err(pause) => pause,
             };
             tokio::select! {
@@ -856,7 +856,7 @@ impl Core {
     ) -> Result<bool, Duration> {
         // The head of the queue, by case: a reply never overtakes an earlier one of its case
         // that waits for a retry; other cases go on.
-        let items = match self.store.head(target::BRIDGE, instance, BATCH).await {
+        let items = match self.store.head(Target::Bridge, instance, BATCH).await {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the bridge queue");
@@ -901,7 +901,7 @@ impl Core {
                 }
                 Err(e) if e.is_permanent() => {
                     self.metrics.errors.with_label_values(&[channel]).inc();
-                    warn!(error = %e, message = item.message_id, "channel refused a reply");
+                    warn!(error = %e, message = %item.message_id, "channel refused a reply");
                     let notice = format!(
                         "Not delivered to the client ({}): {e}",
                         running.capabilities.label
@@ -991,10 +991,10 @@ impl Core {
         Ok(OutboundMessage {
             attachments,
             conversation,
-            record_id: message.id,
+            record_id: message.id.0,
             case_number: case.number,
             to: casebridge_bridges::RemoteAddress::new(identity.address),
-            automatic: crate::store::is_automatic(message.kind.as_deref()),
+            automatic: message.kind.is_some_and(MessageKind::is_automatic),
             body: message.body,
             html: message.html,
             discreet: case.discreet.then(|| {
@@ -1223,7 +1223,7 @@ impl Core {
                     if Store::record_internal(
                         conn,
                         case.id,
-                        "command",
+                        MessageKind::Command,
                         event.event_id.as_str(),
                         event.sender.as_str(),
                         body,
@@ -1396,7 +1396,7 @@ struct Handled {
     /// Someone to invite to the case room.
     invite: Option<(String, OwnedUserId)>,
     /// Identities `!merge` moved to another case.
-    moved: Vec<i64>,
+    moved: Vec<IdentityId>,
 }
 
 /// The text of a possible command. Clients write a mention as the user's display name in
@@ -1481,7 +1481,7 @@ fn media_message(filename: &str, mime: &str, size: i64, uri: OwnedMxcUri) -> Mes
 fn due_groups(items: Vec<queue_item::Model>) -> (Vec<Vec<queue_item::Model>>, Option<Duration>) {
     let now = Utc::now();
     let mut order = Vec::new();
-    let mut groups: HashMap<i64, Vec<queue_item::Model>> = HashMap::new();
+    let mut groups: HashMap<CaseId, Vec<queue_item::Model>> = HashMap::new();
     for item in items {
         let group = groups.entry(item.case_id).or_insert_with(|| {
             order.push(item.case_id);
@@ -1638,15 +1638,16 @@ fn shorten(text: &str) -> String {
 mod tests {
     use chrono::Utc;
 
-    use super::{due_groups, escape_localpart, ghost_localpart, queue_item, MAX_USER_ID};
+    use super::{due_groups, escape_localpart, ghost_localpart, queue_item, Target, MAX_USER_ID};
+    use crate::store::{CaseId, MessageId};
 
-    fn item(id: i64, case_id: i64, due_in_ms: i64) -> queue_item::Model {
+    fn item(id: i64, case: i64, due_in_ms: i64) -> queue_item::Model {
         queue_item::Model {
             id,
-            target: "matrix".into(),
+            target: Target::Matrix,
             instance: String::new(),
-            message_id: id,
-            case_id,
+            message_id: MessageId(id),
+            case_id: CaseId(case),
             attempts: 0,
             next_attempt_at: Utc::now() + chrono::Duration::milliseconds(due_in_ms),
             last_error: None,

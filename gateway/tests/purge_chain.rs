@@ -2,7 +2,7 @@
 
 use casebridge_bridges::{InboundMessage, RemoteAddress, RemoteMessageId};
 use casebridge_config::{RetentionConfig, RetentionRule, RetentionStatus};
-use casebridge_gateway::store::{case, chain, message, NewInbound, Store};
+use casebridge_gateway::store::{case, chain, message, MessageKind, NewInbound, Store};
 use sea_orm::ConnectionTrait;
 
 /// A closed case of four client messages, closed three years ago.
@@ -138,7 +138,7 @@ async fn a_retention_purge_names_what_it_purged_and_verifies() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.kind.as_deref() == Some("purge"))
+        .filter(|m| m.kind == Some(MessageKind::Purge))
         .collect();
     assert_eq!(purges.len(), 2);
     for (purge, seqs) in purges.iter().zip([[1, 2], [3, 4]]) {

@@ -23,7 +23,10 @@ use sea_orm::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{attachment, case, direction, message, original, StoreError};
+use super::{
+    attachment, case, message, original, CaseId, Direction, IdentityId, MessageId, MessageKind,
+    StoreError,
+};
 
 /// What a record holds besides its row: the bytes of its files and its original.
 #[derive(Default)]
@@ -40,9 +43,13 @@ pub(crate) fn hex(bytes: impl AsRef<[u8]>) -> String {
 }
 
 fn value<T: Clone + Default + Into<sea_orm::Value>>(v: &ActiveValue<T>) -> T {
+    set(v).unwrap_or_default()
+}
+
+fn set<T: Clone + Into<sea_orm::Value>>(v: &ActiveValue<T>) -> Option<T> {
     match v {
-        ActiveValue::Set(x) | ActiveValue::Unchanged(x) => x.clone(),
-        ActiveValue::NotSet => T::default(),
+        ActiveValue::Set(x) | ActiveValue::Unchanged(x) => Some(x.clone()),
+        ActiveValue::NotSet => None,
     }
 }
 
@@ -68,12 +75,12 @@ pub fn content_hash(
 
 /// What the record hash covers.
 struct Fields<'a> {
-    case_id: i64,
+    case_id: CaseId,
     seq: Option<i32>,
     prev_hash: Option<&'a str>,
-    direction: &'a str,
-    kind: Option<&'a str>,
-    identity_id: Option<i64>,
+    direction: Direction,
+    kind: Option<MessageKind>,
+    identity_id: Option<IdentityId>,
     instance: &'a str,
     channel: &'a str,
     upstream_id: Option<&'a str>,
@@ -89,8 +96,8 @@ impl<'a> From<&'a message::Model> for Fields<'a> {
             case_id: m.case_id,
             seq: m.seq,
             prev_hash: m.prev_hash.as_deref(),
-            direction: &m.direction,
-            kind: m.kind.as_deref(),
+            direction: m.direction,
+            kind: m.kind,
             identity_id: m.identity_id,
             instance: &m.instance,
             channel: &m.channel,
@@ -110,13 +117,14 @@ fn record_hash(f: &Fields<'_>) -> String {
         f.case_id,
         f.seq,
         f.prev_hash,
-        f.direction,
-        f.kind,
+        // The stored words: the hashed bytes are those of the strings written before the enums.
+        f.direction.as_str(),
+        f.kind.map(MessageKind::as_str),
         f.identity_id,
         f.instance,
         f.channel,
         // The client's message id is known when it is recorded; ours only once it is sent.
-        if f.direction == direction::INBOUND {
+        if f.direction == Direction::Inbound {
             f.upstream_id
         } else {
             None
@@ -139,10 +147,12 @@ pub async fn append<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    let mut heads: HashMap<CaseId, (i32, Option<String>)> = HashMap::new();
     let mut ready = Vec::with_capacity(rows.len());
     for (mut row, content) in rows {
-        let case_id = value(&row.case_id);
+        let case_id = set(&row.case_id).ok_or_else(|| {
+            StoreError::Missing("a record's case (a bug: every row sets one)".into())
+        })?;
         let (seq, prev) = match heads.get(&case_id) {
             Some(head) => head.clone(),
             None => head(conn, case_id).await?,
@@ -154,7 +164,9 @@ pub async fn append<C: ConnectionTrait>(
         let html = value(&row.html);
         let subject = value(&row.subject);
         let content_hash = content_hash(&body, html.as_deref(), subject.as_deref(), &content);
-        let direction = value(&row.direction);
+        let direction = set(&row.direction).ok_or_else(|| {
+            StoreError::Missing("a record's direction (a bug: every row sets one)".into())
+        })?;
         let kind = value(&row.kind);
         let instance = value(&row.instance);
         let channel = value(&row.channel);
@@ -164,8 +176,8 @@ pub async fn append<C: ConnectionTrait>(
             case_id,
             seq: Some(seq + 1),
             prev_hash: prev.as_deref(),
-            direction: &direction,
-            kind: kind.as_deref(),
+            direction,
+            kind,
             identity_id: value(&row.identity_id),
             instance: &instance,
             channel: &channel,
@@ -196,7 +208,7 @@ pub async fn append<C: ConnectionTrait>(
 /// concurrent writers to one case take turns.
 async fn head<C: ConnectionTrait>(
     conn: &C,
-    case_id: i64,
+    case_id: CaseId,
 ) -> Result<(i32, Option<String>), StoreError> {
     case::Entity::find_by_id(case_id)
         .lock_exclusive()
@@ -223,7 +235,7 @@ pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<usize, StoreError>
         .order_by_asc(message::Column::Id)
         .all(conn)
         .await?;
-    let mut heads: HashMap<i64, (i32, Option<String>)> = HashMap::new();
+    let mut heads: HashMap<CaseId, (i32, Option<String>)> = HashMap::new();
     for m in &rows {
         let (seq, prev) = match heads.get(&m.case_id) {
             Some(h) => h.clone(),
@@ -391,8 +403,8 @@ pub async fn verify<C: ConnectionTrait>(
         .order_by_asc(message::Column::Id)
         .all(conn)
         .await?;
-    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
-    let mut files: HashMap<i64, Vec<attachment::Model>> = HashMap::new();
+    let ids: Vec<MessageId> = rows.iter().map(|m| m.id).collect();
+    let mut files: HashMap<MessageId, Vec<attachment::Model>> = HashMap::new();
     for a in attachment::Entity::find()
         .filter(attachment::Column::MessageId.is_in(ids.clone()))
         .order_by_asc(attachment::Column::Position)
@@ -401,7 +413,7 @@ pub async fn verify<C: ConnectionTrait>(
     {
         files.entry(a.message_id).or_default().push(a);
     }
-    let originals: HashMap<i64, Vec<u8>> = original::Entity::find()
+    let originals: HashMap<MessageId, Vec<u8>> = original::Entity::find()
         .filter(original::Column::MessageId.is_in(ids))
         .all(conn)
         .await?
@@ -422,7 +434,7 @@ pub async fn verify<C: ConnectionTrait>(
         let Some(purge_seq) = m.seq.map(i64::from) else {
             continue;
         };
-        if m.kind.as_deref() != Some("purge") || m.direction != direction::INTERNAL {
+        if m.kind != Some(MessageKind::Purge) || m.direction != Direction::Internal {
             continue;
         }
         match purge_list(&m.body) {
@@ -578,7 +590,50 @@ mod tests {
     use sea_orm::{ConnectionTrait, Set};
 
     use super::*;
-    use crate::store::{message_row, NewInbound, Store};
+    use crate::store::{message_row, MessageState, NewInbound, Store};
+
+    /// The record hash is over the words stored before the enums existed, byte for byte: a
+    /// chain written by an earlier version still verifies.
+    #[test]
+    fn the_record_hash_covers_the_stored_words_byte_for_byte() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let sent = at - chrono::Duration::milliseconds(1750);
+        let inbound = Fields {
+            case_id: CaseId(7),
+            seq: Some(3),
+            prev_hash: Some("ab"),
+            direction: Direction::Inbound,
+            kind: Some(MessageKind::Edit),
+            identity_id: Some(IdentityId(2)),
+            instance: "sms-1",
+            channel: "sms",
+            upstream_id: Some("m1"),
+            sender: None,
+            received_at: &at,
+            sent_at: Some(&sent),
+            content_hash: Some("cd"),
+        };
+        let canonical = r#"["casebridge-record-1",7,3,"ab","inbound","edit",2,"sms-1","sms","m1",null,"2026-11-29T12:00:00.000000Z","2026-11-29T11:59:58.250000Z","cd"]"#;
+        assert_eq!(record_hash(&inbound), hex(canonical));
+        assert_eq!(
+            record_hash(&inbound),
+            "9616de7d986f9f2a2298fb6a19b059d7204a394cc32e7d2b35d2263ac18a3f6b"
+        );
+        let outbound = Fields {
+            seq: Some(4),
+            direction: Direction::Outbound,
+            kind: Some(MessageKind::AutoReply),
+            upstream_id: Some("m2"),
+            sender: Some("@anna:localhost"),
+            sent_at: None,
+            ..inbound
+        };
+        assert_eq!(
+            record_hash(&outbound),
+            "b7e1b78d15d97066252237477334e6e3f135b69a18b42c1bd9970614d1150c1e"
+        );
+    }
 
     #[test]
     fn a_purge_record_lists_what_it_emptied_and_an_old_one_reads_as_numbers() {
@@ -641,11 +696,11 @@ mod tests {
         append_one(
             db,
             message::ActiveModel {
-                kind: Set(Some("purge".to_owned())),
+                kind: Set(Some(MessageKind::Purge)),
                 ..message_row(
                     case.id,
-                    direction::INTERNAL,
-                    "recorded",
+                    Direction::Internal,
+                    MessageState::Recorded,
                     "Purged under retention rule 1: the content of record(s) 1, 2 was removed; \
                      their registration data and hashes are kept.",
                     Utc::now(),

@@ -4,11 +4,13 @@
 pub mod case {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::{CaseId, CaseStatus, IdentityId};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "cases")]
     pub struct Model {
         #[sea_orm(primary_key)]
-        pub id: i64,
+        pub id: CaseId,
         /// Human case number, `2026-000123`.
         #[sea_orm(unique)]
         pub number: String,
@@ -16,12 +18,11 @@ pub mod case {
         pub seq: i32,
         /// The team key that answers this case.
         pub team: String,
-        /// `open` or `closed`.
-        pub status: String,
+        pub status: CaseStatus,
         /// The case room, once created.
         pub room_id: Option<String>,
         /// The identity the client wrote from last: replies go out there.
-        pub last_identity_id: Option<i64>,
+        pub last_identity_id: Option<IdentityId>,
         pub created_at: DateTimeUtc,
         /// Nothing automatic goes to the client; neutral sender; no case number outbound.
         pub discreet: bool,
@@ -47,12 +48,14 @@ pub mod case {
 pub mod identity {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::{CaseId, IdentityId};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "identities")]
     pub struct Model {
         #[sea_orm(primary_key)]
-        pub id: i64,
-        pub case_id: i64,
+        pub id: IdentityId,
+        pub case_id: CaseId,
         pub instance: String,
         pub channel: String,
         pub address: String,
@@ -77,12 +80,14 @@ pub mod identity {
 pub mod invitation {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::CaseId;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "invitations")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub token_hash: String,
-        pub case_id: i64,
+        pub case_id: CaseId,
         /// The bridge instance the token is for.
         pub instance: String,
         /// The worker who asked for it.
@@ -124,12 +129,14 @@ pub mod bridge_state {
 pub mod purge_followup {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::CaseId;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "purge_followups")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i64,
-        pub case_id: i64,
+        pub case_id: CaseId,
         /// The case room the event is in.
         pub room_id: Option<String>,
         /// An event to redact.
@@ -152,15 +159,16 @@ pub mod purge_followup {
 pub mod message {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::{CaseId, Direction, IdentityId, MessageId, MessageKind, MessageState};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "messages")]
     pub struct Model {
         #[sea_orm(primary_key)]
-        pub id: i64,
-        pub case_id: i64,
-        pub identity_id: Option<i64>,
-        /// `inbound`, `outbound` or `notice`.
-        pub direction: String,
+        pub id: MessageId,
+        pub case_id: CaseId,
+        pub identity_id: Option<IdentityId>,
+        pub direction: Direction,
         /// Bridge instance and channel (empty for notices).
         pub instance: String,
         pub channel: String,
@@ -174,16 +182,14 @@ pub mod message {
         pub html: Option<String>,
         /// Attachment metadata (name, type, size) as JSON.
         pub attachments: Option<Json>,
-        /// `received`, `relayed`, `queued`, `sent`, `delivered` or `failed`.
-        pub state: String,
+        pub state: MessageState,
         pub error: Option<String>,
         pub sent_at: Option<DateTimeUtc>,
         pub received_at: DateTimeUtc,
         pub relayed_at: Option<DateTimeUtc>,
         pub delivered_at: Option<DateTimeUtc>,
-        /// What made the row beyond its direction: `auto-reply`, `acknowledgement`,
-        /// `emergency-reply`, `emergency`, `command`, ...
-        pub kind: Option<String>,
+        /// What made the row beyond its direction, if anything.
+        pub kind: Option<MessageKind>,
         /// Matrix IDs a notice mentions (highlights), as a JSON array.
         pub mentions: Option<Json>,
         /// The subject, on channels that have one (mail).
@@ -212,17 +218,18 @@ pub mod message {
 pub mod queue_item {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::{CaseId, MessageId, Target};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "queue")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i64,
-        /// `matrix` (relay into the case room) or `bridge` (deliver to the client).
-        pub target: String,
+        pub target: Target,
         /// For `bridge`: the instance; empty for `matrix`.
         pub instance: String,
-        pub message_id: i64,
-        pub case_id: i64,
+        pub message_id: MessageId,
+        pub case_id: CaseId,
         pub attempts: i32,
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
@@ -257,12 +264,14 @@ pub mod transaction {
 pub mod attachment {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::MessageId;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "attachments")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i64,
-        pub message_id: i64,
+        pub message_id: MessageId,
         /// Order within the message, from 0.
         pub position: i32,
         pub filename: String,
@@ -285,12 +294,14 @@ pub mod attachment {
 pub mod mark {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::CaseId;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "marks")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub key: String,
-        pub case_id: i64,
+        pub case_id: CaseId,
         pub created_at: DateTimeUtc,
     }
 
@@ -304,11 +315,13 @@ pub mod mark {
 pub mod original {
     use sea_orm::entity::prelude::*;
 
+    use crate::store::MessageId;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "originals")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub message_id: i64,
+        pub message_id: MessageId,
         pub data: Vec<u8>,
     }
 

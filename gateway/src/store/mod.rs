@@ -6,6 +6,7 @@ pub mod chain;
 pub mod entities;
 mod migration;
 pub mod retention;
+mod values;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -31,6 +32,9 @@ use crate::policy::{self, Policies, TeamNotice};
 pub use self::entities::{
     attachment, bridge_state, case, identity, invitation, mark, message, original, purge_followup,
     queue_item, transaction,
+};
+pub use self::values::{
+    CaseId, CaseStatus, Direction, IdentityId, MessageId, MessageKind, MessageState, Target,
 };
 
 #[async_trait::async_trait]
@@ -108,20 +112,6 @@ pub enum OpenMode {
     Existing,
 }
 
-/// Message directions as stored.
-pub mod direction {
-    /// From a client.
-    pub const INBOUND: &str = "inbound";
-    /// To a client.
-    pub const OUTBOUND: &str = "outbound";
-    /// From the gateway to the case team.
-    pub const NOTICE: &str = "notice";
-    /// From the gateway to a team's on-call or incident room.
-    pub const ALERT: &str = "alert";
-    /// From a worker, for the record only (notes, commands).
-    pub const INTERNAL: &str = "internal";
-}
-
 /// `url` for a message: an SQLite file's path, other URLs without their password.
 fn describe(url: &str) -> String {
     if url.starts_with("sqlite:") {
@@ -138,22 +128,6 @@ fn describe(url: &str) -> String {
         }
         Err(_) => "the database".to_owned(),
     }
-}
-
-/// Whether a message of `kind` was sent by a rule rather than a person.
-pub fn is_automatic(kind: Option<&str>) -> bool {
-    matches!(
-        kind,
-        Some("auto-reply" | "acknowledgement" | "emergency-reply" | "blocked-reply")
-    )
-}
-
-/// Queue targets as stored.
-pub mod target {
-    /// Relay into the case room.
-    pub const MATRIX: &str = "matrix";
-    /// Deliver to the client through a bridge instance.
-    pub const BRIDGE: &str = "bridge";
 }
 
 /// An inbound message with what the core knows of where it came from.
@@ -186,7 +160,7 @@ pub struct Recorded {
 #[derive(Debug, Clone)]
 pub struct NewOutbound {
     /// The case.
-    pub case_id: i64,
+    pub case_id: CaseId,
     /// The identity it goes to.
     pub identity: identity::Model,
     /// The worker's event.
@@ -212,8 +186,8 @@ pub struct NewOutbound {
 /// safe to remember.
 #[derive(Clone, Debug)]
 struct Contact {
-    identity_id: i64,
-    case_id: i64,
+    identity_id: IdentityId,
+    case_id: CaseId,
     case_number: String,
 }
 
@@ -320,7 +294,7 @@ impl Store {
             .select_only()
             .column(message::Column::Instance)
             .column(message::Column::UpstreamId)
-            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(message::Column::Direction.eq(Direction::Inbound))
             .filter(
                 message::Column::UpstreamId
                     .is_in(batch.iter().map(|i| i.message.message_id.as_str())),
@@ -336,7 +310,7 @@ impl Store {
         // Messages of blocked cases are recorded, not relayed.
         // The cases this batch touches, read once: blocked cases are recorded, not relayed,
         // and the policies read the rest. Cases opened by this batch join as they are made.
-        let mut cases: HashMap<i64, case::Model> = case::Entity::find()
+        let mut cases: HashMap<CaseId, case::Model> = case::Entity::find()
             .filter(case::Column::Id.is_in(contacts.values().map(|c| c.case_id)))
             .all(&txn)
             .await?
@@ -347,9 +321,9 @@ impl Store {
         let mut answers = Vec::with_capacity(batch.len());
         let mut recorded = Vec::with_capacity(batch.len());
         // Notices about how a message was routed, shown after the message itself.
-        let mut notices: Vec<(i64, String)> = Vec::new();
+        let mut notices: Vec<(CaseId, String)> = Vec::new();
         let mut rows = Vec::with_capacity(batch.len());
-        let mut last_identity: HashMap<i64, i64> = HashMap::new();
+        let mut last_identity: HashMap<CaseId, IdentityId> = HashMap::new();
         for item in batch {
             let key = (
                 item.instance.clone(),
@@ -458,16 +432,16 @@ impl Store {
                     .replaces
                     .as_ref()
                     .map(|r| r.as_str().to_owned())),
-                kind: Set(item.message.replaces.is_some().then(|| "edit".to_owned())),
+                kind: Set(item.message.replaces.is_some().then_some(MessageKind::Edit)),
                 attachments: Set(attachment_summary(&item.message.attachments)),
                 sent_at: Set(Some(item.message.sent_at)),
                 ..message_row(
                     contact.case_id,
-                    direction::INBOUND,
+                    Direction::Inbound,
                     if cases.get(&contact.case_id).is_some_and(|c| c.blocked) {
-                        "blocked"
+                        MessageState::Blocked
                     } else {
-                        "received"
+                        MessageState::Received
                     },
                     &item.message.body,
                     now,
@@ -523,7 +497,7 @@ impl Store {
                 original: item.message.original.as_deref(),
             });
             let inserted = chain::append(&txn, rows.into_iter().zip(contents).collect()).await?;
-            let ids: HashMap<(&str, &str), i64> = inserted
+            let ids: HashMap<(&str, &str), MessageId> = inserted
                 .iter()
                 .filter_map(|m| Some(((m.instance.as_str(), m.upstream_id.as_deref()?), m.id)))
                 .collect();
@@ -577,9 +551,9 @@ impl Store {
             }
             let relayed: Vec<_> = inserted
                 .iter()
-                .filter(|m| m.state != "blocked")
+                .filter(|m| m.state != MessageState::Blocked)
                 .map(|m| queue_item::ActiveModel {
-                    target: Set(target::MATRIX.to_owned()),
+                    target: Set(Target::Matrix),
                     instance: Set(String::new()),
                     message_id: Set(m.id),
                     case_id: Set(m.case_id),
@@ -633,7 +607,7 @@ impl Store {
             .filter(identity::Column::Address.is_in(missing.iter().map(|(_, a)| a.as_str())))
             .all(conn)
             .await?;
-        let cases: HashMap<i64, String> = case::Entity::find()
+        let cases: HashMap<CaseId, String> = case::Entity::find()
             .filter(case::Column::Id.is_in(identities.iter().map(|i| i.case_id)))
             .all(conn)
             .await?
@@ -715,17 +689,17 @@ impl Store {
             return Ok(false);
         }
         let now = Utc::now();
-        let row = |body: &str, state: &str| message::ActiveModel {
+        let row = |body: &str, state: MessageState| message::ActiveModel {
             identity_id: Set(Some(out.identity.id)),
             instance: Set(out.identity.instance.clone()),
             channel: Set(out.identity.channel.clone()),
             sender: Set(Some(out.sender.clone())),
-            ..message_row(out.case_id, direction::OUTBOUND, state, body, now)
+            ..message_row(out.case_id, Direction::Outbound, state, body, now)
         };
         let state = match (&out.parts, out.held) {
-            (_, true) => "held",
-            (Some(_), false) => "split",
-            (None, false) => "queued",
+            (_, true) => MessageState::Held,
+            (Some(_), false) => MessageState::Split,
+            (None, false) => MessageState::Queued,
         };
         let content = chain::Content {
             files: out
@@ -772,7 +746,7 @@ impl Store {
         let Some(parts) = &out.parts else {
             enqueue(
                 conn,
-                target::BRIDGE,
+                Target::Bridge,
                 &out.identity.instance,
                 whole.id,
                 out.case_id,
@@ -785,14 +759,14 @@ impl Store {
             let m = chain::append_one(
                 conn,
                 message::ActiveModel {
-                    kind: Set(Some("part".to_owned())),
-                    ..row(part, "queued")
+                    kind: Set(Some(MessageKind::Part)),
+                    ..row(part, MessageState::Queued)
                 },
             )
             .await?;
             enqueue(
                 conn,
-                target::BRIDGE,
+                Target::Bridge,
                 &out.identity.instance,
                 m.id,
                 out.case_id,
@@ -816,42 +790,54 @@ impl Store {
     /// Records a notice to the case team and queues it for the room, inside `conn`.
     pub async fn record_notice<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         body: &str,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<MessageId, StoreError> {
         let now = Utc::now();
         let m = chain::append_one(
             conn,
-            message_row(case_id, direction::NOTICE, "received", body, now),
+            message_row(
+                case_id,
+                Direction::Notice,
+                MessageState::Received,
+                body,
+                now,
+            ),
         )
         .await?;
-        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        enqueue(conn, Target::Matrix, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
 
-    /// Records a notice with markup and mentions (or, as `direction::ALERT`, an alert for the
+    /// Records a notice with markup and mentions (or, as [`Direction::Alert`], an alert for the
     /// team's on-call room) and queues it, inside `conn`.
     pub async fn record_team_notice<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
-        direction: &str,
-        kind: &str,
+        case_id: CaseId,
+        direction: Direction,
+        kind: MessageKind,
         notice: &TeamNotice,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<MessageId, StoreError> {
         let now = Utc::now();
         let m = chain::append_one(
             conn,
             message::ActiveModel {
                 html: Set(notice.html.clone()),
-                kind: Set(Some(kind.to_owned())),
+                kind: Set(Some(kind)),
                 mentions: Set(
                     (!notice.mentions.is_empty()).then(|| serde_json::json!(notice.mentions))
                 ),
-                ..message_row(case_id, direction, "received", &notice.body, now)
+                ..message_row(
+                    case_id,
+                    direction,
+                    MessageState::Received,
+                    &notice.body,
+                    now,
+                )
             },
         )
         .await?;
-        enqueue(conn, target::MATRIX, "", m.id, case_id, now).await?;
+        enqueue(conn, Target::Matrix, "", m.id, case_id, now).await?;
         Ok(m.id)
     }
 
@@ -859,12 +845,12 @@ impl Store {
     /// queued for its bridge. Returns its instance and body, or `None` if nothing is held.
     pub async fn release_held<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
     ) -> Result<Option<(String, String)>, StoreError> {
         let Some(held) = message::Entity::find()
             .filter(message::Column::CaseId.eq(case_id))
-            .filter(message::Column::Direction.eq(direction::OUTBOUND))
-            .filter(message::Column::State.eq("held"))
+            .filter(message::Column::Direction.eq(Direction::Outbound))
+            .filter(message::Column::State.eq(MessageState::Held))
             .order_by_desc(message::Column::Id)
             .one(conn)
             .await?
@@ -872,13 +858,13 @@ impl Store {
             return Ok(None);
         };
         message::Entity::update_many()
-            .col_expr(message::Column::State, Expr::value("queued"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Queued))
             .filter(message::Column::Id.eq(held.id))
             .exec(conn)
             .await?;
         enqueue(
             conn,
-            target::BRIDGE,
+            Target::Bridge,
             &held.instance,
             held.id,
             case_id,
@@ -892,8 +878,8 @@ impl Store {
     /// `conn`. False if the event was recorded before.
     pub async fn record_internal<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
-        kind: &str,
+        case_id: CaseId,
+        kind: MessageKind,
         event_id: &str,
         sender: &str,
         body: &str,
@@ -910,9 +896,15 @@ impl Store {
             message::ActiveModel {
                 event_id: Set(Some(event_id.to_owned())),
                 sender: Set(Some(sender.to_owned())),
-                kind: Set(Some(kind.to_owned())),
+                kind: Set(Some(kind)),
                 relayed_at: Set(Some(Utc::now())),
-                ..message_row(case_id, direction::INTERNAL, "recorded", body, Utc::now())
+                ..message_row(
+                    case_id,
+                    Direction::Internal,
+                    MessageState::Recorded,
+                    body,
+                    Utc::now(),
+                )
             },
         )
         .await?;
@@ -922,7 +914,7 @@ impl Store {
     /// Queue items for `target`/`instance` that are due, oldest first.
     pub async fn due(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
         limit: u64,
     ) -> Result<Vec<queue_item::Model>, StoreError> {
@@ -940,7 +932,7 @@ impl Store {
     /// order by taking a case's items only while its first one is due.
     pub async fn head(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
         limit: u64,
     ) -> Result<Vec<queue_item::Model>, StoreError> {
@@ -956,8 +948,8 @@ impl Store {
     /// Messages by id.
     pub async fn messages_by_id(
         &self,
-        ids: impl IntoIterator<Item = i64>,
-    ) -> Result<std::collections::HashMap<i64, message::Model>, StoreError> {
+        ids: impl IntoIterator<Item = MessageId>,
+    ) -> Result<std::collections::HashMap<MessageId, message::Model>, StoreError> {
         Ok(message::Entity::find()
             .filter(message::Column::Id.is_in(ids))
             .all(&self.db)
@@ -970,7 +962,7 @@ impl Store {
     /// When the next item for `target`/`instance` falls due, if any is queued.
     pub async fn next_due(
         &self,
-        target: &str,
+        target: Target,
         instance: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(queue_item::Entity::find()
@@ -983,7 +975,7 @@ impl Store {
     }
 
     /// Items waiting in the queue for `target`.
-    pub async fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
+    pub async fn queue_depth(&self, target: Target) -> Result<u64, StoreError> {
         use sea_orm::PaginatorTrait;
         Ok(queue_item::Entity::find()
             .filter(queue_item::Column::Target.eq(target))
@@ -1039,7 +1031,7 @@ impl Store {
         message::Entity::update_many()
             .col_expr(message::Column::EventId, event_ids.into())
             .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
-            .col_expr(message::Column::State, Expr::value("relayed"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Relayed))
             .filter(message::Column::Id.is_in(done.iter().map(|(item, _)| item.message_id)))
             .exec(&txn)
             .await?;
@@ -1064,7 +1056,7 @@ impl Store {
                 Expr::value(remote_id.map(str::to_owned)),
             )
             .col_expr(message::Column::RelayedAt, Expr::value(Utc::now()))
-            .col_expr(message::Column::State, Expr::value("sent"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Sent))
             .filter(message::Column::Id.eq(item.message_id))
             .exec(&txn)
             .await?;
@@ -1085,7 +1077,7 @@ impl Store {
         let txn = self.db.begin().await?;
         message::Entity::update_many()
             .col_expr(message::Column::Error, Expr::value(error))
-            .col_expr(message::Column::State, Expr::value("failed"))
+            .col_expr(message::Column::State, Expr::value(MessageState::Failed))
             .filter(message::Column::Id.eq(item.message_id))
             .exec(&txn)
             .await?;
@@ -1114,7 +1106,7 @@ impl Store {
     /// hand out (only its hash is kept).
     pub async fn create_invitation<C: ConnectionTrait>(
         conn: &C,
-        case_id: i64,
+        case_id: CaseId,
         instance: &str,
         created_by: &str,
         days: i64,
@@ -1148,14 +1140,14 @@ impl Store {
         &self,
         instance: &str,
         remote_id: &str,
-        state: &str,
+        state: MessageState,
         error: Option<&str>,
         at: DateTime<Utc>,
         notice: Option<&str>,
     ) -> Result<bool, StoreError> {
         let txn = self.begin_write().await?;
         let Some(reply) = message::Entity::find()
-            .filter(message::Column::Direction.eq(direction::OUTBOUND))
+            .filter(message::Column::Direction.eq(Direction::Outbound))
             .filter(message::Column::Instance.eq(instance))
             .filter(message::Column::UpstreamId.eq(remote_id))
             .one(&txn)
@@ -1164,12 +1156,12 @@ impl Store {
             return Ok(false);
         };
         // A report the channel repeats, or one older than what is known, changes nothing.
-        let rank = |s: &str| match s {
-            "sent" => 1,
-            "delivered" | "failed" => 2,
+        let rank = |s: MessageState| match s {
+            MessageState::Sent => 1,
+            MessageState::Delivered | MessageState::Failed => 2,
             _ => 0,
         };
-        if rank(state) > rank(&reply.state) {
+        if rank(state) > rank(reply.state) {
             message::Entity::update_many()
                 .col_expr(message::Column::State, Expr::value(state))
                 .col_expr(
@@ -1178,7 +1170,7 @@ impl Store {
                 )
                 .col_expr(
                     message::Column::DeliveredAt,
-                    Expr::value((state == "delivered").then_some(at)),
+                    Expr::value((state == MessageState::Delivered).then_some(at)),
                 )
                 .filter(message::Column::Id.eq(reply.id))
                 .exec(&txn)
@@ -1192,7 +1184,7 @@ impl Store {
     }
 
     /// Records the room of a case.
-    pub async fn set_room(&self, case_id: i64, room_id: &str) -> Result<(), StoreError> {
+    pub async fn set_room(&self, case_id: CaseId, room_id: &str) -> Result<(), StoreError> {
         case::Entity::update_many()
             .col_expr(case::Column::RoomId, Expr::value(room_id))
             .filter(case::Column::Id.eq(case_id))
@@ -1202,7 +1194,7 @@ impl Store {
     }
 
     /// Records that an identity's ghost is in the case room.
-    pub async fn set_joined(&self, identity_id: i64) -> Result<(), StoreError> {
+    pub async fn set_joined(&self, identity_id: IdentityId) -> Result<(), StoreError> {
         identity::Entity::update_many()
             .col_expr(identity::Column::JoinedAt, Expr::value(Utc::now()))
             .filter(identity::Column::Id.eq(identity_id))
@@ -1212,7 +1204,7 @@ impl Store {
     }
 
     /// One message by id.
-    pub async fn message(&self, id: i64) -> Result<message::Model, StoreError> {
+    pub async fn message(&self, id: MessageId) -> Result<message::Model, StoreError> {
         message::Entity::find_by_id(id)
             .one(&self.db)
             .await?
@@ -1220,7 +1212,10 @@ impl Store {
     }
 
     /// The files of a message, in order, with their content.
-    pub async fn attachments(&self, message_id: i64) -> Result<Vec<attachment::Model>, StoreError> {
+    pub async fn attachments(
+        &self,
+        message_id: MessageId,
+    ) -> Result<Vec<attachment::Model>, StoreError> {
         Ok(attachment::Entity::find()
             .filter(attachment::Column::MessageId.eq(message_id))
             .order_by_asc(attachment::Column::Position)
@@ -1249,7 +1244,7 @@ impl Store {
     }
 
     /// One case by id.
-    pub async fn case(&self, id: i64) -> Result<case::Model, StoreError> {
+    pub async fn case(&self, id: CaseId) -> Result<case::Model, StoreError> {
         case::Entity::find_by_id(id)
             .one(&self.db)
             .await?
@@ -1267,7 +1262,7 @@ impl Store {
     /// One identity by id.
     pub async fn identity<C: ConnectionTrait>(
         conn: &C,
-        id: i64,
+        id: IdentityId,
     ) -> Result<identity::Model, StoreError> {
         identity::Entity::find_by_id(id)
             .one(conn)
@@ -1285,7 +1280,7 @@ impl Store {
 
     /// The identities of a case: its addresses, and those its records name that `!merge` moved
     /// to another case since.
-    pub async fn identities(&self, case_id: i64) -> Result<Vec<identity::Model>, StoreError> {
+    pub async fn identities(&self, case_id: CaseId) -> Result<Vec<identity::Model>, StoreError> {
         let named = sea_orm::sea_query::Query::select()
             .column(message::Column::IdentityId)
             .from(message::Entity)
@@ -1307,9 +1302,9 @@ impl Store {
     /// client's messages, and every upstream id (theirs and ours), oldest first.
     pub async fn conversation(
         &self,
-        identity_id: i64,
+        identity_id: IdentityId,
     ) -> Result<casebridge_bridges::Conversation, StoreError> {
-        let rows: Vec<(String, Option<String>, Option<String>)> = message::Entity::find()
+        let rows: Vec<(Direction, Option<String>, Option<String>)> = message::Entity::find()
             .select_only()
             .column(message::Column::Direction)
             .column(message::Column::UpstreamId)
@@ -1322,7 +1317,7 @@ impl Store {
             .await?;
         let mut conversation = casebridge_bridges::Conversation::default();
         for (direction, upstream, subject) in rows {
-            if direction == direction::INBOUND {
+            if direction == Direction::Inbound {
                 conversation.in_reply_to.clone_from(&upstream);
                 if subject.is_some() {
                     conversation.subject = subject;
@@ -1339,7 +1334,7 @@ impl Store {
     }
 
     /// A message as its channel delivered it, if the channel gave the original.
-    pub async fn original(&self, message_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn original(&self, message_id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(original::Entity::find_by_id(message_id)
             .one(&self.db)
             .await?
@@ -1353,7 +1348,7 @@ impl Store {
         upstream_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(message::Entity::find()
-            .filter(message::Column::Direction.eq(direction::INBOUND))
+            .filter(message::Column::Direction.eq(Direction::Inbound))
             .filter(message::Column::Instance.eq(instance))
             .filter(message::Column::UpstreamId.eq(upstream_id))
             .one(&self.db)
@@ -1362,7 +1357,7 @@ impl Store {
     }
 
     /// The messages of a case in the order they were recorded.
-    pub async fn messages(&self, case_id: i64) -> Result<Vec<message::Model>, StoreError> {
+    pub async fn messages(&self, case_id: CaseId) -> Result<Vec<message::Model>, StoreError> {
         Ok(message::Entity::find()
             .filter(message::Column::CaseId.eq(case_id))
             .order_by_asc(message::Column::Id)
@@ -1373,16 +1368,16 @@ impl Store {
 
 /// A message row: its case, direction, state and body, received now, and nothing else known yet.
 fn message_row(
-    case_id: i64,
-    direction: &str,
-    state: &str,
+    case_id: CaseId,
+    direction: Direction,
+    state: MessageState,
     body: &str,
     now: DateTime<Utc>,
 ) -> message::ActiveModel {
     message::ActiveModel {
         case_id: Set(case_id),
         identity_id: Set(None),
-        direction: Set(direction.to_owned()),
+        direction: Set(direction),
         instance: Set(String::new()),
         channel: Set(String::new()),
         upstream_id: Set(None),
@@ -1391,7 +1386,7 @@ fn message_row(
         body: Set(body.to_owned()),
         html: Set(None),
         attachments: Set(None),
-        state: Set(state.to_owned()),
+        state: Set(state),
         error: Set(None),
         sent_at: Set(None),
         received_at: Set(now),
@@ -1466,7 +1461,7 @@ async fn answered_case<C: ConnectionTrait>(
         return Ok(None);
     }
     let ours = message::Entity::find()
-        .filter(message::Column::Direction.eq(direction::OUTBOUND))
+        .filter(message::Column::Direction.eq(Direction::Outbound))
         .filter(message::Column::Instance.eq(instance))
         .filter(message::Column::UpstreamId.is_in(references.iter().map(String::as_str)))
         .order_by_desc(message::Column::Id)
@@ -1485,7 +1480,7 @@ async fn apply_policies<C: ConnectionTrait>(
     conn: &C,
     policies: &Policies,
     recorded: &[(&NewInbound, Contact)],
-    cases: &HashMap<i64, case::Model>,
+    cases: &HashMap<CaseId, case::Model>,
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, StoreError> {
     let mut wake = BTreeSet::new();
@@ -1531,25 +1526,43 @@ async fn apply_policies<C: ConnectionTrait>(
                         identity_id: Set(Some(contact.identity_id)),
                         instance: Set(item.instance.clone()),
                         channel: Set(item.channel.clone()),
-                        kind: Set(Some(reply.kind.as_str().to_owned())),
-                        ..message_row(case.id, direction::OUTBOUND, "queued", &reply.text, now)
+                        kind: Set(Some(reply.kind.into())),
+                        ..message_row(
+                            case.id,
+                            Direction::Outbound,
+                            MessageState::Queued,
+                            &reply.text,
+                            now,
+                        )
                     },
                 )
                 .await?;
-                enqueue(conn, target::BRIDGE, &item.instance, m.id, case.id, now).await?;
+                enqueue(conn, Target::Bridge, &item.instance, m.id, case.id, now).await?;
                 wake.insert(item.instance.clone());
                 replied = true;
             }
         }
         if let Some(keyword) = &decision.emergency {
             let notice = policy::emergency_notice(policy, keyword, replied);
-            Store::record_team_notice(conn, case.id, direction::NOTICE, "emergency", &notice)
-                .await?;
+            Store::record_team_notice(
+                conn,
+                case.id,
+                Direction::Notice,
+                MessageKind::Emergency,
+                &notice,
+            )
+            .await?;
             if policy.alert_room.is_some() {
                 let alert =
                     policy::emergency_alert(policies, policy, &case.number, &item.label, keyword);
-                Store::record_team_notice(conn, case.id, direction::ALERT, "emergency", &alert)
-                    .await?;
+                Store::record_team_notice(
+                    conn,
+                    case.id,
+                    Direction::Alert,
+                    MessageKind::Emergency,
+                    &alert,
+                )
+                .await?;
             }
         }
         // Every automatic reply is shown, so the team knows what the client was told; a
@@ -1586,7 +1599,7 @@ async fn new_case<C: ConnectionTrait>(
         year: Set(year),
         seq: Set(seq),
         team: Set(team.to_owned()),
-        status: Set("open".into()),
+        status: Set(CaseStatus::Open),
         room_id: Set(None),
         last_identity_id: Set(None),
         created_at: Set(now),
@@ -1598,14 +1611,14 @@ async fn new_case<C: ConnectionTrait>(
 
 async fn enqueue<C: ConnectionTrait>(
     conn: &C,
-    target: &str,
+    target: Target,
     instance: &str,
-    message_id: i64,
-    case_id: i64,
+    message_id: MessageId,
+    case_id: CaseId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     queue_item::ActiveModel {
-        target: Set(target.to_owned()),
+        target: Set(target),
         instance: Set(instance.to_owned()),
         message_id: Set(message_id),
         case_id: Set(case_id),
@@ -1692,7 +1705,7 @@ mod tests {
         let cases = store.cases().await.unwrap();
         assert_eq!(cases.len(), 2);
         assert_eq!(store.messages(cases[1].id).await.unwrap().len(), 2);
-        assert_eq!(store.due(target::MATRIX, "", 10).await.unwrap().len(), 3);
+        assert_eq!(store.due(Target::Matrix, "", 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]

@@ -13,8 +13,8 @@ use sea_orm::{
 };
 
 use super::{
-    attachment, case, chain, direction, message, message_row, original, purge_followup, Store,
-    StoreError,
+    attachment, case, chain, message, message_row, original, purge_followup, CaseStatus, Direction,
+    MessageId, MessageKind, MessageState, Store, StoreError,
 };
 
 /// A record due to be purged, and the rule that says so.
@@ -43,10 +43,9 @@ pub struct Purged {
 
 fn applies(rule: &RetentionRule, m: &message::Model) -> bool {
     rule.records.is_empty()
-        || rule
-            .records
-            .iter()
-            .any(|r| *r == m.direction || Some(r.as_str()) == m.kind.as_deref())
+        || rule.records.iter().any(|r| {
+            r == m.direction.as_str() || Some(r.as_str()) == m.kind.map(MessageKind::as_str)
+        })
 }
 
 /// The rule (from 1) that makes `m` of `case` due at `now`, if any.
@@ -56,7 +55,7 @@ fn due_by(
     m: &message::Model,
     now: DateTime<Utc>,
 ) -> Option<usize> {
-    if case.legal_hold || m.purged_at.is_some() || m.kind.as_deref() == Some("purge") {
+    if case.legal_hold || m.purged_at.is_some() || m.kind == Some(MessageKind::Purge) {
         return None;
     }
     rules
@@ -66,9 +65,12 @@ fn due_by(
             applies(rule, m)
                 && match rule.status {
                     RetentionStatus::Closed => {
-                        case.status == "closed" && case.closed_at.is_some_and(|t| t + after <= now)
+                        case.status == CaseStatus::Closed
+                            && case.closed_at.is_some_and(|t| t + after <= now)
                     }
-                    RetentionStatus::Open => case.status == "open" && m.received_at + after <= now,
+                    RetentionStatus::Open => {
+                        case.status == CaseStatus::Open && m.received_at + after <= now
+                    }
                     RetentionStatus::Any => m.received_at + after <= now,
                 }
         })
@@ -123,7 +125,7 @@ impl Store {
             let group = &due[start..end];
             start = end;
             let txn = self.connection().begin().await?;
-            let ids: Vec<i64> = group.iter().map(|d| d.record.id).collect();
+            let ids: Vec<MessageId> = group.iter().map(|d| d.record.id).collect();
             let now = Utc::now();
             message::Entity::update_many()
                 .col_expr(message::Column::Body, Expr::value(""))
@@ -170,8 +172,14 @@ impl Store {
             chain::append_one(
                 &txn,
                 message::ActiveModel {
-                    kind: Set(Some("purge".to_owned())),
-                    ..message_row(case.id, direction::INTERNAL, "recorded", &log, now)
+                    kind: Set(Some(MessageKind::Purge)),
+                    ..message_row(
+                        case.id,
+                        Direction::Internal,
+                        MessageState::Recorded,
+                        &log,
+                        now,
+                    )
                 },
             )
             .await?;
@@ -250,16 +258,18 @@ mod tests {
     use chrono::{Duration, Utc};
 
     use super::due_by;
-    use crate::store::{case, message};
+    use crate::store::{
+        case, message, CaseId, CaseStatus, Direction, MessageId, MessageKind, MessageState,
+    };
 
-    fn case(status: &str, closed_days_ago: Option<i64>, hold: bool) -> case::Model {
+    fn case(status: CaseStatus, closed_days_ago: Option<i64>, hold: bool) -> case::Model {
         case::Model {
-            id: 1,
+            id: CaseId(1),
             number: "2026-000001".into(),
             year: 2026,
             seq: 1,
             team: "t".into(),
-            status: status.into(),
+            status,
             room_id: None,
             last_identity_id: None,
             created_at: Utc::now(),
@@ -272,12 +282,12 @@ mod tests {
         }
     }
 
-    fn record(direction: &str, kind: Option<&str>, days_ago: i64) -> message::Model {
+    fn record(direction: Direction, kind: Option<MessageKind>, days_ago: i64) -> message::Model {
         message::Model {
-            id: 1,
-            case_id: 1,
+            id: MessageId(1),
+            case_id: CaseId(1),
             identity_id: None,
-            direction: direction.into(),
+            direction,
             instance: String::new(),
             channel: String::new(),
             upstream_id: None,
@@ -286,13 +296,13 @@ mod tests {
             body: "x".into(),
             html: None,
             attachments: None,
-            state: "relayed".into(),
+            state: MessageState::Relayed,
             error: None,
             sent_at: None,
             received_at: Utc::now() - Duration::days(days_ago),
             relayed_at: None,
             delivered_at: None,
-            kind: kind.map(str::to_owned),
+            kind,
             mentions: None,
             subject: None,
             seq: Some(1),
@@ -319,29 +329,52 @@ mod tests {
             },
         ];
         let now = Utc::now();
-        let old = record("inbound", None, 1000);
+        let old = record(Direction::Inbound, None, 1000);
         assert_eq!(
-            due_by(&rules, &case("closed", Some(731), false), &old, now),
+            due_by(
+                &rules,
+                &case(CaseStatus::Closed, Some(731), false),
+                &old,
+                now
+            ),
             Some(1)
         );
         assert_eq!(
-            due_by(&rules, &case("closed", Some(700), false), &old, now),
+            due_by(
+                &rules,
+                &case(CaseStatus::Closed, Some(700), false),
+                &old,
+                now
+            ),
             None
         );
         assert_eq!(
-            due_by(&rules, &case("closed", Some(731), true), &old, now),
+            due_by(
+                &rules,
+                &case(CaseStatus::Closed, Some(731), true),
+                &old,
+                now
+            ),
             None,
             "legal hold"
         );
-        assert_eq!(due_by(&rules, &case("open", None, false), &old, now), None);
-        let notice = record("notice", None, 100);
         assert_eq!(
-            due_by(&rules, &case("open", None, false), &notice, now),
+            due_by(&rules, &case(CaseStatus::Open, None, false), &old, now),
+            None
+        );
+        let notice = record(Direction::Notice, None, 100);
+        assert_eq!(
+            due_by(&rules, &case(CaseStatus::Open, None, false), &notice, now),
             Some(2)
         );
-        let purge_log = record("internal", Some("purge"), 5000);
+        let purge_log = record(Direction::Internal, Some(MessageKind::Purge), 5000);
         assert_eq!(
-            due_by(&rules, &case("closed", Some(731), false), &purge_log, now),
+            due_by(
+                &rules,
+                &case(CaseStatus::Closed, Some(731), false),
+                &purge_log,
+                now
+            ),
             None
         );
     }

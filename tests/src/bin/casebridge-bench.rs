@@ -27,7 +27,7 @@ use casebridge_bridges::{
     InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
 };
 use casebridge_config::BridgeInstance;
-use casebridge_gateway::Gateway;
+use casebridge_gateway::{store::Target, Gateway};
 use casebridge_tests::{free_port, GatewaySetup, Synapse, Worker};
 use clap::Parser;
 use futures::StreamExt;
@@ -432,7 +432,7 @@ async fn end_to_end(n: usize, concurrency: usize) {
         sink.submit(message(1_000_000 + c, 5000 + c)).await.unwrap();
     }
     let store = gateway.store().clone();
-    let drained = || async { store.queue_depth("matrix").await.unwrap() == 0 };
+    let drained = || async { store.queue_depth(Target::Matrix).await.unwrap() == 0 };
     while !drained().await {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use casebridge_gateway::Gateway;
+use casebridge_gateway::{store::Direction, Gateway};
 use casebridge_tests::{
     eventually, free_port, init_logging, loopback::test_factories, GatewaySetup, Spool, HS_TOKEN,
     WEBHOOK_SECRET,
@@ -154,7 +154,7 @@ async fn tokens_bodies_and_replays() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.direction == "inbound")
+        .filter(|m| m.direction == Direction::Inbound)
         .map(|m| m.body)
         .collect();
     assert_eq!(inbound, ["hello", "via webhook"]);

@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, process::Stdio, time::Duration};
 
+use casebridge_gateway::store::MessageState;
 use casebridge_tests::{elks::ElksDouble, eventually};
 
 use crate::{
@@ -171,7 +172,7 @@ async fn channel_outage_and_permanent_refusal() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.state == "failed")
+        .filter(|m| m.state == MessageState::Failed)
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(

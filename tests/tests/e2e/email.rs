@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use casebridge_gateway::store::Direction;
 use casebridge_tests::{
     eventually,
     mail::{MailServer, CLIENT, OFFICE},
@@ -293,7 +294,7 @@ async fn mail_in_reply_out_threaded_and_machines_unanswered() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.direction == "outbound")
+        .filter(|m| m.direction == Direction::Outbound)
         .collect();
     assert!(
         answers.is_empty(),
@@ -409,7 +410,7 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.direction == "inbound")
+        .filter(|m| m.direction == Direction::Inbound)
         .count();
     assert_eq!(inbound, 101);
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use casebridge_gateway::store::Direction;
 use casebridge_tests::{
     elks::{ElksDouble, API_PASSWORD, API_USERNAME},
     eventually,
@@ -178,7 +179,7 @@ api_password = "{API_PASSWORD}"
             .await
             .unwrap()
             .into_iter()
-            .find(|m| m.direction == "outbound" && m.channel == "sms")
+            .find(|m| m.direction == Direction::Outbound && m.channel == "sms")
             .and_then(|m| m.upstream_id)
     })
     .await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use casebridge_gateway::store::direction;
+use casebridge_gateway::store::{Direction, MessageKind, MessageState};
 use casebridge_tests::{
     elks::{ElksDouble, API_PASSWORD, API_USERNAME},
     eventually, Spool, Worker, WEBHOOK_SECRET,
@@ -53,8 +53,8 @@ async fn highlights(worker: &Worker, room: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn kinds(gateway: &casebridge_gateway::Gateway, kind: &str) -> usize {
-    crate::count_records(gateway, |m| m.kind.as_deref() == Some(kind)).await
+async fn kinds(gateway: &casebridge_gateway::Gateway, kind: MessageKind) -> usize {
+    crate::count_records(gateway, |m| m.kind == Some(kind)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +198,7 @@ alert_room = "{alert_room}"
         .ghost_messages(&night_room, 2, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(kinds(&gateway, "auto-reply").await, 1);
+    assert_eq!(kinds(&gateway, MessageKind::AutoReply).await, 1);
     assert_eq!(texts(CLIENT).len(), 1);
 
     // The office opens (an evening opening from a minute ago, as the admin adds it and the
@@ -215,7 +215,7 @@ alert_room = "{alert_room}"
         .ghost_messages(&night_room, 3, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(kinds(&gateway, "auto-reply").await, 1);
+    assert_eq!(kinds(&gateway, MessageKind::AutoReply).await, 1);
     assert_eq!(texts(CLIENT).len(), 1, "{:?}", elks.sent());
 
     // `!via sms` names the number as the office writes it; the worker's reply goes by SMS.
@@ -459,9 +459,9 @@ alert_room = "{alert_room}"
     let messages = gateway.store().messages(case.id).await.unwrap();
     let blocked = messages
         .iter()
-        .find(|m| m.direction == direction::INBOUND && m.body == "Svara mig nu!")
+        .find(|m| m.direction == Direction::Inbound && m.body == "Svara mig nu!")
         .expect("the blocked message is recorded");
-    assert_eq!(blocked.state, "blocked");
+    assert_eq!(blocked.state, MessageState::Blocked);
     assert!(
         blocked.event_id.is_none(),
         "a blocked message is not relayed"
@@ -484,7 +484,7 @@ alert_room = "{alert_room}"
     assert_eq!(
         messages
             .iter()
-            .filter(|m| m.kind.as_deref() == Some("note"))
+            .filter(|m| m.kind == Some(MessageKind::Note))
             .count(),
         1
     );

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use casebridge_gateway::store::{Direction, MessageState};
 use casebridge_tests::eventually;
 use serde_json::json;
 
@@ -140,17 +141,14 @@ async fn round_trip(db: Db) {
         .unwrap()
         .unwrap();
     let messages = store.messages(case.id).await.unwrap();
-    let kinds: Vec<_> = messages
-        .iter()
-        .map(|m| (m.direction.as_str(), m.state.as_str()))
-        .collect();
+    let kinds: Vec<_> = messages.iter().map(|m| (m.direction, m.state)).collect();
     assert_eq!(
         kinds,
         [
-            ("inbound", "relayed"),
-            ("inbound", "relayed"),
-            ("outbound", "sent"),
-            ("notice", "relayed")
+            (Direction::Inbound, MessageState::Relayed),
+            (Direction::Inbound, MessageState::Relayed),
+            (Direction::Outbound, MessageState::Sent),
+            (Direction::Notice, MessageState::Relayed)
         ],
         "{messages:#?}"
     );

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use casebridge_gateway::store::{Direction, MessageKind, MessageState};
 use casebridge_tests::{
     elks::{ElksDouble, API_PASSWORD, API_USERNAME},
     eventually,
@@ -39,7 +40,7 @@ api_password = "{API_PASSWORD}"
 
 /// Client messages recorded in every case.
 async fn inbound_records(gateway: &casebridge_gateway::Gateway) -> usize {
-    crate::count_records(gateway, |m| m.direction == "inbound").await
+    crate::count_records(gateway, |m| m.direction == Direction::Inbound).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,19 +166,19 @@ async fn sms_in_reply_out_delivery_report() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.direction != "notice")
+        .filter(|m| m.direction != Direction::Notice)
         .map(|m| (m.direction, m.state, m.upstream_id))
         .collect();
     assert_eq!(
         states,
         [
             (
-                "inbound".to_owned(),
-                "relayed".to_owned(),
+                Direction::Inbound,
+                MessageState::Relayed,
                 Some("s1".to_owned())
             ),
-            ("outbound".to_owned(), "delivered".to_owned(), Some(id)),
-            ("outbound".to_owned(), "failed".to_owned(), None),
+            (Direction::Outbound, MessageState::Delivered, Some(id)),
+            (Direction::Outbound, MessageState::Failed, None),
         ]
     );
 
@@ -212,9 +213,9 @@ async fn sms_in_reply_out_delivery_report() {
         .await
         .unwrap()
         .into_iter()
-        .find(|m| m.direction == "outbound")
+        .find(|m| m.direction == Direction::Outbound)
         .unwrap();
-    assert_eq!(reply.state, "failed");
+    assert_eq!(reply.state, MessageState::Failed);
     assert_eq!(elks.sent().len(), 1, "nothing more was sent");
     gateway.shutdown().await;
 }
@@ -425,11 +426,14 @@ auth_token = "{AUTH_TOKEN}"
         .await
         .unwrap()
         .into_iter()
-        .find(|m| m.direction == "outbound")
+        .find(|m| m.direction == Direction::Outbound)
         .unwrap();
     assert_eq!(
-        (reply.state.as_str(), reply.error.as_deref()),
-        ("failed", Some("undelivered (Twilio error 30003)"))
+        (reply.state, reply.error.as_deref()),
+        (
+            MessageState::Failed,
+            Some("undelivered (Twilio error 30003)")
+        )
     );
     gateway.shutdown().await;
 }
@@ -598,14 +602,14 @@ async fn long_replies_split_into_numbered_sms_each_sent_once() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.direction == "outbound")
+        .filter(|m| m.direction == Direction::Outbound)
         .map(|m| (m.kind, m.state))
         .collect();
-    assert_eq!(outbound[0], (None, "split".to_owned()));
+    assert_eq!(outbound[0], (None, MessageState::Split));
     assert_eq!(outbound.len(), n + 1);
     assert!(outbound[1..]
         .iter()
-        .all(|(kind, state)| kind.as_deref() == Some("part") && state == "sent"));
+        .all(|(kind, state)| *kind == Some(MessageKind::Part) && *state == MessageState::Sent));
     gateway.shutdown().await;
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use casebridge_gateway::store::CaseStatus;
 use casebridge_tests::{
     eventually,
     telegram::{TelegramDouble, TOKEN},
@@ -367,7 +368,7 @@ async fn files_both_ways_invitations_and_merged_cases() {
         .await;
     assert_eq!(messages[5]["content"]["body"], "Och en sak till.");
     let work_case = gateway.store().case(work.id).await.unwrap();
-    assert_eq!(work_case.status, "closed");
+    assert_eq!(work_case.status, CaseStatus::Closed);
     assert_eq!(
         work_case.merged_into.as_deref(),
         Some(first.number.as_str())
