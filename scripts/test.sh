@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache=${CASEBRIDGE_CACHE:-$root/.cache}
 
+# Each channel feature alone, and none, builds without a warning (cargo check; seconds when warm).
+bash scripts/features.sh
+
 bash scripts/synapse.sh install
 # Once here, so that parallel tests never run apt at the same time.
 bash scripts/mail.sh install

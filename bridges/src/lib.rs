@@ -9,8 +9,11 @@
 //! parses them. Adding a channel is one new module with a [`BridgeFactory`].
 
 pub mod bounds;
+#[cfg(feature = "email")]
 pub mod email;
+#[cfg(feature = "sms")]
 pub mod sms;
+#[cfg(feature = "telegram")]
 pub mod telegram;
 
 use std::{fmt, sync::Arc};
@@ -328,6 +331,7 @@ pub trait Webhook: Send + Sync {
 }
 
 /// A plain-text answer to a provider's webhook call.
+#[cfg(any(feature = "sms", feature = "telegram"))]
 pub(crate) fn respond(status: u16, text: &str) -> http::Response<Vec<u8>> {
     http::Response::builder()
         .status(status)
@@ -345,11 +349,15 @@ pub trait BridgeFactory: Send + Sync + 'static {
     fn build(&self, name: &str, config: &BridgeInstance) -> Result<Arc<dyn Bridge>, BridgeError>;
 }
 
-/// The factories of the bridges this build ships. Each bridge adds itself here.
+/// The factories of the bridges this build ships: one per channel feature that is on. Each
+/// bridge adds itself here.
 pub fn builtin_factories() -> Vec<Arc<dyn BridgeFactory>> {
     vec![
+        #[cfg(feature = "sms")]
         Arc::new(sms::SmsFactory),
+        #[cfg(feature = "email")]
         Arc::new(email::EmailFactory),
+        #[cfg(feature = "telegram")]
         Arc::new(telegram::TelegramFactory),
     ]
 }
