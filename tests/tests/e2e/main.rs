@@ -6,6 +6,8 @@ mod durability;
 mod email;
 mod hostile_http;
 mod journal;
+mod mock_appservice;
+mod mock_relay;
 mod policies;
 mod relay;
 mod sms;
