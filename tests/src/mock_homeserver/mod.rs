@@ -16,6 +16,8 @@
 mod appservice;
 mod endpoints;
 mod homeserver;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
