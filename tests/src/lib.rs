@@ -1,10 +1,12 @@
 //! Shared helpers of casebridge's end-to-end tests and the local demo: a real Synapse per test,
-//! a worker's Matrix client, the spool-backed loopback bridge, PostgreSQL databases, and gateway
-//! configurations that tie them together.
+//! a mock homeserver for the tests that need no Synapse, a worker's Matrix client, the
+//! spool-backed loopback bridge, PostgreSQL databases, and gateway configurations that tie
+//! them together.
 
 pub mod elks;
 pub mod loopback;
 pub mod mail;
+pub mod mock_homeserver;
 pub mod postgres;
 pub mod sms_gateway;
 pub mod synapse;
@@ -15,6 +17,7 @@ pub mod worker;
 use std::{future::Future, path::PathBuf, time::Duration};
 
 pub use loopback::{LoopbackFactory, Spool};
+pub use mock_homeserver::MockHomeserver;
 pub use synapse::Synapse;
 pub use worker::Worker;
 

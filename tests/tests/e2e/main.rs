@@ -7,6 +7,8 @@ mod email;
 mod hostile_fuzz;
 mod hostile_http;
 mod journal;
+mod mock_appservice;
+mod mock_relay;
 mod policies;
 mod relay;
 mod sms;
