@@ -148,7 +148,7 @@ webhook_secret = "{TG_SECRET}"
     /// Client messages recorded, in every case.
     fn inbound(&self) -> usize {
         self.rt.block_on(crate::count_records(&self.gateway, |m| {
-            m.direction == "inbound"
+            m.direction == casebridge_gateway::store::Direction::Inbound
         }))
     }
 

@@ -1,7 +1,10 @@
 //! Case-room commands and the appservice API on the mock homeserver, without Synapse: the
 //! homeserver pushes transactions, the gateway answers in the room with notices as the bot.
 
-use casebridge_gateway::Gateway;
+use casebridge_gateway::{
+    store::{CaseStatus, Direction, MessageKind},
+    Gateway,
+};
 use casebridge_tests::mock_homeserver::{AppserviceApi, BOT};
 use serde_json::json;
 
@@ -21,7 +24,7 @@ async fn one_case(stack: &MockStack) -> (Gateway, AppserviceApi, String, String)
     (gateway, api, room, case.number)
 }
 
-async fn case_status(gateway: &Gateway) -> String {
+async fn case_status(gateway: &Gateway) -> CaseStatus {
     gateway.store().cases().await.unwrap().remove(0).status
 }
 
@@ -56,7 +59,7 @@ async fn mock_commands_are_answered_in_the_room() {
         notices[1],
         "Only members of team social can use commands in a case room. Nothing was done."
     );
-    assert_eq!(case_status(&gateway).await, "open");
+    assert_eq!(case_status(&gateway).await, CaseStatus::Open);
 
     let (status, _) = api
         .transaction("c3", &[api.text(&room, ANNA, "!close")])
@@ -64,7 +67,7 @@ async fn mock_commands_are_answered_in_the_room() {
     assert_eq!(status, 200);
     let notices = stack.bot_messages(&room, 3).await;
     assert_eq!(notices[2], format!("Case {number} closed by {ANNA}."));
-    assert_eq!(case_status(&gateway).await, "closed");
+    assert_eq!(case_status(&gateway).await, CaseStatus::Closed);
 
     // Two events in one transaction: answered in their order.
     let events = [
@@ -105,7 +108,7 @@ async fn mock_commands_are_answered_in_the_room() {
     let records = gateway.store().messages(case.id).await.unwrap();
     let commands: Vec<_> = records
         .iter()
-        .filter(|m| m.kind.as_deref() == Some("command"))
+        .filter(|m| m.kind == Some(MessageKind::Command))
         .map(|m| (m.sender.as_deref(), m.body.as_str()))
         .collect();
     assert_eq!(
@@ -117,7 +120,7 @@ async fn mock_commands_are_answered_in_the_room() {
         ]
     );
     assert!(
-        records.iter().all(|m| m.direction != "outbound"),
+        records.iter().all(|m| m.direction != Direction::Outbound),
         "{records:#?}"
     );
     assert!(stack.spool.outbox().is_empty());
@@ -167,16 +170,20 @@ async fn mock_appservice_api_replays_pings_and_strangers() {
         [note_notice, note_notice]
     );
     let case = gateway.store().cases().await.unwrap().remove(0);
-    assert_eq!(case.status, "open", "a stranger's !close was applied");
+    assert_eq!(
+        case.status,
+        CaseStatus::Open,
+        "a stranger's !close was applied"
+    );
     let records = gateway.store().messages(case.id).await.unwrap();
     let notes: Vec<&str> = records
         .iter()
-        .filter(|m| m.kind.as_deref() == Some("note"))
+        .filter(|m| m.kind == Some(MessageKind::Note))
         .map(|m| m.body.as_str())
         .collect();
     assert_eq!(notes, ["!note first", "!note third"]);
     assert!(
-        records.iter().all(|m| m.direction != "outbound"),
+        records.iter().all(|m| m.direction != Direction::Outbound),
         "{records:#?}"
     );
     assert!(stack.hs.timeline(elsewhere).is_empty());

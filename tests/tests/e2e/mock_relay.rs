@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use casebridge_gateway::{store::message, Gateway};
+use casebridge_gateway::{
+    store::{message, Direction, MessageState},
+    Gateway,
+};
 use casebridge_tests::{
     free_port, init_logging,
     loopback::test_factories,
@@ -111,7 +114,7 @@ async fn inbound_records(gateway: &Gateway) -> Vec<message::Model> {
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|m| m.direction == "inbound"),
+                .filter(|m| m.direction == Direction::Inbound),
         );
     }
     all
@@ -122,7 +125,8 @@ async fn inbound_records(gateway: &Gateway) -> Vec<message::Model> {
 async fn relayed_records(gateway: &Gateway, n: usize) -> Vec<message::Model> {
     casebridge_tests::eventually(WAIT, &format!("{n} relayed records"), || async {
         let records = inbound_records(gateway).await;
-        (records.len() == n && records.iter().all(|r| r.state == "relayed")).then_some(records)
+        (records.len() == n && records.iter().all(|r| r.state == MessageState::Relayed))
+            .then_some(records)
     })
     .await
 }
@@ -226,7 +230,7 @@ async fn mock_relay_keeps_each_rooms_order() {
             .find(|e| e.body() == record.body)
             .expect("every record landed");
         assert_eq!(event.txn, format!("cb-m{}", record.id));
-        assert_eq!(record.state, "relayed");
+        assert_eq!(record.state, MessageState::Relayed);
         assert_eq!(record.event_id.as_deref(), Some(event.event_id.as_str()));
     }
     assert!(sends
@@ -335,7 +339,7 @@ async fn mock_relay_retries_with_the_same_transaction_id() {
             assert_eq!(t.send_room(), last.send_room());
             assert_eq!(t.user, last.user);
         }
-        assert_eq!(record.state, "relayed");
+        assert_eq!(record.state, MessageState::Relayed);
     }
     // B2's retry came after the 429, and B3 only after B2 went through.
     let position = |text: &str, status: u16| {
@@ -376,7 +380,7 @@ async fn mock_relay_gives_up_a_refused_send() {
     assert_eq!(bodies, ["A1", "A3"]);
     let records = inbound_records(&gateway).await;
     let refused = records.iter().find(|r| r.body == "A2").unwrap();
-    assert_eq!(refused.state, "failed");
+    assert_eq!(refused.state, MessageState::Failed);
     assert!(
         refused
             .error
