@@ -17,15 +17,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    sea_query::Expr, ActiveEnum, ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
     attachment, case, message, original, CaseId, Direction, IdentityId, MessageId, MessageKind,
-    StoreError,
+    MessageState, StoreError,
 };
 
 /// What a record holds besides its row: the bytes of its files and its original.
@@ -392,13 +392,84 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// Rows of case `case` holding a direction, kind or state that casebridge never writes: such a
+/// row was altered by hand and cannot be read as a record, so it is reported as a break (and
+/// left out of the rest of the check, where its absence breaks the chain too) instead of
+/// stopping the check. Returns the rows' ids and the findings.
+async fn altered_words<C: ConnectionTrait>(
+    conn: &C,
+    case: CaseId,
+    finding: &impl Fn(i64, String) -> Finding,
+) -> Result<(Vec<MessageId>, Vec<Finding>), StoreError> {
+    let words: Vec<(MessageId, Option<i32>, String, Option<String>, String)> =
+        message::Entity::find()
+            .select_only()
+            .columns([
+                message::Column::Id,
+                message::Column::Seq,
+                message::Column::Direction,
+                message::Column::Kind,
+                message::Column::State,
+            ])
+            .filter(message::Column::CaseId.eq(case))
+            .into_tuple()
+            .all(conn)
+            .await?;
+    let mut ids = Vec::new();
+    let mut found = Vec::new();
+    for (id, seq, direction, kind, state) in words {
+        let unknown = [
+            (
+                "direction",
+                Some(direction.as_str()),
+                Direction::try_from_value(&direction).is_err(),
+            ),
+            (
+                "kind",
+                kind.as_deref(),
+                kind.as_ref()
+                    .is_some_and(|k| MessageKind::try_from_value(k).is_err()),
+            ),
+            (
+                "state",
+                Some(state.as_str()),
+                MessageState::try_from_value(&state).is_err(),
+            ),
+        ];
+        let problems: Vec<String> = unknown
+            .iter()
+            .filter(|(_, _, bad)| *bad)
+            .map(|(field, word, _)| {
+                let word: String = word.unwrap_or_default().chars().take(40).collect();
+                format!("its {field} {word:?} is no word casebridge writes")
+            })
+            .collect();
+        if !problems.is_empty() {
+            ids.push(id);
+            found.push(finding(
+                seq.map_or(0, i64::from),
+                format!("{}: the row was altered", problems.join(", ")),
+            ));
+        }
+    }
+    Ok((ids, found))
+}
+
 /// Checks every record of `case` against the chain; returns each break found.
 pub async fn verify<C: ConnectionTrait>(
     conn: &C,
     case: &case::Model,
 ) -> Result<Vec<Finding>, StoreError> {
+    let finding = |seq: i64, problem: String| Finding {
+        case: case.number.clone(),
+        seq,
+        problem,
+        severity: Severity::Break,
+    };
+    let (altered, mut out) = altered_words(conn, case.id, &finding).await?;
     let rows = message::Entity::find()
         .filter(message::Column::CaseId.eq(case.id))
+        .filter(message::Column::Id.is_not_in(altered))
         .order_by_asc(message::Column::Seq)
         .order_by_asc(message::Column::Id)
         .all(conn)
@@ -420,13 +491,6 @@ pub async fn verify<C: ConnectionTrait>(
         .into_iter()
         .map(|o| (o.message_id, o.data))
         .collect();
-    let finding = |seq: i64, problem: String| Finding {
-        case: case.number.clone(),
-        seq,
-        problem,
-        severity: Severity::Break,
-    };
-    let mut out = Vec::new();
     // What the case's purge records say they emptied: registration number → (purge record,
     // content hash, or none from a purge record that names numbers only).
     let mut purged_by: HashMap<i64, Vec<(i64, Option<String>)>> = HashMap::new();
@@ -719,6 +783,21 @@ mod tests {
             "{}",
             found[0]
         );
+        // A word casebridge never writes is a break of that record, not a failed check.
+        db.execute_unprepared("UPDATE messages SET direction = 'outgoing' WHERE seq = 2")
+            .await
+            .unwrap();
+        let found = verify(db, &case).await.unwrap();
+        assert!(
+            found.iter().any(|f| f.seq == 2
+                && f.is_break()
+                && f.problem
+                    == "its direction \"outgoing\" is no word casebridge writes: the row was altered"),
+            "{found:?}"
+        );
+        db.execute_unprepared("UPDATE messages SET direction = 'inbound' WHERE seq = 2")
+            .await
+            .unwrap();
         // What it cannot prove is what the content was; that a purged row is empty it can.
         db.execute_unprepared("UPDATE messages SET body = 'ändrat' WHERE seq = 1")
             .await
