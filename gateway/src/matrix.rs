@@ -35,6 +35,9 @@ pub struct MatrixError {
     /// Matrix errcode, if the homeserver gave one.
     pub errcode: Option<String>,
     detail: String,
+    /// How long a rate-limited caller is asked to wait (`Retry-After`, or the older
+    /// `retry_after_ms` of an `M_LIMIT_EXCEEDED` body).
+    pub retry_after: Option<Duration>,
 }
 
 impl MatrixError {
@@ -45,6 +48,7 @@ impl MatrixError {
             status: Some(400),
             errcode: None,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -119,6 +123,7 @@ impl MatrixClient {
             status,
             errcode,
             detail,
+            retry_after: None,
         };
         let identity = user.map(AppserviceUserIdentity::new).unwrap_or_default();
         let request = request
@@ -139,6 +144,12 @@ impl MatrixClient {
             .await
             .map_err(|e| err(None, None, format!("homeserver unreachable: {e}")))?;
         let status = response.status();
+        let retry_after_header = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = response
             .bytes()
             .await
@@ -153,15 +164,26 @@ impl MatrixClient {
                 .get("error")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
-            return Err(err(
-                Some(status.as_u16()),
-                errcode.clone(),
-                format!(
-                    "{} {} {message}",
-                    status.as_u16(),
-                    errcode.as_deref().unwrap_or("")
-                ),
-            ));
+            let retry_after = retry_after_header
+                .or_else(|| {
+                    body.get("retry_after_ms")
+                        .and_then(serde_json::Value::as_u64)
+                        .map(Duration::from_millis)
+                })
+                // A homeserver's wish, within reason: an hour at most.
+                .map(|d| d.min(Duration::from_secs(3600)));
+            return Err(MatrixError {
+                retry_after,
+                ..err(
+                    Some(status.as_u16()),
+                    errcode.clone(),
+                    format!(
+                        "{} {} {message}",
+                        status.as_u16(),
+                        errcode.as_deref().unwrap_or("")
+                    ),
+                )
+            });
         }
         let http_response = http::Response::builder()
             .status(status)
@@ -242,6 +264,7 @@ impl MatrixClient {
                 status: None,
                 errcode: None,
                 detail: e.to_string(),
+                retry_after: None,
             })?;
         let status = response.status().as_u16();
         if response.status().is_success() || status == 404 {
@@ -253,6 +276,7 @@ impl MatrixClient {
             status: Some(status),
             errcode: body["errcode"].as_str().map(str::to_owned),
             detail: body["error"].as_str().unwrap_or_default().to_owned(),
+            retry_after: None,
         })
     }
 
@@ -303,6 +327,7 @@ impl MatrixClient {
                     status: None,
                     errcode: None,
                     detail: format!("{alias} is in use but does not resolve"),
+                    retry_after: None,
                 })
             }
             Err(e) => Err(e),
@@ -388,6 +413,7 @@ impl MatrixClient {
                     status: None,
                     errcode: None,
                     detail: format!("cannot serialise content: {e}"),
+                    retry_after: None,
                 })?;
         Ok(self.send("send message", request, user).await?.event_id)
     }

@@ -518,7 +518,7 @@ impl Core {
                         }
                         return (done, false);
                     }
-                    let pause = self.backoff(item.attempts);
+                    let pause = e.retry_after.unwrap_or_else(|| self.backoff(item.attempts));
                     if let Some(left_out) = self.relay_warnings.allow() {
                         warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, left_out, "relay to the homeserver failed");
                     }

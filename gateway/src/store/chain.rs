@@ -392,6 +392,9 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// A row's id, registration number, and its direction, kind and state as stored.
+type StoredWords = (MessageId, Option<i32>, String, Option<String>, String);
+
 /// Rows of case `case` holding a direction, kind or state that casebridge never writes: such a
 /// row was altered by hand and cannot be read as a record, so it is reported as a break (and
 /// left out of the rest of the check, where its absence breaks the chain too) instead of
@@ -401,20 +404,19 @@ async fn altered_words<C: ConnectionTrait>(
     case: CaseId,
     finding: &impl Fn(i64, String) -> Finding,
 ) -> Result<(Vec<MessageId>, Vec<Finding>), StoreError> {
-    let words: Vec<(MessageId, Option<i32>, String, Option<String>, String)> =
-        message::Entity::find()
-            .select_only()
-            .columns([
-                message::Column::Id,
-                message::Column::Seq,
-                message::Column::Direction,
-                message::Column::Kind,
-                message::Column::State,
-            ])
-            .filter(message::Column::CaseId.eq(case))
-            .into_tuple()
-            .all(conn)
-            .await?;
+    let words: Vec<StoredWords> = message::Entity::find()
+        .select_only()
+        .columns([
+            message::Column::Id,
+            message::Column::Seq,
+            message::Column::Direction,
+            message::Column::Kind,
+            message::Column::State,
+        ])
+        .filter(message::Column::CaseId.eq(case))
+        .into_tuple()
+        .all(conn)
+        .await?;
     let mut ids = Vec::new();
     let mut found = Vec::new();
     for (id, seq, direction, kind, state) in words {

@@ -356,6 +356,41 @@ async fn mock_relay_retries_with_the_same_transaction_id() {
     gateway.shutdown().await;
 }
 
+/// A rate-limited send waits as long as the homeserver asks (`retry_after_ms`), not only the
+/// relay's own backoff (100-200 ms here); the other case goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_relay_waits_as_long_as_a_rate_limit_asks() {
+    let stack = MockStack::new().await;
+    let (a, b) = ("+46700000001", "+46700000002");
+    stack.spool.put("m1a", a, "A1");
+    stack.spool.put("m1b", b, "B1");
+    stack
+        .hs
+        .room_send()
+        .with_text("A1")
+        .rate_limited(Duration::from_millis(1500))
+        .times(1)
+        .expect(1)
+        .named("A1 rate limited once")
+        .mount()
+        .await;
+    let started = std::time::Instant::now();
+    let gateway = stack.start_gateway().await;
+    stack.ghost_messages(&ghost(b), 1).await;
+    let b_landed = started.elapsed();
+    stack.ghost_messages(&ghost(a), 1).await;
+    let a_landed = started.elapsed();
+    // Slowness can only make the wait longer: the bound below holds on any machine.
+    assert!(
+        a_landed >= Duration::from_millis(1500),
+        "A1 was tried again after {a_landed:?}, before the 1.5 s the homeserver asked for"
+    );
+    assert!(b_landed < a_landed, "B1 waited behind A1's rate limit");
+    assert_eq!(sends_of(&stack.hs.sends(), "A1").len(), 2);
+    stack.hs.verify().await;
+    gateway.shutdown().await;
+}
+
 /// A send the homeserver refuses for good (400) is given up after five tries, the record says
 /// so, and the case's next message goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
