@@ -14,7 +14,13 @@ pub mod telegram;
 pub mod twilio;
 pub mod worker;
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{
+    future::Future,
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 pub use loopback::{LoopbackFactory, Spool};
 pub use mock_homeserver::MockHomeserver;
@@ -219,4 +225,45 @@ pub fn jpeg_with_gps() -> Vec<u8> {
     jpeg.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
     jpeg.extend([0x12, 0x34, 0x56, 0x78, 0xFF, 0xD9]);
     jpeg
+}
+
+/// What a test's gateway logged: a `tracing` writer into a shared buffer. Install
+/// [`CapturedLog::subscriber`] as the thread's default on a current-thread runtime, so the
+/// gateway's tasks log into it.
+#[derive(Clone, Default)]
+pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// A subscriber writing lines of `level` and above into this log, without colours.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
+    /// Where the log ends now: [`CapturedLog::since`] it reads what comes after.
+    pub fn mark(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    /// What was logged after `mark`.
+    pub fn since(&self, mark: usize) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")[mark..]).into_owned()
+    }
+}
+
+impl Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -2,14 +2,12 @@
 //! bodies that are not what the specification says, and transactions full of events the
 //! gateway cannot read. No Synapse needed: these are raw requests.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use casebridge_gateway::Gateway;
-use casebridge_tests::{free_port, loopback::test_factories, GatewaySetup, Spool, HS_TOKEN};
+use casebridge_tests::{
+    free_port, loopback::test_factories, CapturedLog, GatewaySetup, Spool, HS_TOKEN,
+};
 use serde_json::{json, Value};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -350,33 +348,13 @@ async fn requests_are_parsed_strictly() {
     gateway.shutdown().await;
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Issue 19, point 5: a transaction of ten thousand events the gateway cannot read is logged
 /// in a few lines, not one per event.
 // One thread: the gateway's tasks run where the capturing subscriber is the default.
 #[tokio::test(flavor = "current_thread")]
 async fn unreadable_events_are_summed_up() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLog::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber(tracing::Level::WARN));
 
     let (gateway, _dir) = gateway("").await;
     let events: Vec<Value> = (0..10_000)
@@ -387,7 +365,7 @@ async fn unreadable_events_are_summed_up() {
             _ => json!({"type": 5}),
         })
         .collect();
-    let before = captured.0.lock().unwrap().len();
+    let before = captured.mark();
     let answer = send(
         reqwest::Client::new()
             .put(format!(
@@ -401,7 +379,7 @@ async fn unreadable_events_are_summed_up() {
     assert_eq!(answer.0, 200, "{answer:?}");
     gateway.shutdown().await;
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()[before..]).into_owned();
+    let log = captured.since(before);
     // Other lines may come meanwhile (the homeserver here is unreachable): only this
     // transaction's are counted, and all of them are bounded.
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("flood")).collect();
