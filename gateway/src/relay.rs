@@ -470,7 +470,7 @@ impl Core {
                 return case;
             }
         };
-        let (done, _) = self.relay_group(group, &messages, stop).await;
+        let done = self.relay_group(group, &messages, stop).await;
         if let Err(e) = self.store.relayed(&done).await {
             // Sent but not marked: the retry reuses each send's transaction id, so the
             // homeserver answers with the same event instead of a second one.
@@ -481,33 +481,34 @@ impl Core {
     }
 
     /// Relays one case's due items in order; stops at the first failure, which waits for its
-    /// backoff and keeps the case's later items behind it. Returns what was relayed, and
-    /// whether every item went through.
+    /// backoff and keeps the case's later items behind it. Returns what was relayed.
     async fn relay_group(
         &self,
         group: Vec<queue_item::Model>,
         messages: &HashMap<MessageId, message::Model>,
         stop: &CancellationToken,
-    ) -> (Vec<(queue_item::Model, String)>, bool) {
+    ) -> Vec<(queue_item::Model, String)> {
         let mut done = Vec::with_capacity(group.len());
         for item in group {
             // Stopping: what is sent gets recorded; the rest stays queued for the next start.
             if stop.is_cancelled() {
-                return (done, false);
+                return done;
             }
             let Some(message) = messages.get(&item.message_id) else {
                 error!(
                     queue_item = item.id,
                     "queued message is missing from the records"
                 );
-                return (done, false);
+                // Not retried at once: the case is taken again after the pause.
+                tokio::time::sleep(STORE_PAUSE).await;
+                return done;
             };
             match self.relay(&item, message).await {
                 Ok(event_id) => done.push((item, event_id)),
                 Err(RelayError::Store(e)) => {
                     error!(error = %e, queue_item = item.id, "records store failed while relaying");
                     tokio::time::sleep(STORE_PAUSE).await;
-                    return (done, false);
+                    return done;
                 }
                 Err(RelayError::Matrix(e)) => {
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
@@ -516,7 +517,7 @@ impl Core {
                         if let Err(e) = self.store.failed(&item, &e.to_string(), "", false).await {
                             error!(error = %e, "recording a failed relay");
                         }
-                        return (done, false);
+                        return done;
                     }
                     let pause = e.retry_after.unwrap_or_else(|| self.backoff(item.attempts));
                     if let Some(left_out) = self.relay_warnings.allow() {
@@ -526,11 +527,11 @@ impl Core {
                     if let Err(e) = self.store.retry_later(&item, &e.to_string(), at).await {
                         error!(error = %e, "recording a retry");
                     }
-                    return (done, false);
+                    return done;
                 }
             }
         }
-        (done, true)
+        done
     }
 
     async fn relay(
