@@ -227,14 +227,30 @@ start_imap() {
 }
 
 stop_imap() {
-  local dir=$1
+  local dir=$1 pids i pid alive
   [ -f "$dir/dovecot.conf" ] || return 0
+  pids=$(cat "$dir/dovecot-run/master.pid" 2>/dev/null || true)
+  if [ -n "$pids" ]; then
+    pids="$pids $(pgrep -P "$pids" | tr '\n' ' ' || true)"
+  fi
   doveadm -c "$dir/dovecot.conf" stop </dev/null >/dev/null 2>&1 || true
-  local i
-  for i in $(seq 1 50); do
-    [ -f "$dir/dovecot-run/master.pid" ] || return 0
+  # Stopped means the master and every process it ran (the IMAP sessions too) are gone, not
+  # just its pid file: on a loaded machine a shutdown takes seconds, and starting a second
+  # Dovecot on the same mailboxes meanwhile would be another test than the one asked for.
+  for i in $(seq 1 300); do
+    alive=
+    for pid in $pids; do
+      # A zombie is gone too (nobody may reap it in a container).
+      if kill -0 "$pid" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null; then
+        alive=$pid
+      fi
+    done
+    [ -n "$alive" ] || return 0
     sleep 0.1
   done
+  echo "mail.sh: Dovecot ($pids) still running 30 s after doveadm stop; killing it" >&2
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
 }
 
 start() {
