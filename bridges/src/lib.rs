@@ -20,6 +20,7 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 use casebridge_config::{BridgeInstance, ConfigError};
+pub use casebridge_policies::channel::{MediaKinds, ReplyWindow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -254,21 +255,78 @@ impl DeliveryError {
     }
 }
 
-/// What a channel can carry; the core fits outbound messages to it.
+/// What a channel can carry and the rules it sets; the core fits outbound messages to them,
+/// enforces the rules, and explains them to the team. Built with [`Capabilities::new`] and the
+/// `with_*` methods: every rule a channel does not name keeps its default, so a new rule is one
+/// field here and one line in the channels that have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Short machine name of the channel: `email`, `sms`, `telegram`.
     pub channel: &'static str,
     /// How the channel is named to people, e.g. `SMS`; shown on the ghost: `+46 70 (SMS)`.
     pub label: &'static str,
-    /// Whether files can be sent.
+    /// Whether files can be sent: whether [`Capabilities::media`] takes any kind.
     pub attachments: bool,
-    /// Longest text body in characters, if limited.
+    /// Which kinds of file can be sent (default: none).
+    pub media: MediaKinds,
+    /// Longest text body in characters, if limited (default: unlimited).
     pub max_length: Option<usize>,
-    /// Whether the channel reports delivery after accepting a message.
+    /// Whether the channel reports delivery after accepting a message (default: no).
     pub delivery_reports: bool,
-    /// Whether the channel renders HTML.
+    /// Whether the channel renders HTML (default: plain text).
     pub html: bool,
+    /// How long after the client's last message the channel takes the office's messages
+    /// (default: `None`, always).
+    pub reply_window: Option<ReplyWindow>,
+}
+
+impl Capabilities {
+    /// A channel named `channel` (machine name) and `label` (for people), with every rule at
+    /// its default: plain text of any length, no files, no delivery reports, no reply window.
+    pub const fn new(channel: &'static str, label: &'static str) -> Self {
+        Self {
+            channel,
+            label,
+            attachments: false,
+            media: MediaKinds::NONE,
+            max_length: None,
+            delivery_reports: false,
+            html: false,
+            reply_window: None,
+        }
+    }
+
+    /// Carries files of these kinds.
+    pub const fn with_media(mut self, media: MediaKinds) -> Self {
+        self.attachments = media.images || media.audio || media.video || media.documents;
+        self.media = media;
+        self
+    }
+
+    /// Carries at most `chars` characters of text per message.
+    pub const fn with_max_length(mut self, chars: usize) -> Self {
+        self.max_length = Some(chars);
+        self
+    }
+
+    /// Reports delivery (or not) after accepting a message.
+    pub const fn with_delivery_reports(mut self, reports: bool) -> Self {
+        self.delivery_reports = reports;
+        self
+    }
+
+    /// Renders HTML.
+    pub const fn with_html(mut self) -> Self {
+        self.html = true;
+        self
+    }
+
+    /// Takes the office's messages only within `window` of the client's last message.
+    pub const fn with_reply_window(mut self, window: ReplyWindow) -> Self {
+        self.reply_window = Some(window);
+        self
+    }
 }
 
 /// A failure to start or run a bridge.
@@ -581,17 +639,29 @@ mod tests {
         assert!(gone.is_permanent() && gone.is_unreachable() && !gone.is_transient());
     }
 
+    #[test]
+    fn capabilities_default_to_no_rule_and_name_only_what_a_channel_has() {
+        let plain = Capabilities::new("x", "X");
+        assert!(!plain.attachments && !plain.media.any() && !plain.html);
+        assert_eq!((plain.max_length, plain.reply_window), (None, None));
+        let meta = Capabilities::new("whatsapp", "WhatsApp")
+            .with_media(MediaKinds {
+                images: true,
+                ..MediaKinds::NONE
+            })
+            .with_max_length(4096)
+            .with_reply_window(ReplyWindow::WHATSAPP);
+        assert!(meta.attachments && meta.media.accepts("image/png"));
+        assert!(!meta.media.accepts("application/pdf"));
+        assert_eq!(meta.max_length, Some(4096));
+        assert_eq!(meta.reply_window, Some(ReplyWindow::WHATSAPP));
+        assert!(!Capabilities::new("x", "X").with_media(MediaKinds::NONE).attachments);
+    }
+
     #[tokio::test]
     async fn submit_waits_for_the_core() {
         let (tx, mut rx) = mpsc::channel(1);
-        let caps = Capabilities {
-            channel: "test",
-            label: "Test",
-            attachments: false,
-            max_length: None,
-            delivery_reports: false,
-            html: false,
-        };
+        let caps = Capabilities::new("test", "Test");
         let sink = InboundSink::new("inst", caps, tx);
         let core = tokio::spawn(async move {
             let Some(Inbound::Message(env)) = rx.recv().await else {

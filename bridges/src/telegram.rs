@@ -30,8 +30,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     respond, Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered,
-    DeliveryError, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
-    Webhook,
+    DeliveryError, InboundMessage, InboundSink, MediaKinds, OutboundMessage, RemoteAddress,
+    RemoteMessageId, Webhook,
 };
 
 /// The largest file a bot may fetch with `getFile` from Telegram's own Bot API server.
@@ -619,14 +619,9 @@ fn delivery_error(e: RequestError) -> DeliveryError {
 #[async_trait]
 impl Bridge for TelegramBridge {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            channel: "telegram",
-            label: "Telegram",
-            attachments: true,
-            max_length: Some(4096),
-            delivery_reports: false,
-            html: false,
-        }
+        Capabilities::new("telegram", "Telegram")
+            .with_media(MediaKinds::ALL)
+            .with_max_length(MAX_TEXT_UNITS)
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {

@@ -2,6 +2,7 @@
 //! The gateway gathers the facts (who sent what, when, to whom) and asks these functions what
 //! to do; every rule is a plain function of its inputs, so every rule is unit-testable.
 
+pub mod channel;
 pub mod commands;
 pub mod emergency;
 pub mod holidays;

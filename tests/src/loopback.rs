@@ -219,14 +219,7 @@ struct Loopback {
 #[async_trait]
 impl Bridge for Loopback {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            channel: "loopback",
-            label: "Loopback",
-            attachments: false,
-            max_length: None,
-            delivery_reports: false,
-            html: true,
-        }
+        Capabilities::new("loopback", "Loopback").with_html()
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {

@@ -32,7 +32,7 @@ use tracing::warn;
 
 use crate::{
     Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundSink,
-    OutboundMessage, RemoteMessageId,
+    MediaKinds, OutboundMessage, RemoteMessageId,
 };
 
 /// The keyword that marks a mail the gateway has recorded.
@@ -366,14 +366,9 @@ fn subject(message: &OutboundMessage, office: Option<&str>) -> String {
 #[async_trait]
 impl Bridge for EmailBridge {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            channel: "email",
-            label: "E-mail",
-            attachments: true,
-            max_length: None,
-            delivery_reports: false,
-            html: true,
-        }
+        Capabilities::new("email", "E-mail")
+            .with_media(MediaKinds::ALL)
+            .with_html()
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {

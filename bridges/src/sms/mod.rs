@@ -465,17 +465,12 @@ fn normalise(region: country::Id, from: &str) -> (String, String) {
 #[async_trait]
 impl Bridge for SmsBridge {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            channel: "sms",
-            label: "SMS",
-            attachments: false,
-            max_length: Some(Segments::capacity(
+        Capabilities::new("sms", "SMS")
+            .with_max_length(Segments::capacity(
                 segments::Encoding::Gsm7,
                 self.max_segments,
-            )),
-            delivery_reports: self.report_url.is_some(),
-            html: false,
-        }
+            ))
+            .with_delivery_reports(self.report_url.is_some())
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
