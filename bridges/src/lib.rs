@@ -655,7 +655,11 @@ mod tests {
         assert!(!meta.media.accepts("application/pdf"));
         assert_eq!(meta.max_length, Some(4096));
         assert_eq!(meta.reply_window, Some(ReplyWindow::WHATSAPP));
-        assert!(!Capabilities::new("x", "X").with_media(MediaKinds::NONE).attachments);
+        assert!(
+            !Capabilities::new("x", "X")
+                .with_media(MediaKinds::NONE)
+                .attachments
+        );
     }
 
     #[tokio::test]

@@ -6,9 +6,12 @@
 //!    runtime; sqlx's SQLite connections and the stub run on threads of their own): messages/s
 //!    under a burst, and p50/p99 latency of single messages. `taskset -c 0` puts the whole
 //!    process, stub included, on one CPU.
-//! 2. End to end through a real Synapse, beside Synapse's own direct client-send rate measured in
-//!    the same run with the same concurrency.
-//! 3. Resident memory of an idle gateway process.
+//! 2. End to end through a real Synapse: the gateway as its own process, SMS webhooks from 10
+//!    numbers, 8 at a time, landed in the case rooms, beside Synapse's own direct client-send
+//!    rate into as many rooms at the same concurrency (measured before and after, in the same
+//!    run); the gateway process's CPU time per message, and its resident memory idle and after
+//!    each of two phases of 10,000 messages.
+//! 3. Resident memory of an idle gateway process (`--no-synapse`: part 2 measures it).
 //! 4. Mail (`--email N`): Postfix's own SMTP acceptance rate, mails through IMAP into case
 //!    rooms (real Dovecot, Postfix and Synapse), and the e-mail bridge's SMTP sends.
 //! 5. Telegram (`--telegram N`): updates per second from the Bot API double into case rooms
@@ -27,7 +30,7 @@ use casebridge_bridges::{
     InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
 };
 use casebridge_config::BridgeInstance;
-use casebridge_gateway::{store::Target, Gateway};
+use casebridge_gateway::Gateway;
 use casebridge_tests::{free_port, GatewaySetup, Synapse, Worker};
 use clap::Parser;
 use futures::StreamExt;
@@ -38,10 +41,14 @@ struct Args {
     /// Messages in the burst of the gateway-only benchmark.
     #[arg(long, default_value_t = 20_000)]
     burst: usize,
-    /// Messages sent end to end through Synapse (and directly, for comparison).
-    #[arg(long, default_value_t = 400)]
+    /// Messages per phase end to end through Synapse (two phases; Synapse's direct rate is
+    /// measured with as many, at most 2,000).
+    #[arg(long, default_value_t = 10_000)]
     e2e: usize,
-    /// Concurrent senders / cases in the end-to-end run.
+    /// Cases (client numbers, rooms) in the end-to-end run.
+    #[arg(long, default_value_t = 10)]
+    cases: usize,
+    /// Concurrent senders in the end-to-end, mail and Telegram runs.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Skip the Synapse part.
@@ -87,14 +94,7 @@ impl BridgeFactory for BenchFactory {
 #[async_trait]
 impl Bridge for BenchBridge {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            channel: "bench",
-            label: "Bench",
-            attachments: false,
-            max_length: None,
-            delivery_reports: false,
-            html: false,
-        }
+        Capabilities::new("bench", "Bench")
     }
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
         *SINK.lock().unwrap() = Some(inbound);
@@ -366,7 +366,174 @@ fn gateway_only(burst: usize) {
 }
 
 /// Part 2: through a real Synapse, beside Synapse's own rate.
-async fn end_to_end(n: usize, concurrency: usize) {
+/// Synapse's own client-send rate: one user sends `n` messages into `rooms` rooms,
+/// `concurrency` requests at a time (each sender takes the next message, round the rooms).
+async fn direct_sends(
+    synapse: &str,
+    token: &str,
+    rooms: &[String],
+    n: usize,
+    concurrency: usize,
+) -> f64 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let http = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, next, rooms) = (http.clone(), next.clone(), rooms.to_vec());
+        let (base, token) = (synapse.to_owned(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let room = &rooms[i % rooms.len()];
+                let txn = format!("d{}-{i}", t0.elapsed().as_nanos());
+                let r = http
+                    .put(format!(
+                        "{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({"msgtype": "m.text", "body": "direct"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "direct send: {}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The gateway as its own process (the release build of `casebridge-testgw`, a
+/// multi-threaded runtime as `casebridge run` has), for figures of a real process: its CPU
+/// time and resident memory.
+struct GatewayProcess {
+    child: std::process::Child,
+    base: String,
+    http: reqwest::Client,
+    ticks_per_second: f64,
+}
+
+impl GatewayProcess {
+    fn spawn(s: &GatewaySetup, dir: &std::path::Path) -> Self {
+        std::fs::create_dir_all(&s.spool).unwrap();
+        let config = dir.join("casebridge.toml");
+        std::fs::write(&config, s.toml()).unwrap();
+        let exe = std::env::current_exe()
+            .unwrap()
+            .with_file_name("casebridge-testgw");
+        let child = std::process::Command::new(&exe)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (cargo build --release -p casebridge-tests --bins)",
+                    exe.display()
+                )
+            });
+        let ticks_per_second = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0);
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{}", s.port),
+            http: reqwest::Client::new(),
+            ticks_per_second,
+        }
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway process did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Resident memory in MiB.
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib / 1024.0
+    }
+
+    /// CPU time used so far (user and system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / self.ticks_per_second
+    }
+
+    /// Waits until `recorded` SMS are recorded and nothing waits for the Matrix relay; polls
+    /// the gateway's metrics twice a second (each poll costs it one count query).
+    async fn wait_landed(&self, recorded: usize) {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let text = self
+                .http
+                .get(format!("{}/metrics", self.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let value = |name: &str| -> Option<f64> {
+                text.lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            };
+            let done = value("casebridge_messages_in_total{channel=\"sms\"}").unwrap_or(0.0)
+                >= recorded as f64
+                && value("casebridge_queue_depth{target=\"matrix\"}") == Some(0.0);
+            if done {
+                return;
+            }
+            assert!(Instant::now() < deadline, "messages did not land in time");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Part 2: end to end through a real Synapse. SMS webhooks from `cases` numbers, `concurrency`
+/// at a time, into a gateway process, landed in the case rooms; beside Synapse's own direct
+/// client-send rate into as many rooms at the same concurrency, measured before and after in
+/// the same run. Two phases of `per_phase` messages each give the gateway's CPU time per
+/// message and its memory idle, after the first and after the second phase.
+async fn through_synapse(per_phase: usize, cases: usize, concurrency: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = setup(dir.path(), "http://127.0.0.1:1");
     s.extra = sms_bridge();
@@ -374,12 +541,11 @@ async fn end_to_end(n: usize, concurrency: usize) {
     s.homeserver_url = synapse.url.clone();
     synapse.register_user("anna", "anna-password").await;
 
-    // Direct: the worker's client sends into `concurrency` rooms, one sender per room.
     let http = reqwest::Client::new();
-    let mut rooms = Vec::new();
     let anna = Worker::login(&synapse.url, "anna", "anna-password").await;
     let token = anna.access_token().to_owned();
-    for _ in 0..concurrency {
+    let mut rooms = Vec::new();
+    for _ in 0..cases {
         let r: Value = http
             .post(format!("{}/_matrix/client/v3/createRoom", synapse.url))
             .bearer_auth(&token)
@@ -392,108 +558,68 @@ async fn end_to_end(n: usize, concurrency: usize) {
             .unwrap();
         rooms.push(r["room_id"].as_str().unwrap().to_owned());
     }
-    let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for (k, room) in rooms.iter().enumerate() {
-        let (http, token, base, room) = (
-            http.clone(),
-            token.clone(),
-            synapse.url.clone(),
-            room.clone(),
-        );
-        let count = n / concurrency;
-        tasks.push(tokio::spawn(async move {
-            for i in 0..count {
-                let r = http
-                    .put(format!(
-                        "{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/d{k}-{i}"
-                    ))
-                    .bearer_auth(&token)
-                    .json(&json!({"msgtype": "m.text", "body": "direct"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let direct = (n / concurrency * concurrency) as f64 / t0.elapsed().as_secs_f64();
-    drop(anna);
+    let direct_n = per_phase.clamp(1, 2000);
+    let direct_before = direct_sends(&synapse.url, &token, &rooms, direct_n, concurrency).await;
 
-    // Through the gateway: `concurrency` clients (cases) writing at once.
-    let mut factories = casebridge_bridges::builtin_factories();
-    factories.push(Arc::new(BenchFactory));
-    let gateway = Gateway::start(s.config(), &factories).await.unwrap();
-    let sink = sink();
-    for c in 0..concurrency {
-        sink.submit(message(1_000_000 + c, 5000 + c)).await.unwrap();
-    }
-    let store = gateway.store().clone();
-    let drained = || async { store.queue_depth(Target::Matrix).await.unwrap() == 0 };
-    while !drained().await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let per = n / concurrency;
-    let t0 = Instant::now();
-    let mut acks = Vec::new();
-    for i in 0..per * concurrency {
-        acks.push(
-            sink.enqueue(message(2_000_000 + i, 5000 + i % concurrency))
-                .await
-                .unwrap(),
-        );
-    }
-    for ack in acks {
-        ack.recorded().await.unwrap();
-    }
-    while !drained().await {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let e2e = (per * concurrency) as f64 / t0.elapsed().as_secs_f64();
-    println!(
-        "end to end through Synapse ({} messages, {concurrency} rooms):",
-        per * concurrency
-    );
-    println!("  Synapse direct client sends: {direct:.1} messages/s");
-    println!(
-        "  through the gateway:         {e2e:.1} messages/s ({:.2} x direct)",
-        e2e / direct
-    );
-
-    // SMS webhooks from `concurrency` numbers through the same gateway into Synapse.
+    let gateway = GatewayProcess::spawn(&s, dir.path());
+    gateway.wait_healthy().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = gateway.rss_mib();
     let webhook = format!(
         "http://127.0.0.1:{}/webhook/sms?secret={SMS_SECRET}",
         s.port
     );
+    // Warm up: every case and its room exist before measuring.
     let hook = webhook.clone();
-    tokio::task::spawn_blocking(move || {
-        post_webhooks(hook, 0, concurrency, concurrency, concurrency)
-    })
-    .await
-    .unwrap();
-    while !drained().await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::task::spawn_blocking(move || post_webhooks(hook, 0, cases, cases, concurrency))
+        .await
+        .unwrap();
+    gateway.wait_landed(cases).await;
+
+    let mut phases = Vec::new();
+    for phase in 0..2 {
+        let first = cases + phase * per_phase;
+        let (cpu0, t0) = (gateway.cpu_seconds(), Instant::now());
+        let hook = webhook.clone();
+        tokio::task::spawn_blocking(move || {
+            post_webhooks(hook, first, per_phase, cases, concurrency)
+        })
+        .await
+        .unwrap();
+        gateway.wait_landed(first + per_phase).await;
+        let rate = per_phase as f64 / t0.elapsed().as_secs_f64();
+        let cpu_ms = (gateway.cpu_seconds() - cpu0) * 1000.0 / per_phase as f64;
+        phases.push((rate, cpu_ms, gateway.rss_mib()));
     }
-    let t0 = Instant::now();
-    let hook = webhook.clone();
-    let count = per * concurrency;
-    tokio::task::spawn_blocking(move || {
-        post_webhooks(hook, concurrency, count, concurrency, concurrency)
-    })
-    .await
-    .unwrap();
-    while !drained().await {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let sms = count as f64 / t0.elapsed().as_secs_f64();
+    let direct_after = direct_sends(&synapse.url, &token, &rooms, direct_n, concurrency).await;
+    drop(gateway);
+    drop(anna);
+
+    let direct = (direct_before + direct_after) / 2.0;
     println!(
-        "  SMS webhooks into rooms:     {sms:.1} messages/s ({:.2} x direct)",
-        sms / direct
+        "end to end through Synapse (gateway process, SMS webhooks from {cases} numbers, \
+         {concurrency} at a time, 2 x {per_phase} messages):"
     );
-    gateway.shutdown().await;
+    println!(
+        "  Synapse direct client sends, {cases} rooms, {concurrency} at a time: \
+         {direct_before:.1} before, {direct_after:.1} after (mean {direct:.1}) messages/s"
+    );
+    for (k, (rate, cpu_ms, _)) in phases.iter().enumerate() {
+        println!(
+            "  phase {}: landed in rooms {rate:.1} messages/s ({:.2} x direct; goal >= 0.95), \
+             gateway CPU {cpu_ms:.3} ms per message (goal <= 0.5)",
+            k + 1,
+            rate / direct
+        );
+    }
+    let (after_first, after_second) = (phases[0].2, phases[1].2);
+    println!(
+        "  gateway RSS: idle {idle:.1} MiB (goal <= 20 MB), after {} messages {after_first:.1} MiB, \
+         after {} {after_second:.1} MiB (growth {:.1} MiB; goal <= 5 MB)",
+        cases + per_phase,
+        cases + 2 * per_phase,
+        after_second - after_first
+    );
 }
 
 /// Sends `n` mails to `to` over SMTP from `senders` clients at once (each its own address and
@@ -825,7 +951,7 @@ fn main() {
     if !args.no_synapse {
         tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(end_to_end(args.e2e, args.concurrency));
+            .block_on(through_synapse(args.e2e, args.cases, args.concurrency));
     }
     if args.email > 0 {
         tokio::runtime::Runtime::new()
@@ -837,5 +963,8 @@ fn main() {
             .unwrap()
             .block_on(telegram(args.telegram, args.concurrency));
     }
-    idle_rss();
+    if args.no_synapse {
+        // The end-to-end part measures it beside its other memory figures.
+        idle_rss();
+    }
 }
