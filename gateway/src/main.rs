@@ -7,9 +7,9 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use casebridge_config::Config;
+use casebridge_bridges::BridgeError;
+use casebridge_config::{Config, Problem};
 use casebridge_gateway::{
-    build_bridges,
     policy::Policies,
     registration::registration_yaml,
     store::{anchor, chain, OpenMode, Store, StoreError},
@@ -157,6 +157,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        return check(&cli.config);
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Run => {
@@ -173,11 +176,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Config(ConfigCommand::Check) => {
-            build_bridges(&config, &casebridge_bridges::builtin_factories())?;
-            Policies::load(&config)?;
-            print_summary(&cli.config, &config);
-        }
+        Command::Config(ConfigCommand::Check) => unreachable!("checked above"),
         Command::Registration => print!("{}", registration_yaml(&config)?),
         Command::Hours { at } => print!("{}", hours_report(&config, at.as_deref())?),
         Command::Cases(command) => {
@@ -505,6 +504,58 @@ async fn find_case(store: &Store, number: &str) -> Result<casebridge_gateway::st
         Some(case) => Ok(case),
         None => bail!("no case {number} (see `casebridge cases list`)"),
     }
+}
+
+/// `casebridge config check`: every mistake in the file at once, those only building the
+/// bridges and the teams' policies tell included; a summary when there is none.
+fn check(path: &Path) -> Result<()> {
+    let (config, mut problems) = Config::load_with_problems(path)?;
+    problems.extend(deep_problems(&config));
+    if !problems.is_empty() {
+        return Err(casebridge_config::ConfigError::Problems {
+            file: Some(config.source_name()),
+            problems,
+        }
+        .into());
+    }
+    print_summary(path, &config);
+    Ok(())
+}
+
+/// What only building each bridge and each team's policies can tell (a bridge's own options,
+/// a phone number, a calendar file): every bridge is built on its own, so each one's mistake is
+/// reported, not only the first bridge's.
+fn deep_problems(config: &Config) -> Vec<Problem> {
+    let factories = casebridge_bridges::builtin_factories();
+    let mut problems = Vec::new();
+    for (name, instance) in &config.bridges {
+        let Some(factory) = factories.iter().find(|f| f.kind() == instance.kind) else {
+            let known: Vec<&str> = factories.iter().map(|f| f.kind()).collect();
+            let near = casebridge_config::problems::nearest(&instance.kind, known.iter().copied())
+                .map(|n| format!("; did you mean {n:?}?"))
+                .unwrap_or_default();
+            problems.push(Problem::new(
+                format!("bridges.{name}.kind"),
+                format!(
+                    "unknown bridge kind {:?} (this build knows: {}){near}",
+                    instance.kind,
+                    known.join(", ")
+                ),
+            ));
+            continue;
+        };
+        match factory.build(name, instance) {
+            Ok(_) => {}
+            Err(BridgeError::Config(e)) => problems.extend(e.problems()),
+            Err(BridgeError::Failed(message)) => {
+                problems.push(Problem::new(format!("bridges.{name}"), message));
+            }
+        }
+    }
+    if let Err(e) = Policies::load(config) {
+        problems.extend(e.problems());
+    }
+    problems
 }
 
 fn print_summary(path: &std::path::Path, config: &Config) {

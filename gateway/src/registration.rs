@@ -61,7 +61,8 @@ mod tests {
 
     #[test]
     fn registration_round_trips_through_yaml() {
-        let config = Config::from_toml_str(include_str!("../../casebridge.example.toml")).unwrap();
+        let example = include_str!("../../casebridge.example.toml").replace("change-me", "s3cret");
+        let config = Config::from_toml_str(&example).unwrap();
         let yaml = registration_yaml(&config).unwrap();
         let parsed: Registration = serde_yaml_ng::from_str(&yaml).unwrap();
         assert_eq!(parsed.id, "casebridge");
@@ -69,6 +70,6 @@ mod tests {
         assert_eq!(parsed.namespaces.users[0].regex, "@_cb_.*:localhost");
         assert!(parsed.namespaces.users.iter().all(|n| n.exclusive));
         assert_eq!(parsed.rate_limited, Some(false));
-        assert_eq!(parsed.hs_token, "change-me-hs-token");
+        assert_eq!(parsed.hs_token, "s3cret-hs-token");
     }
 }

@@ -31,12 +31,15 @@ fn casebridge_in(
 }
 
 fn example(dir: &std::path::Path) -> std::path::PathBuf {
-    // The example as shipped, with its SMS bridge, on a database of the test's own.
+    // The example as shipped, with its SMS bridge, on a database of the test's own, and its
+    // placeholder secrets filled in as an admin must.
     let example = include_str!("../../casebridge.example.toml");
-    let text = example.replace(
-        "url = \"sqlite://casebridge.db\"",
-        &format!("url = \"sqlite://{}\"", dir.join("cb.db").display()),
-    );
+    let text = example
+        .replace(
+            "url = \"sqlite://casebridge.db\"",
+            &format!("url = \"sqlite://{}\"", dir.join("cb.db").display()),
+        )
+        .replace("change-me", "test-secret");
     let path = dir.join("casebridge.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -110,6 +113,36 @@ fn config_check_names_what_is_wrong() {
     let (ok, _, err) = casebridge(&dir.path().join("missing.toml"), &["config", "check"]);
     assert!(!ok);
     assert!(err.contains("missing.toml not found"), "{err}");
+
+    // The example as shipped: each placeholder secret is named, all at once.
+    std::fs::write(&path, include_str!("../../casebridge.example.toml")).unwrap();
+    let (ok, _, err) = casebridge(&path, &["config", "check"]);
+    assert!(!ok);
+    assert!(err.contains("7 problems in"), "{err}");
+    for key in [
+        "appservice.as_token",
+        "bridges.mail.imap.password",
+        "bridges.telegram.token",
+    ] {
+        assert!(
+            err.contains(&format!("  {key}: still the example's placeholder")),
+            "{err}"
+        );
+    }
+
+    // Mistakes in two bridges' own options: both are named, each once, with its key.
+    let two = std::fs::read_to_string(example(dir.path()))
+        .unwrap()
+        .replace("number = \"+46766860000\"", "number = \"0000\"")
+        .replace("mailbox = \"INBOX\"", "mail_box = \"INBOX\"");
+    std::fs::write(&path, two).unwrap();
+    let (ok, _, err) = casebridge(&path, &["config", "check"]);
+    assert!(!ok);
+    assert!(err.contains("2 problems in"), "{err}");
+    assert!(err.contains("bridges.sms.number: "), "{err}");
+    assert!(err.contains("international form"), "{err}");
+    assert_eq!(err.matches("mail_box").count(), 1, "{err}");
+    assert!(!err.contains("lib.rs") && !err.contains("alloc::"), "{err}");
 
     // A bridge kind this build does not have.
     let with_bridge = format!(
@@ -435,7 +468,8 @@ fn installed(
         .replace(
             "webhook_secret = \"change-me-webhook-secret\"",
             "webhook_secret_file = \"secrets/sms\"",
-        );
+        )
+        .replace("change-me", "test-secret");
     let path = etc.join("casebridge.toml");
     std::fs::write(&path, text).unwrap();
     (path, etc, home)

@@ -368,7 +368,10 @@ impl BridgeFactory for SmsFactory {
         let region: country::Id = options.default_region.parse().map_err(|_| {
             invalid(
                 "default_region",
-                format!("{:?} is not a region code like SE", options.default_region),
+                format!(
+                    "{:?} is not a region code; e.g. default_region = \"SE\" (ISO 3166 alpha-2)",
+                    options.default_region
+                ),
             )
         })?;
         let number = phonenumber::parse(Some(region), &options.number)
@@ -377,7 +380,11 @@ impl BridgeFactory for SmsFactory {
             .ok_or_else(|| {
                 invalid(
                     "number",
-                    format!("{:?} is not a valid phone number", options.number),
+                    format!(
+                        "{:?} is not a valid phone number (read in region {}); write the \
+                         office's number in international form, e.g. number = \"+46701234567\"",
+                        options.number, options.default_region
+                    ),
                 )
             })?;
         if options.max_segments == 0 {
