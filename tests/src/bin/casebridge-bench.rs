@@ -894,36 +894,12 @@ async fn wait_until_async<F: std::future::Future<Output = bool>>(
 fn idle_rss() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), &format!("http://127.0.0.1:{}", free_port()));
-    std::fs::create_dir_all(&s.spool).unwrap();
-    let config = dir.path().join("casebridge.toml");
-    std::fs::write(&config, s.toml()).unwrap();
-    let exe = std::env::current_exe()
-        .unwrap()
-        .with_file_name("casebridge-testgw");
-    let mut child = std::process::Command::new(&exe)
-        .arg("--config")
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (cargo build --release -p casebridge-tests --bins)",
-                exe.display()
-            )
-        });
+    let gateway = GatewayProcess::spawn(&s, dir.path());
     std::thread::sleep(Duration::from_secs(3));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap_or("VmRSS: ?")
-        .to_owned();
     println!(
-        "idle gateway process (with the loopback bridge): {}",
-        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        "idle gateway process (with the loopback bridge): {:.1} MiB",
+        gateway.rss_mib()
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn main() {
