@@ -8,6 +8,7 @@ pub mod entities;
 mod inbound;
 mod migration;
 mod outbound;
+mod plan;
 mod queue;
 mod reads;
 mod reports;
@@ -33,6 +34,7 @@ pub use self::entities::{
 };
 pub use self::inbound::{NewInbound, Recorded};
 pub use self::outbound::{invitation_token, NewOutbound};
+use self::plan::Contact;
 pub use self::values::{
     CaseId, CaseStatus, Direction, IdentityId, MessageId, MessageKind, MessageState, Target,
 };
@@ -73,15 +75,6 @@ impl casebridge_bridges::BridgeState for Store {
         .map(|_| ())
         .map_err(|e| casebridge_bridges::SubmitError(format!("records store: {e}")))
     }
-}
-
-/// Where a known client address leads. An identity never moves to another case, so this is
-/// safe to remember.
-#[derive(Clone, Debug)]
-struct Contact {
-    identity_id: IdentityId,
-    case_id: CaseId,
-    case_number: String,
 }
 
 /// Handle to the records store; cheap to clone.
@@ -208,6 +201,8 @@ mod tests {
     use casebridge_bridges::{Accepted, InboundMessage, RemoteAddress, RemoteMessageId};
     use chrono::Datelike;
 
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::policy::Policies;
 
@@ -227,6 +222,76 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[tokio::test]
+    async fn the_policies_act_in_the_batch_and_a_once_reply_goes_once() {
+        let config = casebridge_config::Config::from_toml_str(
+            r#"
+            [homeserver]
+            url = "http://127.0.0.1:8008"
+            server_name = "example.org"
+            [appservice]
+            id = "cb"
+            listen = "127.0.0.1:0"
+            url = "http://127.0.0.1:1"
+            as_token = "a"
+            hs_token = "h"
+            [teams.social]
+            members = ["@anna:example.org"]
+            auto_reply = { acknowledge = true }
+            emergency = { keywords = ["help me now"], alert_room = "!alerts:example.org" }
+            "#,
+        )
+        .unwrap();
+        let policies = Policies::load(&config).unwrap();
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let mut urgent = inbound("m3", "a");
+        urgent.message.body = "please help me now".into();
+        let recorded = store
+            .record_inbound(&[inbound("m1", "a"), inbound("m2", "a"), urgent], &policies)
+            .await
+            .unwrap();
+        assert_eq!(recorded.wake, BTreeSet::from(["sms".to_owned()]));
+        let case = store.cases().await.unwrap().remove(0);
+        let records: Vec<_> = store
+            .messages(case.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.direction, m.kind, m.state))
+            .collect();
+        use {Direction as D, MessageKind as K, MessageState as S};
+        assert_eq!(
+            records,
+            [
+                (D::Inbound, None, S::Received),
+                (D::Inbound, None, S::Received),
+                (D::Inbound, None, S::Received),
+                // m1: acknowledged once for the period; m2's mark is taken already.
+                (D::Outbound, Some(K::Acknowledgement), S::Queued),
+                (D::Notice, None, S::Received),
+                // m3: the emergency numbers, the notice that says they went, the alert.
+                (D::Outbound, Some(K::EmergencyReply), S::Queued),
+                (D::Notice, Some(K::Emergency), S::Received),
+                (D::Alert, Some(K::Emergency), S::Received),
+                (D::Notice, None, S::Received),
+            ]
+        );
+        let messages = store.messages(case.id).await.unwrap();
+        assert!(messages[6]
+            .body
+            .contains("The client was sent the emergency numbers."));
+        assert_eq!(
+            chain::verify(store.connection(), &case).await.unwrap(),
+            vec![]
+        );
+        // The mark outlives the batch.
+        store
+            .record_inbound(&[inbound("m4", "a")], &policies)
+            .await
+            .unwrap();
+        assert_eq!(store.messages(case.id).await.unwrap().len(), 10);
     }
 
     #[tokio::test]
