@@ -1,5 +1,5 @@
 //! Recording what clients send: one transaction per batch, which reads the facts, asks
-//! [`plan`](super::plan) what they cause and applies the answer.
+//! `store::plan` what they cause and applies the answer.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -53,7 +53,7 @@ impl Store {
     ///
     /// The statements are per batch, not per message: one duplicate check, one look-up of
     /// unknown contacts, one insert of the messages and one of their queue items (plus the
-    /// rare new case). What the batch causes is decided by [`plan`](super::plan) from what
+    /// rare new case). What the batch causes is decided by `store::plan` from what
     /// these read; this only applies it.
     pub async fn record_inbound(
         &self,
