@@ -13,7 +13,9 @@ pub mod registration;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod supervisor;
 pub mod throttle;
+pub mod worker;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -21,17 +23,17 @@ use casebridge_bridges::{BridgeError, BridgeFactory, InboundSink};
 use casebridge_config::{Config, ConfigError};
 use tokio::{
     sync::{mpsc, Notify},
-    task::JoinHandle,
     time::Instant,
 };
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::{
     metrics::Metrics,
     policy::Policies,
     relay::{Core, RunningBridge},
     store::{Store, StoreError},
+    supervisor::{Backoff, Supervisor},
+    worker::{BridgeWorker, Delivery, DisplayNames, HttpServer, InboundConsumer, MatrixRelay},
 };
 
 /// Why the gateway could not start.
@@ -121,42 +123,12 @@ pub fn build_bridges(
 /// 8 s keeps the whole stop within 10 s, and one slow provider call fits in it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
-/// A task of the gateway, named for the log of a stop.
-struct Task {
-    name: String,
-    handle: JoinHandle<()>,
-    /// The delivery worker of this bridge instance, if it is one.
-    delivers: Option<String>,
-}
-
-impl Task {
-    fn new(name: impl Into<String>, handle: JoinHandle<()>) -> Self {
-        Self {
-            name: name.into(),
-            handle,
-            delivers: None,
-        }
-    }
-}
-
 /// A running gateway.
 pub struct Gateway {
     core: Arc<Core>,
     addr: SocketAddr,
-    /// Fired when the gateway stops: workers take no new item, the HTTP server no new request.
-    stop: CancellationToken,
-    /// Fired once nothing can hand in inbound any more: the inbound consumer records what is
-    /// left in its channel, then ends.
-    inbound_closed: CancellationToken,
-    /// The HTTP server (webhooks and appservice transactions hand in work through it).
-    server: Task,
-    /// The inbound consumer: it must outlive every producer, or their last messages would be
-    /// refused instead of recorded.
-    inbound: Task,
-    /// The Matrix relay worker and the delivery workers.
-    workers: Vec<Task>,
-    /// Work that holds nothing durable (learning display names): aborted at once.
-    helpers: Vec<Task>,
+    /// Runs every long-running part: see [`worker`] for who they are and when each stops.
+    workers: Supervisor,
 }
 
 impl Gateway {
@@ -173,80 +145,58 @@ impl Gateway {
         .await?;
         let policies = Policies::load(&config)?;
         let bridges = build_bridges(&config, factories)?;
-        let listener = tokio::net::TcpListener::bind(config.appservice.listen)
+        let listen = config.appservice.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {
-                addr: config.appservice.listen,
+                addr: listen,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.appservice.listen,
+            addr: listen,
             source,
         })?;
+        let metrics = Metrics::new();
         let core = Arc::new(Core::new(
             config,
             secrets,
             store,
             bridges,
-            Metrics::new(),
+            metrics.clone(),
             policies,
         ));
-        let stop = CancellationToken::new();
-        let inbound_closed = CancellationToken::new();
+        let mut workers = Supervisor::new(metrics, Backoff::default());
 
-        let names = core.clone();
-        let helpers = vec![Task::new(
-            "display names",
-            tokio::spawn(async move { names.load_display_names().await }),
-        )];
-        let (tx, rx) = mpsc::channel(1024);
-        let inbound = Task::new(
-            "inbound consumer",
-            tokio::spawn(core.clone().run_inbound(rx, inbound_closed.clone())),
-        );
-        let mut workers = vec![Task::new(
-            "Matrix relay worker",
-            tokio::spawn(core.clone().run_matrix_worker(stop.clone())),
-        )];
+        workers.spawn(Arc::new(DisplayNames(core.clone())));
+        // Less than the inbound consumer takes ahead: together they hold what one channel did.
+        let (tx, rx) = mpsc::channel(1024 - worker::INBOUND_AHEAD);
+        workers.spawn(Arc::new(InboundConsumer::new(core.clone(), rx)));
+        workers.spawn(Arc::new(MatrixRelay(core.clone())));
         for name in core.bridges.keys() {
-            workers.push(Task {
-                name: format!("delivery worker of bridges.{name}"),
-                handle: tokio::spawn(core.clone().run_bridge_worker(name.clone(), stop.clone())),
-                delivers: Some(name.clone()),
-            });
+            workers.spawn(Arc::new(Delivery::new(core.clone(), name.clone())));
         }
-
         let app = appservice::router(core.clone());
         let limits = server::Limits::from_config(&core.config.http);
-        // Graceful: on stop the listener closes, idle connections close, and requests in
-        // progress (a webhook whose message is being committed, a transaction) get their answer.
-        let server = Task::new(
-            "HTTP server",
-            tokio::spawn(server::serve(listener, app, limits, stop.clone())),
-        );
+        let http = HttpServer::new(listener, app, limits)
+            .map_err(|source| StartError::Listen { addr, source })?;
+        workers.spawn(Arc::new(http));
 
         for (name, running) in &core.bridges {
             let sink = InboundSink::new(name.as_str(), running.capabilities.clone(), tx.clone())
                 .with_state(Arc::new(core.store.clone()));
-            running
-                .bridge
-                .start(sink)
-                .await
-                .map_err(|source| StartError::Bridge {
-                    instance: name.clone(),
-                    source,
-                })?;
+            let bridge = BridgeWorker::new(core.clone(), name.clone(), sink);
+            // Started here, so that a bridge that cannot start stops the gateway's start.
+            bridge.start().await.map_err(|source| StartError::Bridge {
+                instance: name.clone(),
+                source,
+            })?;
+            workers.spawn(Arc::new(bridge));
         }
         info!(%addr, bridges = core.bridges.len(), "gateway running");
         Ok(Self {
             core,
             addr,
-            stop,
-            inbound_closed,
-            server,
-            inbound,
             workers,
-            helpers,
         })
     }
 
@@ -275,73 +225,13 @@ impl Gateway {
     /// stop reading; and the inbound consumer records what they handed in, so their
     /// acknowledgements still go out after the commit. Whatever is still running at the
     /// deadline is aborted, and named in the log.
-    pub async fn shutdown_within(mut self, grace: Duration) {
+    pub async fn shutdown_within(self, grace: Duration) {
         let started = Instant::now();
-        let deadline = started + grace;
         info!(
             ?grace,
             "stopping: no new work; finishing the work in flight"
         );
-        self.stop.cancel();
-        for helper in &self.helpers {
-            helper.handle.abort();
-        }
-
-        let core = &self.core;
-        let inbound_closed = &self.inbound_closed;
-        let (server, inbound) = (&mut self.server.handle, &mut self.inbound.handle);
-        let producers = async move {
-            // Readers stop while the workers finish their items (each bridge bounds its own stop).
-            let bridges =
-                futures::future::join_all(core.bridges.iter().map(|(name, running)| async move {
-                    running.bridge.stop().await;
-                    info!(instance = %name, "bridge stopped");
-                }));
-            let _ = tokio::join!(bridges, server);
-            // Nothing can hand in more: record what is left, answer it, end.
-            inbound_closed.cancel();
-            let _ = inbound.await;
-        };
-        let workers =
-            futures::future::join_all(self.workers.iter_mut().map(|task| &mut task.handle));
-        let in_time = tokio::time::timeout_at(deadline, async {
-            tokio::join!(producers, workers);
-        })
-        .await
-        .is_ok();
-
-        // A task awaited to its end must not be awaited again: only the aborted ones are.
-        let mut aborted = Vec::new();
-        if !in_time {
-            let tasks = std::iter::once(self.server)
-                .chain(std::iter::once(self.inbound))
-                .chain(self.workers);
-            for task in tasks.filter(|t| !t.handle.is_finished()) {
-                let in_flight = task
-                    .delivers
-                    .as_ref()
-                    .and_then(|instance| Some((instance, self.core.bridges.get(instance)?)))
-                    .and_then(|(instance, running)| Some((instance, running.in_flight()?)));
-                match in_flight {
-                    // The one case a stop cannot make safe: the provider may have taken it.
-                    Some((instance, message)) => error!(
-                        instance = %instance,
-                        message = %message,
-                        "stopped in the middle of delivering a reply: if the provider took it, \
-                         the next start sends it again (at least once)"
-                    ),
-                    None => warn!(task = %task.name, ?grace, "did not finish in time; aborted"),
-                }
-                task.handle.abort();
-                aborted.push(task.handle);
-            }
-        }
-        for handle in aborted
-            .into_iter()
-            .chain(self.helpers.into_iter().map(|t| t.handle))
-        {
-            let _ = handle.await;
-        }
+        self.workers.stop_by(started + grace, grace).await;
         info!(elapsed = ?started.elapsed(), "gateway stopped");
     }
 }

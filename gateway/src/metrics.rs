@@ -18,6 +18,8 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Seconds from recording an inbound message to its event in the case room.
     pub relay_latency: Histogram,
+    /// Workers run again after they failed, per worker (`crate::supervisor`).
+    pub worker_restarts: IntCounterVec,
 }
 
 impl Metrics {
@@ -36,6 +38,14 @@ impl Metrics {
         .expect("valid metric");
         let errors = IntCounterVec::new(Opts::new("errors_total", "Failures by place"), &["place"])
             .expect("valid metric");
+        let worker_restarts = IntCounterVec::new(
+            Opts::new(
+                "worker_restarts_total",
+                "Workers run again after they failed",
+            ),
+            &["worker"],
+        )
+        .expect("valid metric");
         let queue_depth = IntGaugeVec::new(
             Opts::new("queue_depth", "Items waiting in the durable queue"),
             &["target"],
@@ -51,7 +61,7 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        for c in [&messages_in, &messages_out, &errors] {
+        for c in [&messages_in, &messages_out, &errors, &worker_restarts] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("registered once");
@@ -69,6 +79,7 @@ impl Metrics {
             errors,
             queue_depth,
             relay_latency,
+            worker_restarts,
         }
     }
 
