@@ -3,11 +3,12 @@
 //!
 //! `inbound` takes what bridges hand in, `matrix_relay` posts the queue into case rooms (made
 //! and joined by `rooms`), `delivery` hands replies to their bridge, and `transactions` reads
-//! what case teams write.
+//! what case teams write, each message's effect decided by the pure `room_plan`.
 
 mod delivery;
 mod inbound;
 mod matrix_relay;
+mod room_plan;
 mod rooms;
 mod transactions;
 

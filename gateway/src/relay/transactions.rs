@@ -15,8 +15,11 @@ use ruma::{
 use sea_orm::ConnectionTrait;
 use tracing::{debug, warn};
 
-use super::Core;
-use crate::store::{IdentityId, MessageKind, NewOutbound, Store, StoreError};
+use super::{
+    room_plan::{plan, CaseFacts, ClientChannel, Content, Reply, RoomFacts, RoomPlan},
+    Core,
+};
+use crate::store::{case, identity, IdentityId, MessageKind, NewOutbound, Store, StoreError};
 
 impl Core {
     /// Processes one appservice transaction exactly once: a replay is acknowledged only.
@@ -168,195 +171,153 @@ impl Core {
         out
     }
 
-    /// A message in a room: a reply to queue, a refusal to note, or nothing of ours. Returns the
-    /// bridge instance a reply was queued for.
+    /// A message in a room: the facts are read, [`plan`] decides what it causes, and that is
+    /// recorded. Returns what must happen once the transaction has committed.
     async fn handle_room_message<C: ConnectionTrait>(
         &self,
         conn: &C,
         event: &OriginalRoomMessageEvent,
         files: &HashMap<OwnedEventId, casebridge_bridges::Attachment>,
     ) -> Result<Handled, StoreError> {
-        // Our own bot and ghosts: never echoed back.
-        if self.config.is_appservice_user(&event.sender) {
-            return Ok(Handled::default());
-        }
-        let Some(case) = Store::case_by_room(conn, event.room_id.as_str()).await? else {
-            return Ok(Handled::default());
+        let from_appservice = self.config.is_appservice_user(&event.sender);
+        // Our own output needs no read: the plan ignores it whatever the room.
+        let case = match from_appservice {
+            true => None,
+            false => Store::case_by_room(conn, event.room_id.as_str()).await?,
         };
-        let members = self
-            .config
-            .teams
-            .get(&case.team)
-            .map(|t| t.members.as_slice())
-            .unwrap_or(&[]);
-        let command = match &event.content.msgtype {
-            MessageType::Text(text) => {
-                casebridge_policies::commands::parse(&command_text(text, &event.content))
-            }
-            _ => None,
+        let identity = match case.as_ref().and_then(|c| c.last_identity_id) {
+            Some(id) => Some(Store::identity(conn, id).await?),
+            None => None,
         };
-        if let Some(command) = command {
-            if !members.contains(&event.sender) {
-                Store::record_notice(
-                    conn,
-                    case.id,
-                    &format!(
-                        "Only members of team {} can use commands in a case room. Nothing was done.",
-                        case.team
-                    ),
-                )
-                .await?;
-                return Ok(Handled::default());
-            }
-            let body = event.content.body();
-            return match command {
-                Ok(command) => {
-                    let after = self
-                        .run_command(
-                            conn,
-                            &case,
-                            event.event_id.as_str(),
-                            event.sender.as_str(),
-                            body,
-                            command,
-                        )
-                        .await?;
-                    Ok(Handled {
-                        instance: after.wake,
-                        invite: after.invite,
-                        moved: after.moved,
-                    })
+        let label = identity
+            .as_ref()
+            .map(|i| self.label(&i.instance, &i.channel));
+        let (content, body, html) = room_content(event, files);
+        let facts = RoomFacts {
+            from_appservice,
+            case: case.as_ref().map(|case| CaseFacts {
+                team: &case.team,
+                on_team: self
+                    .config
+                    .teams
+                    .get(&case.team)
+                    .is_some_and(|t| t.members.contains(&event.sender)),
+                client: identity.as_ref().zip(label.as_deref()).map(|(i, label)| {
+                    let bridge = self.bridges.get(&i.instance);
+                    ClientChannel {
+                        instance: &i.instance,
+                        label,
+                        running: bridge.is_some(),
+                        sends_files: bridge.is_some_and(|b| b.capabilities.attachments),
+                    }
+                }),
+                verdict: self.privacy_verdict(&case.team, &event.sender, body, html),
+            }),
+            command: match &event.content.msgtype {
+                MessageType::Text(text) => {
+                    casebridge_policies::commands::parse(&command_text(text, &event.content))
                 }
-                Err(refusal) => {
-                    if Store::record_internal(
+                _ => None,
+            },
+            edit: matches!(event.content.relates_to, Some(Relation::Replacement(_))),
+            content,
+        };
+        let plan = plan(facts);
+        match (case, plan) {
+            (Some(case), plan) => {
+                self.apply_room_plan(conn, event, &case, identity, plan)
+                    .await
+            }
+            (None, _) => Ok(Handled::default()),
+        }
+    }
+
+    /// What team `team`'s privacy policy makes of a reply `sender` wrote.
+    fn privacy_verdict(
+        &self,
+        team: &str,
+        sender: &UserId,
+        body: &str,
+        html: Option<&str>,
+    ) -> Outcome {
+        match self.policies.privacy(team) {
+            Some(rules) => {
+                let sender_name = self.display_name(sender);
+                rules.prepare_with(body, html, sender_name.as_deref(), &self.known_names())
+            }
+            None => Outcome::Send(strip_reply_fallback(body, html)),
+        }
+    }
+
+    /// Records what `plan` says a message in `case`'s room causes.
+    async fn apply_room_plan<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        event: &OriginalRoomMessageEvent,
+        case: &case::Model,
+        identity: Option<identity::Model>,
+        plan: RoomPlan,
+    ) -> Result<Handled, StoreError> {
+        let body = event.content.body();
+        match plan {
+            RoomPlan::Ignore => {}
+            RoomPlan::Notice(notice) => {
+                Store::record_notice(conn, case.id, &notice).await?;
+            }
+            RoomPlan::Command(command) => {
+                let after = self
+                    .run_command(
                         conn,
-                        case.id,
-                        MessageKind::Command,
+                        case,
                         event.event_id.as_str(),
                         event.sender.as_str(),
                         body,
-                    )
-                    .await?
-                    {
-                        Store::record_notice(conn, case.id, &refusal).await?;
-                    }
-                    Ok(Handled::default())
-                }
-            };
-        }
-        if !members.contains(&event.sender) {
-            Store::record_notice(
-                conn,
-                case.id,
-                &format!(
-                    "Only members of team {} can write to the client. This message was not sent.",
-                    case.team
-                ),
-            )
-            .await?;
-            return Ok(Handled::default());
-        }
-        if matches!(event.content.relates_to, Some(Relation::Replacement(_))) {
-            Store::record_notice(
-                conn,
-                case.id,
-                "Edits are not sent to the client: the first version was sent. Send a new message to correct it.",
-            )
-            .await?;
-            return Ok(Handled::default());
-        }
-        let mut attachments = Vec::new();
-        let (body, html) = match &event.content.msgtype {
-            MessageType::Text(text) => (
-                text.body.clone(),
-                text.formatted.as_ref().map(|f| f.body.clone()),
-            ),
-            MessageType::Emote(emote) => (
-                emote.body.clone(),
-                emote.formatted.as_ref().map(|f| f.body.clone()),
-            ),
-            // Notices are the convention for bot output, never client-facing text.
-            MessageType::Notice(_) => return Ok(Handled::default()),
-            MessageType::Image(_)
-            | MessageType::File(_)
-            | MessageType::Audio(_)
-            | MessageType::Video(_) => {
-                let Some(file) = files.get(&event.event_id) else {
-                    Store::record_notice(
-                        conn,
-                        case.id,
-                        "The file could not be fetched from the homeserver (or is encrypted, or an \
-                         image that cannot be read). Nothing was sent.",
+                        command,
                     )
                     .await?;
-                    return Ok(Handled::default());
-                };
-                attachments.push(file.clone());
-                (String::new(), None)
+                return Ok(Handled {
+                    instance: after.wake,
+                    invite: after.invite,
+                    moved: after.moved,
+                });
             }
-            other => {
-                Store::record_notice(
+            RoomPlan::RefuseCommand(refusal) => {
+                let recorded = Store::record_internal(
                     conn,
                     case.id,
-                    &format!(
-                        "Messages of type {} cannot be sent to the client yet. Nothing was sent.",
-                        other.msgtype()
-                    ),
+                    MessageKind::Command,
+                    event.event_id.as_str(),
+                    event.sender.as_str(),
+                    body,
                 )
                 .await?;
-                return Ok(Handled::default());
+                if recorded {
+                    Store::record_notice(conn, case.id, &refusal).await?;
+                }
             }
-        };
-        let Some(identity_id) = case.last_identity_id else {
-            return Ok(Handled::default());
-        };
-        let identity = Store::identity(conn, identity_id).await?;
-        if !self.bridges.contains_key(&identity.instance) {
-            Store::record_notice(
-                conn,
-                case.id,
-                &format!(
-                    "The client's channel ({}) is not running on this gateway. Nothing was sent.",
-                    identity.instance
-                ),
-            )
-            .await?;
-            return Ok(Handled::default());
-        }
-        if !attachments.is_empty()
-            && !self
-                .bridges
-                .get(&identity.instance)
-                .is_some_and(|b| b.capabilities.attachments)
-        {
-            Store::record_notice(
-                conn,
-                case.id,
-                &format!(
-                    "Files cannot be sent to the client on {}. Nothing was sent.",
-                    self.label(&identity.instance, &identity.channel)
-                ),
-            )
-            .await?;
-            return Ok(Handled::default());
-        }
-        let sender_name = self.display_name(&event.sender);
-        let known_names = self.known_names();
-        let outcome = match self.policies.privacy(&case.team) {
-            Some(rules) => {
-                rules.prepare_with(&body, html.as_deref(), sender_name.as_deref(), &known_names)
+            RoomPlan::Reply(reply) => {
+                let identity = identity.ok_or_else(|| {
+                    StoreError::Missing(format!("the client of case {}", case.number))
+                })?;
+                return self.record_reply(conn, event, case, identity, reply).await;
             }
-            None => Outcome::Send(strip_reply_fallback(&body, html.as_deref())),
-        };
-        let (text, held) = match outcome {
-            Outcome::Send(text) => (text, None),
-            Outcome::Hold { text, found } => (text, Some(found)),
-        };
-        let instance = identity.instance.clone();
+        }
+        Ok(Handled::default())
+    }
+
+    /// Records a reply to the client: queued for its bridge, or held with a notice saying why.
+    async fn record_reply<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        event: &OriginalRoomMessageEvent,
+        case: &case::Model,
+        identity: identity::Model,
+        reply: Reply,
+    ) -> Result<Handled, StoreError> {
         let parts = self
             .bridges
-            .get(&instance)
-            .and_then(|b| b.bridge.split(&text.body));
+            .get(&reply.instance)
+            .and_then(|b| b.bridge.split(&reply.text.body));
         let label = self.label(&identity.instance, &identity.channel);
         let queued = Store::record_outbound(
             conn,
@@ -365,34 +326,49 @@ impl Core {
                 identity,
                 event_id: event.event_id.to_string(),
                 sender: event.sender.to_string(),
-                body: text.body,
-                html: text.html,
+                body: reply.text.body,
+                html: reply.text.html,
                 parts,
                 label,
-                held: held.is_some(),
-                attachments,
+                held: reply.held.is_some(),
+                attachments: reply.attachments,
             },
         )
         .await?;
-        if let (true, Some(found)) = (queued, &held) {
-            Store::record_notice(
-                conn,
-                case.id,
-                &format!(
-                    "Held, not sent: this reply contains {}, which is not one of the office's \
-                     numbers or addresses. A private number or address must not reach a client. \
-                     Type !send to send it as written, or write the reply again.",
-                    found.join(", ")
-                ),
-            )
-            .await?;
+        if let (true, Some(notice)) = (queued, &reply.held) {
+            Store::record_notice(conn, case.id, notice).await?;
             return Ok(Handled::default());
         }
         Ok(Handled {
-            instance: queued.then_some(instance),
+            instance: queued.then_some(reply.instance),
             invite: None,
             moved: Vec::new(),
         })
+    }
+}
+
+/// What kind a room message is, and the text a reply would carry (a file's is empty).
+fn room_content<'a>(
+    event: &'a OriginalRoomMessageEvent,
+    files: &'a HashMap<OwnedEventId, casebridge_bridges::Attachment>,
+) -> (Content<'a>, &'a str, Option<&'a str>) {
+    match &event.content.msgtype {
+        MessageType::Text(text) => (
+            Content::Text,
+            &text.body,
+            text.formatted.as_ref().map(|f| f.body.as_str()),
+        ),
+        MessageType::Emote(emote) => (
+            Content::Text,
+            &emote.body,
+            emote.formatted.as_ref().map(|f| f.body.as_str()),
+        ),
+        MessageType::Notice(_) => (Content::Notice, "", None),
+        MessageType::Image(_)
+        | MessageType::File(_)
+        | MessageType::Audio(_)
+        | MessageType::Video(_) => (Content::File(files.get(&event.event_id)), "", None),
+        other => (Content::Other(other.msgtype()), "", None),
     }
 }
 
