@@ -2,12 +2,12 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use casebridge_bridges::{Discretion, OutboundMessage};
+use casebridge_bridges::{DeliveryError, Discretion, OutboundMessage};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::{matrix_relay::due_groups, Core, RunningBridge};
+use super::{matrix_relay::due_groups, Core, RunningBridge, STORE_PAUSE};
 use crate::store::{queue_item, MessageId, MessageKind, Store, StoreError, Target};
 
 /// Items a worker takes from the queue per round.
@@ -54,6 +54,9 @@ impl Core {
         }
     }
 
+    /// One round over the head of the queue: `Ok(true)` when all went (more may be waiting),
+    /// `Ok(false)` when nothing is due or a stop came, `Err(pause)` when a case waits for its
+    /// retry or the records store failed.
     async fn bridge_round(
         &self,
         instance: &str,
@@ -66,7 +69,7 @@ impl Core {
             Ok(items) => items,
             Err(e) => {
                 error!(error = %e, "reading the bridge queue");
-                return Err(Duration::from_secs(1));
+                return Err(STORE_PAUSE);
             }
         };
         let (groups, next_due) = due_groups(items);
@@ -76,7 +79,6 @@ impl Core {
                 None => Ok(false),
             };
         }
-        let channel = running.capabilities.channel;
         let mut retry_in: Option<Duration> = None;
         let mut failed_cases = HashSet::new();
         for item in groups.into_iter().flatten() {
@@ -86,87 +88,122 @@ impl Core {
             if failed_cases.contains(&item.case_id) {
                 continue;
             }
-            let outbound = match self.outbound_message(&item).await {
-                Ok(m) => m,
-                Err(e) => {
-                    error!(error = %e, queue_item = item.id, "reading a queued reply");
-                    return Err(Duration::from_secs(1));
-                }
-            };
-            let delivering = Delivering::new(running, item.message_id);
-            let result = running.bridge.deliver(&outbound).await;
-            let stored = match result {
-                Ok(delivered) => {
-                    self.metrics
-                        .messages_out
-                        .with_label_values(&[channel])
-                        .inc();
-                    self.store
-                        .sent(&item, delivered.remote_id.as_ref().map(|id| id.as_str()))
-                        .await
-                }
-                Err(e) if e.is_permanent() => {
-                    self.metrics.errors.with_label_values(&[channel]).inc();
-                    warn!(error = %e, message = %item.message_id, "channel refused a reply");
-                    let notice = format!(
-                        "Not delivered to the client ({}): {e}",
-                        running.capabilities.label
-                    );
-                    let notice = if e.is_unreachable() {
-                        format!(
-                            "{notice}\nThe case is flagged: the client cannot be reached on {} until they write from there again. !via another channel, if they have one.",
-                            running.capabilities.label
-                        )
-                    } else {
-                        notice
-                    };
-                    let stored = self
-                        .store
-                        .failed(&item, &e.to_string(), &notice, e.is_unreachable())
-                        .await;
-                    self.matrix_wake.notify_one();
-                    stored
-                }
-                Err(e) => {
-                    self.metrics.errors.with_label_values(&[channel]).inc();
-                    let pause = e
-                        .retry_after()
-                        .unwrap_or_else(|| self.backoff(item.attempts));
-                    if let Some(left_out) = running.warnings.allow() {
-                        warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, left_out, "channel delivery failed");
-                    }
-                    let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
-                    // A reply that keeps failing (the channel is down, or refuses the office's
-                    // credentials) is news for the team, once: they may want to call instead.
-                    let notice = (item.attempts + 1 == DELAYED_NOTICE_AFTER).then(|| {
-                        format!(
-                            "Delivery to the client ({}) is delayed: {e}. casebridge keeps \
-                             trying and nothing is lost; the replies after it wait their turn.",
-                            running.capabilities.label
-                        )
-                    });
-                    let _ = self
-                        .store
-                        .retry_later_telling(&item, &e.to_string(), at, notice.as_deref())
-                        .await;
-                    if notice.is_some() {
-                        self.matrix_wake.notify_one();
-                    }
-                    failed_cases.insert(item.case_id);
-                    retry_in = Some(retry_in.map_or(pause, |r| r.min(pause)));
-                    continue;
-                }
-            };
-            drop(delivering);
-            if let Err(e) = stored {
-                error!(error = %e, "recording a delivery");
-                return Err(Duration::from_secs(1));
+            if let Attempt::Retry(pause) = self.deliver_one(running, &item).await? {
+                failed_cases.insert(item.case_id);
+                retry_in = Some(retry_in.map_or(pause, |r| r.min(pause)));
             }
         }
         match retry_in {
             Some(pause) => Err(pause),
             None => Ok(true),
         }
+    }
+
+    /// Hands one queued reply to the bridge and records what became of it; `Err` is the pause
+    /// after the records store failed.
+    async fn deliver_one(
+        &self,
+        running: &RunningBridge,
+        item: &queue_item::Model,
+    ) -> Result<Attempt, Duration> {
+        let outbound = match self.outbound_message(item).await {
+            Ok(m) => m,
+            Err(e) => {
+                error!(error = %e, queue_item = item.id, "reading a queued reply");
+                return Err(STORE_PAUSE);
+            }
+        };
+        let channel = running.capabilities.channel;
+        let delivering = Delivering::new(running, item.message_id);
+        let stored = match running.bridge.deliver(&outbound).await {
+            Ok(delivered) => {
+                self.metrics
+                    .messages_out
+                    .with_label_values(&[channel])
+                    .inc();
+                self.store
+                    .sent(item, delivered.remote_id.as_ref().map(|id| id.as_str()))
+                    .await
+            }
+            Err(e) if e.is_permanent() => self.refused(running, item, &e).await,
+            Err(e) => return Ok(Attempt::Retry(self.retry_delivery(running, item, &e).await)),
+        };
+        drop(delivering);
+        if let Err(e) = stored {
+            error!(error = %e, "recording a delivery");
+            return Err(STORE_PAUSE);
+        }
+        Ok(Attempt::Done)
+    }
+
+    /// Records a reply the channel refused for good, and tells the team.
+    async fn refused(
+        &self,
+        running: &RunningBridge,
+        item: &queue_item::Model,
+        e: &DeliveryError,
+    ) -> Result<(), StoreError> {
+        self.metrics
+            .errors
+            .with_label_values(&[running.capabilities.channel])
+            .inc();
+        warn!(error = %e, message = %item.message_id, "channel refused a reply");
+        let notice = format!(
+            "Not delivered to the client ({}): {e}",
+            running.capabilities.label
+        );
+        let notice = if e.is_unreachable() {
+            format!(
+                "{notice}\nThe case is flagged: the client cannot be reached on {} until they write from there again. !via another channel, if they have one.",
+                running.capabilities.label
+            )
+        } else {
+            notice
+        };
+        let stored = self
+            .store
+            .failed(item, &e.to_string(), &notice, e.is_unreachable())
+            .await;
+        self.matrix_wake.notify_one();
+        stored
+    }
+
+    /// Schedules the retry of a reply whose delivery failed for now; returns how long its case
+    /// waits.
+    async fn retry_delivery(
+        &self,
+        running: &RunningBridge,
+        item: &queue_item::Model,
+        e: &DeliveryError,
+    ) -> Duration {
+        self.metrics
+            .errors
+            .with_label_values(&[running.capabilities.channel])
+            .inc();
+        let pause = e
+            .retry_after()
+            .unwrap_or_else(|| self.backoff(item.attempts));
+        if let Some(left_out) = running.warnings.allow() {
+            warn!(error = %e, attempt = item.attempts + 1, retry_in = ?pause, left_out, "channel delivery failed");
+        }
+        let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+        // A reply that keeps failing (the channel is down, or refuses the office's
+        // credentials) is news for the team, once: they may want to call instead.
+        let notice = (item.attempts + 1 == DELAYED_NOTICE_AFTER).then(|| {
+            format!(
+                "Delivery to the client ({}) is delayed: {e}. casebridge keeps \
+                 trying and nothing is lost; the replies after it wait their turn.",
+                running.capabilities.label
+            )
+        });
+        let _ = self
+            .store
+            .retry_later_telling(item, &e.to_string(), at, notice.as_deref())
+            .await;
+        if notice.is_some() {
+            self.matrix_wake.notify_one();
+        }
+        pause
     }
 
     async fn outbound_message(
@@ -214,4 +251,12 @@ impl Core {
             }),
         })
     }
+}
+
+/// What became of one queued reply handed to its bridge.
+enum Attempt {
+    /// Its outcome is recorded: sent, or refused for good.
+    Done,
+    /// It failed for now: its case waits this long.
+    Retry(Duration),
 }
