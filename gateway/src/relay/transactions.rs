@@ -222,13 +222,14 @@ impl Core {
             edit: matches!(event.content.relates_to, Some(Relation::Replacement(_))),
             content,
         };
-        let plan = plan(facts);
-        match (case, plan) {
-            (Some(case), plan) => {
-                self.apply_room_plan(conn, event, &case, identity, plan)
+        let decided = plan(facts);
+        match case {
+            Some(case) => {
+                self.apply_room_plan(conn, event, &case, identity, decided)
                     .await
             }
-            (None, _) => Ok(Handled::default()),
+            // Outside a case room the plan is always to ignore it.
+            None => Ok(Handled::default()),
         }
     }
 
