@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::Core;
+
+/// How a bridge is told what became of a message it handed in.
+type Answer = tokio::sync::oneshot::Sender<Result<Accepted, SubmitError>>;
 use crate::store::{MessageState, NewInbound, Recorded, StoreError};
 
 impl Core {
@@ -76,35 +79,42 @@ impl Core {
             if batch.is_empty() {
                 continue;
             }
-            match self.store.record_inbound(&batch, &self.policies).await {
-                Ok(Recorded { answers, wake }) => {
-                    for ((item, answer), reply) in batch.iter().zip(answers).zip(replies) {
-                        if matches!(answer, Accepted::Recorded { .. }) {
-                            self.metrics
-                                .messages_in
-                                .with_label_values(&[&item.channel])
-                                .inc();
-                        }
-                        let _ = reply.send(Ok(answer));
+            self.record_messages(&batch, replies).await;
+        }
+    }
+
+    /// Records a batch of client messages in one transaction, then answers each bridge.
+    async fn record_messages(&self, batch: &[NewInbound], replies: Vec<Answer>) {
+        match self.store.record_inbound(batch, &self.policies).await {
+            Ok(Recorded { answers, wake }) => {
+                for ((item, answer), reply) in batch.iter().zip(answers).zip(replies) {
+                    if matches!(answer, Accepted::Recorded { .. }) {
+                        self.metrics
+                            .messages_in
+                            .with_label_values(&[&item.channel])
+                            .inc();
                     }
-                    self.matrix_wake.notify_one();
-                    for instance in wake {
-                        if let Some(b) = self.bridges.get(&instance) {
-                            b.wake.notify_one();
-                        }
+                    let _ = reply.send(Ok(answer));
+                }
+                self.matrix_wake.notify_one();
+                for instance in wake {
+                    if let Some(b) = self.bridges.get(&instance) {
+                        b.wake.notify_one();
                     }
                 }
-                Err(e) => {
-                    error!(error = %e, count = batch.len(), "could not record inbound messages");
-                    self.metrics.errors.with_label_values(&["store"]).inc();
-                    for reply in replies {
-                        let _ = reply.send(Err(SubmitError(e.to_string())));
-                    }
+            }
+            Err(e) => {
+                error!(error = %e, count = batch.len(), "could not record inbound messages");
+                self.metrics.errors.with_label_values(&["store"]).inc();
+                for reply in replies {
+                    let _ = reply.send(Err(SubmitError(e.to_string())));
                 }
             }
         }
     }
 
+    /// Records what a channel reports of a reply it took, and tells the team when it reached
+    /// the client or failed; `Ok(false)`: no reply of ours has that id.
     async fn record_report(
         &self,
         instance: &str,
