@@ -50,36 +50,9 @@ impl Core {
         let notice = match command {
             Command::Help => HELP.to_owned(),
             Command::Case => self.summary(conn, case).await?,
-            Command::Close | Command::Reopen => {
-                let status = if matches!(command, Command::Close) {
-                    CaseStatus::Closed
-                } else {
-                    CaseStatus::Open
-                };
-                set_case(conn, case.id, case::Column::Status, status).await?;
-                let closed_at = (status == CaseStatus::Closed).then(chrono::Utc::now);
-                set_case(conn, case.id, case::Column::ClosedAt, closed_at).await?;
-                if status == CaseStatus::Closed {
-                    format!("Case {} closed by {sender}.", case.number)
-                } else {
-                    format!("Case {} reopened by {sender}.", case.number)
-                }
-            }
-            Command::Discreet(on) => {
-                set_case(conn, case.id, case::Column::Discreet, on).await?;
-                let team = self.policies.team(&case.team);
-                if on {
-                    format!(
-                        "Discreet mode on: nothing automatic goes to the client, the sender shows \
-                         as «{}» with the subject «{}», and texts carry no case number.",
-                        team.map_or("Info", |t| t.discreet.sender_name.as_str()),
-                        team.map_or("Message", |t| t.discreet.subject.as_str()),
-                    )
-                } else {
-                    "Discreet mode off: automatic replies and the office's sender name are back."
-                        .to_owned()
-                }
-            }
+            Command::Close => set_status(conn, case, sender, CaseStatus::Closed).await?,
+            Command::Reopen => set_status(conn, case, sender, CaseStatus::Open).await?,
+            Command::Discreet(on) => self.discreet(conn, case, on).await?,
             Command::Hold(on) => {
                 set_case(conn, case.id, case::Column::LegalHold, on).await?;
                 if on {
@@ -108,58 +81,11 @@ impl Core {
                 }
                 None => "No reply is held in this case.".to_owned(),
             },
-            Command::Incident(text) => {
-                let room = self
-                    .policies
-                    .team(&case.team)
-                    .and_then(|t| t.incident_room.clone());
-                match room {
-                    Some(_) => {
-                        let alert = TeamNotice {
-                            body: format!(
-                                "Incident report in case {} by {sender}: {text}\nCase room: https://matrix.to/#/{}",
-                                case.number,
-                                self.policies.case_alias(&case.number)
-                            ),
-                            html: None,
-                            mentions: Vec::new(),
-                        };
-                        Store::record_team_notice(
-                            conn,
-                            case.id,
-                            Direction::Alert,
-                            MessageKind::Incident,
-                            &alert,
-                        )
-                        .await?;
-                        "Incident report recorded and posted to the incident room.".to_owned()
-                    }
-                    None => format!(
-                        "Incident report recorded. No incident room is configured \
-                         (teams.{}.incident_room), so it was posted nowhere else.",
-                        case.team
-                    ),
-                }
-            }
+            Command::Incident(text) => self.incident(conn, case, sender, &text).await?,
             Command::Assign(user) => {
-                let members = self
-                    .config
-                    .teams
-                    .get(&case.team)
-                    .map(|t| t.members.as_slice())
-                    .unwrap_or(&[]);
-                if members.contains(&user) {
-                    set_case(conn, case.id, case::Column::Assignee, user.to_string()).await?;
-                    if let Some(room) = &case.room_id {
-                        after.invite = Some((room.clone(), user.clone()));
-                    }
-                    format!("Case {} assigned to {user} by {sender}.", case.number)
-                } else {
-                    format!(
-                        "{user} is not a member of team {}; the case stays as it was.",
-                        case.team
-                    )
-                }
+                let (notice, invite) = self.assign(conn, case, sender, user).await?;
+                after.invite = invite;
+                notice
             }
             Command::Invite(channel) => self.invite(conn, case, sender, &channel).await?,
             Command::Merge(number) => {
@@ -167,37 +93,130 @@ impl Core {
                 after.moved = moved;
                 notice
             }
-            Command::Via(channel) => {
-                let identities = identity::Entity::find()
-                    .filter(identity::Column::CaseId.eq(case.id))
-                    .all(conn)
-                    .await?;
-                match identities
-                    .iter()
-                    .rev()
-                    .find(|i| i.channel == channel || i.instance == channel)
-                {
-                    Some(found) => {
-                        set_case(conn, case.id, case::Column::LastIdentityId, found.id).await?;
-                        format!(
-                            "Replies now go to {} ({}).",
-                            found.display_name,
-                            self.label(&found.instance, &found.channel)
-                        )
-                    }
-                    None => format!(
-                        "The client has no {channel} address in this case (known: {}).",
-                        identities
-                            .iter()
-                            .map(|i| i.channel.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            }
+            Command::Via(channel) => self.via(conn, case, &channel).await?,
         };
         Store::record_notice(conn, case.id, &notice).await?;
         Ok(after)
+    }
+
+    /// `!discreet on|off`.
+    async fn discreet<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        on: bool,
+    ) -> Result<String, StoreError> {
+        set_case(conn, case.id, case::Column::Discreet, on).await?;
+        let team = self.policies.team(&case.team);
+        Ok(if on {
+            format!(
+                "Discreet mode on: nothing automatic goes to the client, the sender shows \
+                 as «{}» with the subject «{}», and texts carry no case number.",
+                team.map_or("Info", |t| t.discreet.sender_name.as_str()),
+                team.map_or("Message", |t| t.discreet.subject.as_str()),
+            )
+        } else {
+            "Discreet mode off: automatic replies and the office's sender name are back.".to_owned()
+        })
+    }
+
+    /// `!incident TEXT`: posted to the team's incident room, when it has one.
+    async fn incident<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        sender: &str,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        let room = self
+            .policies
+            .team(&case.team)
+            .and_then(|t| t.incident_room.clone());
+        if room.is_none() {
+            return Ok(format!(
+                "Incident report recorded. No incident room is configured \
+                 (teams.{}.incident_room), so it was posted nowhere else.",
+                case.team
+            ));
+        }
+        let alert = TeamNotice {
+            body: format!(
+                "Incident report in case {} by {sender}: {text}\nCase room: https://matrix.to/#/{}",
+                case.number,
+                self.policies.case_alias(&case.number)
+            ),
+            html: None,
+            mentions: Vec::new(),
+        };
+        Store::record_team_notice(
+            conn,
+            case.id,
+            Direction::Alert,
+            MessageKind::Incident,
+            &alert,
+        )
+        .await?;
+        Ok("Incident report recorded and posted to the incident room.".to_owned())
+    }
+
+    /// `!assign USER`: a member of the case's team, who is invited to the room once the
+    /// transaction has committed.
+    async fn assign<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        sender: &str,
+        user: ruma::OwnedUserId,
+    ) -> Result<(String, Option<(String, ruma::OwnedUserId)>), StoreError> {
+        let members = self
+            .config
+            .teams
+            .get(&case.team)
+            .map(|t| t.members.as_slice())
+            .unwrap_or(&[]);
+        if !members.contains(&user) {
+            let notice = format!(
+                "{user} is not a member of team {}; the case stays as it was.",
+                case.team
+            );
+            return Ok((notice, None));
+        }
+        set_case(conn, case.id, case::Column::Assignee, user.to_string()).await?;
+        let notice = format!("Case {} assigned to {user} by {sender}.", case.number);
+        Ok((notice, case.room_id.clone().map(|room| (room, user))))
+    }
+
+    /// `!via CHANNEL`: replies go to the client's latest identity on that channel.
+    async fn via<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        case: &case::Model,
+        channel: &str,
+    ) -> Result<String, StoreError> {
+        let identities = identity::Entity::find()
+            .filter(identity::Column::CaseId.eq(case.id))
+            .all(conn)
+            .await?;
+        let Some(found) = identities
+            .iter()
+            .rev()
+            .find(|i| i.channel == channel || i.instance == channel)
+        else {
+            return Ok(format!(
+                "The client has no {channel} address in this case (known: {}).",
+                identities
+                    .iter()
+                    .map(|i| i.channel.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        set_case(conn, case.id, case::Column::LastIdentityId, found.id).await?;
+        Ok(format!(
+            "Replies now go to {} ({}).",
+            found.display_name,
+            self.label(&found.instance, &found.channel)
+        ))
     }
 
     /// `!invite CHANNEL`: a one-time link that joins the client's account on that channel to
@@ -430,4 +449,21 @@ async fn set_case<C: ConnectionTrait, V: Into<sea_orm::Value>>(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// `!close` or `!reopen`.
+async fn set_status<C: ConnectionTrait>(
+    conn: &C,
+    case: &case::Model,
+    sender: &str,
+    status: CaseStatus,
+) -> Result<String, StoreError> {
+    set_case(conn, case.id, case::Column::Status, status).await?;
+    let closed_at = (status == CaseStatus::Closed).then(chrono::Utc::now);
+    set_case(conn, case.id, case::Column::ClosedAt, closed_at).await?;
+    Ok(if status == CaseStatus::Closed {
+        format!("Case {} closed by {sender}.", case.number)
+    } else {
+        format!("Case {} reopened by {sender}.", case.number)
+    })
 }

@@ -1,0 +1,359 @@
+//! What a message in a room causes, decided from facts alone: the transaction handler gathers
+//! the facts (sender, case, team, content, the policies' verdicts), asks [`plan`] and carries
+//! out the [`RoomPlan`].
+
+use casebridge_bridges::Attachment;
+use casebridge_policies::{commands::Command, outbound::OutboundText, privacy::Outcome};
+
+/// The facts about one room message that decide what it causes.
+pub(super) struct RoomFacts<'a> {
+    /// Sent by the bot or one of the ghosts: our own output.
+    pub from_appservice: bool,
+    /// The case whose room it is in; `None`: the room is no case's.
+    pub case: Option<CaseFacts<'a>>,
+    /// The command its text holds, parsed or refused; `None`: it holds none.
+    pub command: Option<Result<Command, String>>,
+    /// It edits an earlier message.
+    pub edit: bool,
+    /// What kind of message it is.
+    pub content: Content<'a>,
+}
+
+/// What is known of the case a room message is in.
+pub(super) struct CaseFacts<'a> {
+    /// The team that answers the case.
+    pub team: &'a str,
+    /// The sender is a member of that team.
+    pub on_team: bool,
+    /// The channel the client was last heard from; `None`: no client yet.
+    pub client: Option<ClientChannel<'a>>,
+    /// The team's privacy policy's verdict on the message's text.
+    pub verdict: Outcome,
+}
+
+/// The channel a reply to the client would go out on.
+pub(super) struct ClientChannel<'a> {
+    /// The bridge instance.
+    pub instance: &'a str,
+    /// How the case team names the channel.
+    pub label: &'a str,
+    /// This gateway runs that bridge.
+    pub running: bool,
+    /// That bridge sends files.
+    pub sends_files: bool,
+}
+
+/// A room message's kind, as far as the plan cares.
+pub(super) enum Content<'a> {
+    /// Text or an emote: words for the client.
+    Text,
+    /// A notice: the convention for bot output, never client-facing text.
+    Notice,
+    /// An image, file, audio or video, as fetched from the homeserver (`None`: it could not be).
+    File(Option<&'a Attachment>),
+    /// Any other message type, by its `msgtype`.
+    Other(&'a str),
+}
+
+/// What a room message causes.
+#[derive(Debug, PartialEq)]
+pub(super) enum RoomPlan {
+    /// Nothing: our own output, a room that is no case's, a notice, or a case with no client.
+    Ignore,
+    /// A team member's command, to run.
+    Command(Command),
+    /// A team member's command that does not parse: recorded, and answered with the reason.
+    RefuseCommand(String),
+    /// Nothing goes out; the team is told why in this notice.
+    Notice(String),
+    /// A reply to the client.
+    Reply(Reply),
+}
+
+/// A reply to the client, as it is recorded.
+#[derive(Debug, PartialEq)]
+pub(super) struct Reply {
+    /// The bridge instance it goes out on.
+    pub instance: String,
+    /// The text after the privacy policy.
+    pub text: OutboundText,
+    /// The file it carries, if it is one.
+    pub attachments: Vec<Attachment>,
+    /// Held for a worker's `!send`, with the notice that tells the team why; `None`: it goes
+    /// out.
+    pub held: Option<String>,
+}
+
+/// What the room message described by `facts` causes.
+pub(super) fn plan(facts: RoomFacts<'_>) -> RoomPlan {
+    // Our own bot and ghosts: never echoed back.
+    if facts.from_appservice {
+        return RoomPlan::Ignore;
+    }
+    let Some(case) = facts.case else {
+        return RoomPlan::Ignore;
+    };
+    let team = case.team;
+    if let Some(command) = facts.command {
+        if !case.on_team {
+            return RoomPlan::Notice(format!(
+                "Only members of team {team} can use commands in a case room. Nothing was done."
+            ));
+        }
+        return match command {
+            Ok(command) => RoomPlan::Command(command),
+            Err(refusal) => RoomPlan::RefuseCommand(refusal),
+        };
+    }
+    if !case.on_team {
+        return RoomPlan::Notice(format!(
+            "Only members of team {team} can write to the client. This message was not sent."
+        ));
+    }
+    if facts.edit {
+        return RoomPlan::Notice(
+            "Edits are not sent to the client: the first version was sent. Send a new message to correct it."
+                .to_owned(),
+        );
+    }
+    let attachments = match facts.content {
+        Content::Text => Vec::new(),
+        Content::Notice => return RoomPlan::Ignore,
+        Content::File(Some(file)) => vec![file.clone()],
+        Content::File(None) => {
+            return RoomPlan::Notice(
+                "The file could not be fetched from the homeserver (or is encrypted, or an \
+                 image that cannot be read). Nothing was sent."
+                    .to_owned(),
+            )
+        }
+        Content::Other(msgtype) => {
+            return RoomPlan::Notice(format!(
+                "Messages of type {msgtype} cannot be sent to the client yet. Nothing was sent."
+            ))
+        }
+    };
+    let Some(client) = case.client else {
+        return RoomPlan::Ignore;
+    };
+    if !client.running {
+        return RoomPlan::Notice(format!(
+            "The client's channel ({}) is not running on this gateway. Nothing was sent.",
+            client.instance
+        ));
+    }
+    if !attachments.is_empty() && !client.sends_files {
+        return RoomPlan::Notice(format!(
+            "Files cannot be sent to the client on {}. Nothing was sent.",
+            client.label
+        ));
+    }
+    let (text, held) = match case.verdict {
+        Outcome::Send(text) => (text, None),
+        Outcome::Hold { text, found } => (text, Some(held_notice(&found))),
+    };
+    RoomPlan::Reply(Reply {
+        instance: client.instance.to_owned(),
+        text,
+        attachments,
+        held,
+    })
+}
+
+/// The notice for a reply held because it names `found`, contacts off the office's list.
+fn held_notice(found: &[String]) -> String {
+    format!(
+        "Held, not sent: this reply contains {}, which is not one of the office's \
+         numbers or addresses. A private number or address must not reach a client. \
+         Type !send to send it as written, or write the reply again.",
+        found.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use casebridge_bridges::Attachment;
+    use casebridge_policies::{commands::Command, outbound::OutboundText, privacy::Outcome};
+
+    use super::{plan, CaseFacts, ClientChannel, Content, Reply, RoomFacts, RoomPlan};
+
+    fn text(body: &str) -> OutboundText {
+        OutboundText {
+            body: body.to_owned(),
+            html: None,
+        }
+    }
+
+    fn sms() -> ClientChannel<'static> {
+        ClientChannel {
+            instance: "sms",
+            label: "SMS",
+            running: true,
+            sends_files: false,
+        }
+    }
+
+    /// A team member's text reply in a case of team `social` whose client wrote by SMS.
+    fn reply(body: &str) -> RoomFacts<'static> {
+        RoomFacts {
+            from_appservice: false,
+            case: Some(CaseFacts {
+                team: "social",
+                on_team: true,
+                client: Some(sms()),
+                verdict: Outcome::Send(text(body)),
+            }),
+            command: None,
+            edit: false,
+            content: Content::Text,
+        }
+    }
+
+    fn notice(plan: RoomPlan) -> String {
+        match plan {
+            RoomPlan::Notice(notice) => notice,
+            other => panic!("expected a notice, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_members_text_is_a_reply_on_the_clients_channel() {
+        assert_eq!(
+            plan(reply("Hello")),
+            RoomPlan::Reply(Reply {
+                instance: "sms".to_owned(),
+                text: text("Hello"),
+                attachments: Vec::new(),
+                held: None,
+            })
+        );
+    }
+
+    #[test]
+    fn our_own_messages_and_rooms_of_no_case_cause_nothing() {
+        let mut ours = reply("Hello");
+        ours.from_appservice = true;
+        assert_eq!(plan(ours), RoomPlan::Ignore);
+        let mut elsewhere = reply("Hello");
+        elsewhere.case = None;
+        assert_eq!(plan(elsewhere), RoomPlan::Ignore);
+    }
+
+    #[test]
+    fn notices_and_cases_without_a_client_cause_nothing() {
+        let mut bot_style = reply("Hello");
+        bot_style.content = Content::Notice;
+        assert_eq!(plan(bot_style), RoomPlan::Ignore);
+        let mut no_client = reply("Hello");
+        no_client.case.as_mut().unwrap().client = None;
+        assert_eq!(plan(no_client), RoomPlan::Ignore);
+    }
+
+    #[test]
+    fn someone_off_the_team_is_refused_with_a_notice() {
+        let mut outsider = reply("Hello");
+        outsider.case.as_mut().unwrap().on_team = false;
+        assert_eq!(
+            notice(plan(outsider)),
+            "Only members of team social can write to the client. This message was not sent."
+        );
+        let mut outsider_command = reply("!close");
+        outsider_command.case.as_mut().unwrap().on_team = false;
+        outsider_command.command = Some(Ok(Command::Close));
+        assert_eq!(
+            notice(plan(outsider_command)),
+            "Only members of team social can use commands in a case room. Nothing was done."
+        );
+    }
+
+    #[test]
+    fn a_command_is_run_or_refused_never_sent() {
+        let mut close = reply("!close");
+        close.command = Some(Ok(Command::Close));
+        assert_eq!(plan(close), RoomPlan::Command(Command::Close));
+        let mut unknown = reply("!frobnicate");
+        unknown.command = Some(Err("Unknown command".to_owned()));
+        assert_eq!(
+            plan(unknown),
+            RoomPlan::RefuseCommand("Unknown command".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_reply_naming_a_private_number_is_held_with_the_reason() {
+        let mut private = reply("Call me on 070-123 45 67");
+        private.case.as_mut().unwrap().verdict = Outcome::Hold {
+            text: text("Call me on 070-123 45 67"),
+            found: vec!["070-123 45 67".to_owned()],
+        };
+        let RoomPlan::Reply(reply) = plan(private) else {
+            panic!("a held reply is still recorded");
+        };
+        assert_eq!(reply.text, text("Call me on 070-123 45 67"));
+        let held = reply.held.expect("held");
+        assert!(
+            held.starts_with("Held, not sent: this reply contains 070-123 45 67,")
+                && held.contains("!send"),
+            "{held}"
+        );
+    }
+
+    #[test]
+    fn edits_and_unsupported_messages_are_explained_not_sent() {
+        let mut edit = reply("Hello again");
+        edit.edit = true;
+        assert!(notice(plan(edit)).starts_with("Edits are not sent to the client"));
+        let mut poll = reply("");
+        poll.content = Content::Other("m.location");
+        assert_eq!(
+            notice(plan(poll)),
+            "Messages of type m.location cannot be sent to the client yet. Nothing was sent."
+        );
+        let mut lost_file = reply("");
+        lost_file.content = Content::File(None);
+        assert!(notice(plan(lost_file)).starts_with("The file could not be fetched"));
+    }
+
+    #[test]
+    fn files_go_only_on_a_channel_that_sends_them() {
+        let file = Attachment {
+            filename: "form.pdf".to_owned(),
+            mime: "application/pdf".to_owned(),
+            data: b"%PDF".to_vec(),
+        };
+        let mut on_sms = reply("");
+        on_sms.content = Content::File(Some(&file));
+        assert_eq!(
+            notice(plan(on_sms)),
+            "Files cannot be sent to the client on SMS. Nothing was sent."
+        );
+        let mut on_mail = reply("");
+        on_mail.content = Content::File(Some(&file));
+        on_mail.case.as_mut().unwrap().client = Some(ClientChannel {
+            instance: "mail",
+            label: "e-mail",
+            running: true,
+            sends_files: true,
+        });
+        let RoomPlan::Reply(reply) = plan(on_mail) else {
+            panic!("a file for a channel that sends files is a reply");
+        };
+        assert_eq!(
+            (reply.instance.as_str(), reply.attachments),
+            ("mail", vec![file])
+        );
+    }
+
+    #[test]
+    fn a_channel_this_gateway_does_not_run_gets_nothing() {
+        let mut stopped = reply("Hello");
+        stopped.case.as_mut().unwrap().client = Some(ClientChannel {
+            running: false,
+            ..sms()
+        });
+        assert_eq!(
+            notice(plan(stopped)),
+            "The client's channel (sms) is not running on this gateway. Nothing was sent."
+        );
+    }
+}
