@@ -378,6 +378,11 @@ async fn call(
                 return error(400, "Bad Request: message text is empty", None);
             };
             let mut inner = inner.lock().unwrap();
+            // "Text of the message to be sent, 1-4096 characters after entities parsing".
+            if text.chars().count() > 4096 {
+                inner.refused.push((method, 400));
+                return error(400, "Bad Request: message is too long", None);
+            }
             if let Some(seconds) = inner.rate_limit_next.take() {
                 inner.refused.push((method, 429));
                 return error(

@@ -2,8 +2,10 @@
 //! the facts (sender, case, team, content, the policies' verdicts), asks [`plan`] and carries
 //! out the [`RoomPlan`].
 
-use casebridge_bridges::Attachment;
-use casebridge_policies::{commands::Command, outbound::OutboundText, privacy::Outcome};
+use casebridge_bridges::{Attachment, MediaKinds};
+use casebridge_policies::{
+    channel::WindowVerdict, commands::Command, outbound::OutboundText, privacy::Outcome,
+};
 
 /// The facts about one room message that decide what it causes.
 pub(super) struct RoomFacts<'a> {
@@ -39,8 +41,11 @@ pub(super) struct ClientChannel<'a> {
     pub label: &'a str,
     /// This gateway runs that bridge.
     pub running: bool,
-    /// That bridge sends files.
-    pub sends_files: bool,
+    /// The kinds of file that bridge sends.
+    pub media: MediaKinds,
+    /// Whether the channel takes a person's reply now, for a channel with a reply window
+    /// (Meta's 24 hours); `None`: the channel has none.
+    pub window: Option<WindowVerdict>,
 }
 
 /// A room message's kind, as far as the plan cares.
@@ -142,9 +147,30 @@ pub(super) fn plan(facts: RoomFacts<'_>) -> RoomPlan {
             client.instance
         ));
     }
-    if !attachments.is_empty() && !client.sends_files {
+    if !attachments.is_empty() && !client.media.any() {
         return RoomPlan::Notice(format!(
             "Files cannot be sent to the client on {}. Nothing was sent.",
+            client.label
+        ));
+    }
+    if let Some(file) = attachments.iter().find(|f| !client.media.accepts(&f.mime)) {
+        return RoomPlan::Notice(format!(
+            "{} does not carry files of type {} ({}). Nothing was sent.",
+            client.label, file.mime, file.filename
+        ));
+    }
+    if let Some(WindowVerdict::Closed { since, templates }) = client.window {
+        let when = match since {
+            Some(since) => format!("closed at {} UTC", since.format("%Y-%m-%d %H:%M")),
+            None => "not open: the client has not written on this channel".to_owned(),
+        };
+        let what = if templates {
+            "Only the office's approved templates can be sent until the client writes again."
+        } else {
+            "Nothing can be sent until the client writes again."
+        };
+        return RoomPlan::Notice(format!(
+            "{}'s window for replies is {when}. {what} Nothing was sent.",
             client.label
         ));
     }
@@ -172,8 +198,10 @@ fn held_notice(found: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use casebridge_bridges::Attachment;
+    use casebridge_bridges::{Attachment, MediaKinds};
+    use casebridge_policies::channel::{Author, ReplyWindow, WindowVerdict};
     use casebridge_policies::{commands::Command, outbound::OutboundText, privacy::Outcome};
+    use chrono::{TimeZone, Utc};
 
     use super::{plan, CaseFacts, ClientChannel, Content, Reply, RoomFacts, RoomPlan};
 
@@ -189,7 +217,8 @@ mod tests {
             instance: "sms",
             label: "SMS",
             running: true,
-            sends_files: false,
+            media: MediaKinds::NONE,
+            window: None,
         }
     }
 
@@ -333,7 +362,8 @@ mod tests {
             instance: "mail",
             label: "e-mail",
             running: true,
-            sends_files: true,
+            media: MediaKinds::ALL,
+            window: None,
         });
         let RoomPlan::Reply(reply) = plan(on_mail) else {
             panic!("a file for a channel that sends files is a reply");
@@ -342,6 +372,68 @@ mod tests {
             (reply.instance.as_str(), reply.attachments),
             ("mail", vec![file])
         );
+    }
+
+    #[test]
+    fn a_file_of_a_kind_the_channel_does_not_carry_is_not_sent() {
+        let file = Attachment {
+            filename: "plan.pdf".into(),
+            mime: "application/pdf".into(),
+            data: b"%PDF".to_vec(),
+        };
+        let mut to_pictures_only = reply("");
+        to_pictures_only.content = Content::File(Some(&file));
+        to_pictures_only.case.as_mut().unwrap().client = Some(ClientChannel {
+            label: "WhatsApp",
+            media: MediaKinds {
+                images: true,
+                ..MediaKinds::NONE
+            },
+            ..sms()
+        });
+        assert_eq!(
+            notice(plan(to_pictures_only)),
+            "WhatsApp does not carry files of type application/pdf (plan.pdf). Nothing was sent."
+        );
+    }
+
+    #[test]
+    fn outside_a_channels_reply_window_nothing_free_form_is_sent() {
+        let last = Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap();
+        let on = |window: ReplyWindow, hours: i64| {
+            let now = last + chrono::Duration::hours(hours);
+            let mut facts = reply("Hej");
+            facts.case.as_mut().unwrap().client = Some(ClientChannel {
+                label: "WhatsApp",
+                window: Some(window.verdict(Some(last), now, Author::Person)),
+                ..sms()
+            });
+            plan(facts)
+        };
+        assert!(matches!(on(ReplyWindow::WHATSAPP, 23), RoomPlan::Reply(_)));
+        assert_eq!(
+            notice(on(ReplyWindow::WHATSAPP, 25)),
+            "WhatsApp's window for replies is closed at 2026-11-03 08:00 UTC. Only the office's \
+             approved templates can be sent until the client writes again. Nothing was sent."
+        );
+        // Messenger: a person's reply still goes (tagged by the bridge) for seven days.
+        assert!(matches!(on(ReplyWindow::MESSENGER, 25), RoomPlan::Reply(_)));
+        assert_eq!(
+            notice(on(ReplyWindow::MESSENGER, 7 * 24)),
+            "WhatsApp's window for replies is closed at 2026-11-09 08:00 UTC. Nothing can be \
+             sent until the client writes again. Nothing was sent."
+        );
+        // A client who never wrote on the channel.
+        let mut never = reply("Hej");
+        never.case.as_mut().unwrap().client = Some(ClientChannel {
+            label: "WhatsApp",
+            window: Some(WindowVerdict::Closed {
+                since: None,
+                templates: true,
+            }),
+            ..sms()
+        });
+        assert!(notice(plan(never)).contains("not open: the client has not written"));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use casebridge_policies::{media::Cleaned, outbound::strip_reply_fallback, privacy::Outcome};
+use casebridge_bridges::MediaKinds;
+use casebridge_policies::{
+    channel::Author, media::Cleaned, outbound::strip_reply_fallback, privacy::Outcome,
+};
 use ruma::{
     events::{
         room::message::{MessageType, OriginalRoomMessageEvent, Relation, RoomMessageEventContent},
@@ -192,6 +195,17 @@ impl Core {
         let label = identity
             .as_ref()
             .map(|i| self.label(&i.instance, &i.channel));
+        // A channel with a reply window (Meta's): when the client last wrote there.
+        let rule = identity.as_ref().and_then(|i| {
+            self.bridges
+                .get(&i.instance)
+                .and_then(|b| b.capabilities.reply_window)
+                .map(|rule| (rule, i.id))
+        });
+        let window = match rule {
+            Some((rule, id)) => Some((rule, Store::last_heard_from(conn, id).await?)),
+            None => None,
+        };
         let (content, body, html) = room_content(event, files);
         let facts = RoomFacts {
             from_appservice,
@@ -208,7 +222,10 @@ impl Core {
                         instance: &i.instance,
                         label,
                         running: bridge.is_some(),
-                        sends_files: bridge.is_some_and(|b| b.capabilities.attachments),
+                        media: bridge.map_or(MediaKinds::NONE, |b| b.capabilities.media),
+                        window: window.map(|(rule, last)| {
+                            rule.verdict(last, chrono::Utc::now(), Author::Person)
+                        }),
                     }
                 }),
                 verdict: self.privacy_verdict(&case.team, &event.sender, body, html),
@@ -315,10 +332,15 @@ impl Core {
         identity: identity::Model,
         reply: Reply,
     ) -> Result<Handled, StoreError> {
-        let parts = self
-            .bridges
-            .get(&reply.instance)
-            .and_then(|b| b.bridge.split(&reply.text.body));
+        // The bridge cuts a long reply its own way (SMS segments); else the core fits it to the
+        // channel's longest message, so a reply is never refused for its length.
+        let parts = self.bridges.get(&reply.instance).and_then(|b| {
+            b.bridge.split(&reply.text.body).or_else(|| {
+                let max = b.capabilities.max_length?;
+                (reply.text.body.chars().count() > max)
+                    .then(|| casebridge_policies::channel::fit_length(&reply.text.body, max))
+            })
+        });
         let label = self.label(&identity.instance, &identity.channel);
         let queued = Store::record_outbound(
             conn,

@@ -21,6 +21,21 @@ impl Store {
             .await?)
     }
 
+    /// When the client last wrote from `identity` (when it was recorded): a channel's reply
+    /// window counts from there.
+    pub async fn last_heard_from<C: ConnectionTrait>(
+        conn: &C,
+        identity: IdentityId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::IdentityId.eq(identity))
+            .filter(message::Column::Direction.eq(Direction::Inbound))
+            .order_by_desc(message::Column::ReceivedAt)
+            .one(conn)
+            .await?
+            .map(|m| m.received_at))
+    }
+
     /// One message by id.
     pub async fn message(&self, id: MessageId) -> Result<message::Model, StoreError> {
         message::Entity::find_by_id(id)

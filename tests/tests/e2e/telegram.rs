@@ -66,6 +66,24 @@ async fn telegram_text_in_reply_out_edits_blocks_and_rate_limits() {
     assert_eq!(sent[0]["chat_id"], chat);
     assert_eq!(sent[0]["text"], "Добрий день! Ми зателефонуємо завтра.");
 
+    // A reply longer than Telegram carries (4,096 characters) goes as consecutive messages,
+    // cut between words, nothing lost; the double refuses anything longer, as Telegram does.
+    let long = (1..=700)
+        .map(|i| format!("ord{i:03}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(long.chars().count() > 4096);
+    stack.worker.send_text(&room, &long).await;
+    let parts = eventually(Duration::from_secs(20), "the long reply", || async {
+        let sent = telegram.sent();
+        (sent.len() == 3).then_some(sent[1..].to_vec())
+    })
+    .await;
+    let texts: Vec<&str> = parts.iter().map(|p| p["text"].as_str().unwrap()).collect();
+    assert!(texts.iter().all(|t| t.chars().count() <= 4096), "{texts:?}");
+    assert!(texts[0].ends_with(' '), "cut after a word");
+    assert_eq!(texts.concat(), long);
+
     // An edit reaches the room as an edit (m.replace) of the client's message.
     telegram.client_edits(
         chat,
@@ -93,11 +111,11 @@ async fn telegram_text_in_reply_out_edits_blocks_and_rate_limits() {
         "the reply after the rate limit",
         || async {
             let sent = telegram.sent();
-            (sent.len() == 2).then_some(sent)
+            (sent.len() == 4).then_some(sent)
         },
     )
     .await;
-    assert_eq!(sent[1]["text"], "Друга відповідь.");
+    assert_eq!(sent[3]["text"], "Друга відповідь.");
     assert!(telegram
         .refused()
         .contains(&("sendmessage".to_owned(), 429)));
