@@ -365,8 +365,12 @@ pub trait Bridge: Send + Sync + 'static {
     /// Optional capability: a reply too long for one message of this channel, cut into the
     /// messages to send. The gateway records and queues each part on its own, so each is
     /// delivered (and retried) exactly once. `None`: deliver it whole, as `deliver` decides.
-    fn split(&self, _body: &str) -> Option<Vec<String>> {
-        None
+    /// By default a text longer than [`Capabilities::max_length`] is cut between words
+    /// ([`casebridge_policies::channel::fit_length`]); a channel with its own rule (SMS
+    /// segments, or refusing) says so here.
+    fn split(&self, body: &str) -> Option<Vec<String>> {
+        let max = self.capabilities().max_length?;
+        (body.chars().count() > max).then(|| casebridge_policies::channel::fit_length(body, max))
     }
 
     /// Optional capability: a link the client opens to bring `token` to the office on this

@@ -638,7 +638,8 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "bridges.sms.number: \"12\" is not a valid phone number"
+            "bridges.sms.number: \"12\" is not a valid phone number (read in region SE); write \
+             the office's number in international form, e.g. number = \"+46701234567\""
         );
         let unknown = GOOD.replace("api_username", "api_user");
         let err = SmsFactory

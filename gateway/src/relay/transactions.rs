@@ -332,15 +332,11 @@ impl Core {
         identity: identity::Model,
         reply: Reply,
     ) -> Result<Handled, StoreError> {
-        // The bridge cuts a long reply its own way (SMS segments); else the core fits it to the
-        // channel's longest message, so a reply is never refused for its length.
-        let parts = self.bridges.get(&reply.instance).and_then(|b| {
-            b.bridge.split(&reply.text.body).or_else(|| {
-                let max = b.capabilities.max_length?;
-                (reply.text.body.chars().count() > max)
-                    .then(|| casebridge_policies::channel::fit_length(&reply.text.body, max))
-            })
-        });
+        // A reply longer than the channel carries goes as several (Bridge::split).
+        let parts = self
+            .bridges
+            .get(&reply.instance)
+            .and_then(|b| b.bridge.split(&reply.text.body));
         let label = self.label(&identity.instance, &identity.channel);
         let queued = Store::record_outbound(
             conn,
