@@ -8,7 +8,6 @@ use std::{
 
 use casebridge_policies::media::Cleaned;
 use chrono::Utc;
-use futures::{stream::FuturesUnordered, StreamExt};
 use ruma::{
     events::{
         room::message::{MessageType, RoomMessageEventContent},
@@ -16,6 +15,7 @@ use ruma::{
     },
     OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
 };
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -39,19 +39,29 @@ impl Core {
     /// its messages keep their order, and a case whose head failed waits for its backoff while
     /// the others go on. A stop lets the cases in flight send their current item and record
     /// what they sent.
+    ///
+    /// Each case in flight is a task of its own: it goes on while this loop reads the queue.
+    /// (Polled from this loop alone, a case in the middle of recording what it sent held the
+    /// records' write lock and its connection while the loop waited for a connection of its
+    /// own: with the pool spent, everything stood still for the pool's 30 s timeout.)
     pub async fn run_matrix_worker(self: Arc<Self>, stop: CancellationToken) {
         let capacity = self.config.queue.relay_concurrency.get();
-        let mut in_flight = FuturesUnordered::new();
-        let mut busy: HashSet<CaseId> = HashSet::new();
+        // Aborted with their worker (the JoinSet aborts its tasks when dropped).
+        let mut in_flight: JoinSet<CaseId> = JoinSet::new();
+        let mut cases: HashMap<tokio::task::Id, CaseId> = HashMap::new();
         loop {
             let mut pause = IDLE;
             if !stop.is_cancelled() && in_flight.len() < capacity {
+                let busy: HashSet<CaseId> = cases.values().copied().collect();
                 match self.due_cases(&busy, capacity - in_flight.len()).await {
                     Ok((groups, next_due)) => {
                         pause = next_due.unwrap_or(IDLE);
                         for group in groups {
-                            busy.insert(group[0].case_id);
-                            in_flight.push(self.relay_case(group, &stop));
+                            let case = group[0].case_id;
+                            let (core, stop) = (self.clone(), stop.clone());
+                            let task =
+                                in_flight.spawn(async move { core.relay_case(group, &stop).await });
+                            cases.insert(task.id(), case);
                         }
                     }
                     Err(p) => pause = p,
@@ -62,8 +72,16 @@ impl Core {
             }
             let full = in_flight.len() >= capacity;
             tokio::select! {
-                Some(case) = in_flight.next(), if !in_flight.is_empty() => {
-                    busy.remove(&case);
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let id = match done {
+                        Ok((id, _)) => id,
+                        Err(e) => {
+                            // The case is free again: its items stay queued and are taken anew.
+                            error!(error = %e, case = ?cases.get(&e.id()), "relaying a case failed");
+                            e.id()
+                        }
+                    };
+                    cases.remove(&id);
                 }
                 () = self.matrix_wake.notified(), if !full => {}
                 () = tokio::time::sleep(pause), if !full => {}
