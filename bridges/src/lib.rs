@@ -266,8 +266,6 @@ pub struct Capabilities {
     pub channel: &'static str,
     /// How the channel is named to people, e.g. `SMS`; shown on the ghost: `+46 70 (SMS)`.
     pub label: &'static str,
-    /// Whether files can be sent: whether [`Capabilities::media`] takes any kind.
-    pub attachments: bool,
     /// Which kinds of file can be sent (default: none).
     pub media: MediaKinds,
     /// Longest text body in characters, if limited (default: unlimited).
@@ -288,7 +286,6 @@ impl Capabilities {
         Self {
             channel,
             label,
-            attachments: false,
             media: MediaKinds::NONE,
             max_length: None,
             delivery_reports: false,
@@ -299,7 +296,6 @@ impl Capabilities {
 
     /// Carries files of these kinds.
     pub const fn with_media(mut self, media: MediaKinds) -> Self {
-        self.attachments = media.images || media.audio || media.video || media.documents;
         self.media = media;
         self
     }
@@ -646,7 +642,7 @@ mod tests {
     #[test]
     fn capabilities_default_to_no_rule_and_name_only_what_a_channel_has() {
         let plain = Capabilities::new("x", "X");
-        assert!(!plain.attachments && !plain.media.any() && !plain.html);
+        assert!(!plain.media.any() && !plain.html);
         assert_eq!((plain.max_length, plain.reply_window), (None, None));
         let meta = Capabilities::new("whatsapp", "WhatsApp")
             .with_media(MediaKinds {
@@ -655,15 +651,14 @@ mod tests {
             })
             .with_max_length(4096)
             .with_reply_window(ReplyWindow::WHATSAPP);
-        assert!(meta.attachments && meta.media.accepts("image/png"));
+        assert!(meta.media.any() && meta.media.accepts("image/png"));
         assert!(!meta.media.accepts("application/pdf"));
         assert_eq!(meta.max_length, Some(4096));
         assert_eq!(meta.reply_window, Some(ReplyWindow::WHATSAPP));
-        assert!(
-            !Capabilities::new("x", "X")
-                .with_media(MediaKinds::NONE)
-                .attachments
-        );
+        assert!(!Capabilities::new("x", "X")
+            .with_media(MediaKinds::NONE)
+            .media
+            .any());
     }
 
     #[tokio::test]
