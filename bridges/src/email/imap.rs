@@ -5,7 +5,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use async_imap::{extensions::idle::IdleResponse, Client, Session};
+use async_imap::{extensions::idle::IdleResponse, types::UnsolicitedResponse, Client, Session};
 use futures::TryStreamExt;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -198,18 +198,26 @@ impl Reader {
                 .has_str("IDLE");
         info!(instance = %self.instance, mailbox = %self.mailbox, idle, "reading the mailbox");
         let mut cursor = self.cursor(sink, uid_validity).await?;
+        // A mail that arrives while the reader searches, fetches or marks is announced in the
+        // answer to that command (`* 12 EXISTS`), which the IMAP client sets aside here; IDLE
+        // would not announce it again. So: search again until a search finds nothing new and
+        // nothing was announced meanwhile, and look at the announcements once more after IDLE
+        // has started.
+        let news = session.unsolicited_responses.clone();
         loop {
-            self.catch_up(&mut session, sink, &mut cursor).await?;
+            while self.catch_up(&mut session, sink, &mut cursor).await? > 0 || announced(&news) {}
             *backoff = Duration::from_secs(1);
             if idle {
                 let mut handle = session.idle();
                 within("IDLE", COMMAND_TIMEOUT, handle.init()).await??;
-                let (wait, _interrupt) = handle.wait_with_timeout(IDLE_RENEW);
-                match wait.await? {
-                    IdleResponse::NewData(_) => {
-                        debug!(instance = %self.instance, "mailbox changed")
+                if !announced(&news) {
+                    let (wait, _interrupt) = handle.wait_with_timeout(IDLE_RENEW);
+                    match wait.await? {
+                        IdleResponse::NewData(_) => {
+                            debug!(instance = %self.instance, "mailbox changed")
+                        }
+                        IdleResponse::Timeout | IdleResponse::ManualInterrupt => {}
                     }
-                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => {}
                 }
                 session = within("DONE", COMMAND_TIMEOUT, handle.done()).await??;
             } else {
@@ -256,13 +264,13 @@ impl Reader {
     }
 
     /// Hands every unmarked mail after the cursor to the gateway, oldest first, marks what it
-    /// committed, and moves the cursor past it.
+    /// committed, and moves the cursor past it. Returns how many mails the search found.
     async fn catch_up(
         &self,
         session: &mut ImapSession,
         sink: &InboundSink,
         cursor: &mut Cursor,
-    ) -> Result<(), ReadError> {
+    ) -> Result<usize, ReadError> {
         let uid_validity = cursor.uid_validity;
         let mut uids: Vec<u32> = within(
             "SEARCH",
@@ -352,8 +360,21 @@ impl Reader {
             }
             debug!(instance = %self.instance, count = done.len(), "mails recorded and marked");
         }
-        Ok(())
+        Ok(uids.len())
     }
+}
+
+/// Takes every announcement the server made in answers to the reader's commands; true if one
+/// says the mailbox grew.
+fn announced(news: &async_channel::Receiver<UnsolicitedResponse>) -> bool {
+    let mut grew = false;
+    while let Ok(news) = news.try_recv() {
+        grew |= matches!(
+            news,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    grew
 }
 
 /// Where a mailbox's reading resumes, kept in the records store: the mailbox's UIDVALIDITY and

@@ -451,6 +451,89 @@ async fn dovecot_restart_in_the_middle_of_100_mails() {
     gateway.shutdown().await;
 }
 
+/// A mail that arrives while the reader is still handing earlier ones to the gateway is
+/// announced in the answer to one of the reader's own commands (here the STORE that marks the
+/// first mail), not later during IDLE. The reader must notice that announcement; IDLE alone would
+/// wait for the next mail, or minutes. No Synapse: the test holds the gateway's side itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_announced_while_catching_up_is_read_without_waiting() {
+    use casebridge_bridges::{Accepted, BridgeFactory, InboundSink};
+    let mail = MailServer::start().await;
+    let toml: serde_json::Value = serde_json::json!({
+        "kind": "email",
+        "team": "social",
+        "address": OFFICE.0,
+        "name": "Socialtjänsten",
+        "imap": {
+            "host": "127.0.0.1", "port": mail.imap_port, "security": "plain",
+            "username": OFFICE.0, "password": OFFICE.1,
+        },
+        "smtp": { "host": "127.0.0.1", "port": mail.smtp_port, "security": "plain" },
+    });
+    let instance = serde_json::from_value(toml).unwrap();
+    let bridge = casebridge_bridges::email::EmailFactory
+        .build("mail", &instance)
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    bridge
+        .start(InboundSink::new("mail", bridge.capabilities(), tx))
+        .await
+        .unwrap();
+
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail("c1@client.test", "Ett", "first", ""),
+    )
+    .await;
+    let first = next_mail(&mut rx, 30).await;
+    assert!(
+        first.message.body.contains("first"),
+        "{:?}",
+        first.message.body
+    );
+    // The reader waits for the first mail's commit; the second lands in the mailbox meanwhile.
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        &client_mail("c2@client.test", "Två", "second", ""),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the second mail in the mailbox",
+        || async { (mail.inbox(OFFICE).await.len() == 2).then_some(()) },
+    )
+    .await;
+    first
+        .reply
+        .send(Ok(Accepted::Recorded {
+            case_number: "2026-000001".into(),
+        }))
+        .unwrap();
+    let second = next_mail(&mut rx, 20).await;
+    assert!(
+        second.message.body.contains("second"),
+        "{:?}",
+        second.message.body
+    );
+    bridge.stop().await;
+}
+
+/// The next mail the bridge hands to the gateway, within `seconds`.
+async fn next_mail(
+    rx: &mut tokio::sync::mpsc::Receiver<casebridge_bridges::Inbound>,
+    seconds: u64,
+) -> casebridge_bridges::InboundEnvelope {
+    use casebridge_bridges::Inbound;
+    match tokio::time::timeout(Duration::from_secs(seconds), rx.recv()).await {
+        Ok(Some(Inbound::Message(envelope))) => envelope,
+        Ok(Some(Inbound::Report(_))) => panic!("expected a mail, got a delivery report"),
+        Ok(None) => panic!("the bridge closed its sink"),
+        Err(_) => panic!("no mail reached the gateway within {seconds} s"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_starttls_both_ways() {
     let mail = MailServer::start().await;
