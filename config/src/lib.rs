@@ -289,6 +289,10 @@ pub struct HttpConfig {
     /// milliseconds.
     #[serde(default = "default_body_timeout_ms")]
     pub body_timeout_ms: u64,
+    /// How long writing an answer may stall because the client does not read it, in
+    /// milliseconds (nginx's `send_timeout`): the clock restarts whenever the client takes some.
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
     /// The most connections served at once; further ones wait in the listen backlog until one
     /// closes.
     #[serde(default = "default_http_max_connections")]
@@ -301,6 +305,9 @@ fn default_header_timeout_ms() -> u64 {
 fn default_body_timeout_ms() -> u64 {
     30_000
 }
+fn default_send_timeout_ms() -> u64 {
+    30_000
+}
 fn default_http_max_connections() -> usize {
     512
 }
@@ -310,6 +317,7 @@ impl Default for HttpConfig {
         Self {
             header_timeout_ms: default_header_timeout_ms(),
             body_timeout_ms: default_body_timeout_ms(),
+            send_timeout_ms: default_send_timeout_ms(),
             max_connections: default_http_max_connections(),
         }
     }

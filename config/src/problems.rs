@@ -255,7 +255,8 @@ pub(crate) fn example(leaf: &str) -> Option<&'static str> {
         "after_days" => "365",
         "max_connections" => "10",
         "relay_concurrency" => "8",
-        "initial_backoff_ms" | "max_backoff_ms" | "header_timeout_ms" | "body_timeout_ms" => "1000",
+        "initial_backoff_ms" | "max_backoff_ms" | "header_timeout_ms" | "body_timeout_ms"
+        | "send_timeout_ms" => "1000",
         _ => return None,
     })
 }

@@ -5,7 +5,8 @@
 //! holds a connection (a task and its buffers) as long as it likes, and it accepts every
 //! connection it is offered. Here each connection must send a request's headers within
 //! [`Limits::header_timeout`] (which also closes idle keep-alive connections), its body within
-//! [`Limits::body_timeout`], and at most [`Limits::max_connections`] are served at once.
+//! [`Limits::body_timeout`], read its answers without stalling longer than
+//! [`Limits::send_timeout`], and at most [`Limits::max_connections`] are served at once.
 
 use std::{
     future::Future,
@@ -42,6 +43,11 @@ pub struct Limits {
     /// headers: one deadline, not a pause between reads, which a client trickling a byte every
     /// few seconds would never exceed.
     pub body_timeout: Duration,
+    /// How long writing to a connection may stall because its client does not read (a client
+    /// that sends requests ahead and never reads the answers would otherwise hold its
+    /// connection, once the kernel's buffers are full, as long as it likes). Each write that
+    /// makes progress restarts the clock, as nginx's `send_timeout` does.
+    pub send_timeout: Duration,
     /// The most connections served at once. Further ones are not accepted until one closes:
     /// they wait in the kernel's listen backlog, and no task or buffer is spent on them.
     pub max_connections: usize,
@@ -53,6 +59,7 @@ impl Limits {
         Self {
             header_timeout: Duration::from_millis(http.header_timeout_ms),
             body_timeout: Duration::from_millis(http.body_timeout_ms),
+            send_timeout: Duration::from_millis(http.send_timeout_ms),
             max_connections: http.max_connections,
         }
     }
@@ -101,7 +108,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(limits.send_timeout));
+            let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
             let mut connection = std::pin::pin!(connection);
             let mut stopping = false;
             let result = loop {

@@ -172,6 +172,50 @@ async fn connections_are_capped() {
     gateway.shutdown().await;
 }
 
+/// A client that sends requests ahead and never reads the answers holds its connection only
+/// until writing to it has stalled for `send_timeout_ms`: with one connection allowed, the next
+/// client is served soon after, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_read_are_cut() {
+    casebridge_tests::init_logging();
+    let (gateway, _dir) = gateway(
+        "max_connections = 1
+header_timeout_ms = 60000
+send_timeout_ms = 1000",
+    )
+    .await;
+    // A small receive window, so the answers pile up in the server's send buffer soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let hog = socket.connect(gateway.local_addr()).await.unwrap();
+    let (_unread, mut writer) = hog.into_split();
+    // Several megabytes of answers asked for at once; nothing is ever read.
+    let requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4000);
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&requests).await;
+        writer
+    });
+
+    let started = Instant::now();
+    let mut next = TcpStream::connect(gateway.local_addr()).await.unwrap();
+    next.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(30), next.read(&mut buffer))
+        .await
+        .expect("served once the client that does not read was cut")
+        .unwrap();
+    assert!(
+        buffer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    eprintln!("the next client was served after {:?}", started.elapsed());
+    sending.abort();
+    gateway.shutdown().await;
+}
+
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.unwrap();
     (
