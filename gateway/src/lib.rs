@@ -3,6 +3,7 @@
 //! message as a record. `ARCHITECTURE.md` at the repository root draws the layers.
 
 pub mod appservice;
+pub mod cache;
 mod commands;
 pub mod journal;
 pub mod matrix;

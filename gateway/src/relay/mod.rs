@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 pub use self::rooms::{escape_localpart, ghost_localpart, MAX_USER_ID};
 use crate::{
+    cache::{self, Cache},
     matrix::{MatrixClient, MatrixError},
     metrics::Metrics,
     policy::Policies,
@@ -77,12 +78,15 @@ pub struct Core {
     pub bot: OwnedUserId,
     bot_ready: tokio::sync::OnceCell<()>,
     /// Rooms of cases, once known (a case's room never changes).
-    rooms: Mutex<HashMap<CaseId, OwnedRoomId>>,
+    rooms: Cache<CaseId, OwnedRoomId>,
     /// Ghosts known to be in their case room, by identity.
-    ghosts: Mutex<HashMap<IdentityId, OwnedUserId>>,
+    ghosts: Cache<IdentityId, OwnedUserId>,
     /// Alert rooms the bot is in, by team.
     alert_rooms: Mutex<HashMap<String, OwnedRoomId>>,
-    /// Display names of workers, as the homeserver last told (profiles, member events).
+    /// Display names of workers, as the homeserver last told (profiles, member events). Not
+    /// bounded like the caches: it holds the homeserver's own users who are in case rooms
+    /// (ghosts are left out), not what outsiders send, and it must keep every worker's name for
+    /// the privacy check of replies.
     display_names: Mutex<HashMap<String, String>>,
     /// Outage warnings: one line per interval however many items fail.
     relay_warnings: Throttle,
@@ -121,8 +125,8 @@ impl Core {
             policies,
             bot,
             bot_ready: tokio::sync::OnceCell::new(),
-            rooms: Mutex::new(HashMap::new()),
-            ghosts: Mutex::new(HashMap::new()),
+            rooms: Cache::new(cache::ENTRIES),
+            ghosts: Cache::new(cache::ENTRIES),
             alert_rooms: Mutex::new(HashMap::new()),
             display_names: Mutex::new(HashMap::new()),
             relay_warnings: Throttle::new(OUTAGE_LOG_EVERY),

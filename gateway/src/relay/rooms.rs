@@ -131,17 +131,14 @@ impl Core {
 
     /// The case's room, created (with the team invited) on its first message.
     pub(super) async fn ensure_room(&self, case_id: CaseId) -> Result<OwnedRoomId, RelayError> {
-        if let Some(room) = self.rooms.lock().expect("not poisoned").get(&case_id) {
-            return Ok(room.clone());
+        if let Some(room) = self.rooms.get(&case_id) {
+            return Ok(room);
         }
         let case = self.store.case(case_id).await?;
         if let Some(room) = &case.room_id {
             let room = OwnedRoomId::try_from(room.as_str())
                 .map_err(|e| MatrixError::local("room id", e.to_string()))?;
-            self.rooms
-                .lock()
-                .expect("not poisoned")
-                .insert(case_id, room.clone());
+            self.rooms.put(case_id, room.clone());
             return Ok(room);
         }
         self.ensure_bot().await?;
@@ -170,10 +167,7 @@ impl Core {
             .create_case_room(&alias_localpart, &alias?, &name, &topic, invite)
             .await?;
         self.store.set_room(case_id, room.as_str()).await?;
-        self.rooms
-            .lock()
-            .expect("not poisoned")
-            .insert(case_id, room.clone());
+        self.rooms.put(case_id, room.clone());
         info!(case = %case.number, %room, "case room created");
         Ok(room)
     }
@@ -184,8 +178,8 @@ impl Core {
         identity_id: IdentityId,
         room: &OwnedRoomId,
     ) -> Result<OwnedUserId, RelayError> {
-        if let Some(ghost) = self.ghosts.lock().expect("not poisoned").get(&identity_id) {
-            return Ok(ghost.clone());
+        if let Some(ghost) = self.ghosts.get(&identity_id) {
+            return Ok(ghost);
         }
         let identity = Store::identity(self.store.connection(), identity_id).await?;
         let ghost = self.user_id(&identity.ghost_localpart)?;
@@ -201,10 +195,7 @@ impl Core {
             self.matrix.join(room, &ghost).await?;
             self.store.set_joined(identity.id).await?;
         }
-        self.ghosts
-            .lock()
-            .expect("not poisoned")
-            .insert(identity_id, ghost.clone());
+        self.ghosts.put(identity_id, ghost.clone());
         Ok(ghost)
     }
 }

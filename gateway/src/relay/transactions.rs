@@ -69,10 +69,9 @@ impl Core {
         if !moved.is_empty() {
             // Their next messages go to the case they joined, by a ghost that joins its room.
             self.store.forget_contacts();
-            self.ghosts
-                .lock()
-                .expect("not poisoned")
-                .retain(|identity, _| !moved.contains(identity));
+            for identity in &moved {
+                self.ghosts.remove(identity);
+            }
         }
         self.matrix_wake.notify_one();
         for (room, user) in invites {

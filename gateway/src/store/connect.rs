@@ -130,7 +130,7 @@ impl Store {
         }
         Ok(Self {
             db,
-            contacts: Arc::default(),
+            contacts: Arc::new(crate::cache::Cache::new(crate::cache::ENTRIES)),
         })
     }
 }

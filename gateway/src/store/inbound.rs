@@ -100,7 +100,7 @@ impl Store {
         let wake = apply(&txn, batch, &plan, now).await?;
         txn.commit().await?;
         // Only committed contacts are remembered.
-        self.contacts.lock().expect("not poisoned").extend(added);
+        self.contacts.extend(added);
         Ok(Recorded {
             answers: plan.answers,
             wake,
@@ -115,16 +115,13 @@ impl Store {
     ) -> Result<HashMap<(String, String), Contact>, StoreError> {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
-        {
-            let cache = self.contacts.lock().expect("not poisoned");
-            for item in batch {
-                let key = (item.instance.clone(), item.message.from.as_str().to_owned());
-                match cache.get(&key) {
-                    Some(c) => {
-                        found.insert(key, c.clone());
-                    }
-                    None => missing.push(key),
+        for item in batch {
+            let key = (item.instance.clone(), item.message.from.as_str().to_owned());
+            match self.contacts.get(&key) {
+                Some(c) => {
+                    found.insert(key, c);
                 }
+                None => missing.push(key),
             }
         }
         if missing.is_empty() {
@@ -141,7 +138,6 @@ impl Store {
             .into_iter()
             .map(|c| (c.id, c.number))
             .collect();
-        let mut cache = self.contacts.lock().expect("not poisoned");
         for identity in identities {
             let Some(number) = cases.get(&identity.case_id) else {
                 continue;
@@ -152,7 +148,7 @@ impl Store {
                 case_number: number.clone(),
             };
             let key = (identity.instance, identity.address);
-            cache.insert(key.clone(), contact.clone());
+            self.contacts.put(key.clone(), contact.clone());
             found.insert(key, contact);
         }
         Ok(found)

@@ -16,10 +16,7 @@ pub mod retention;
 mod rooms;
 mod values;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -38,6 +35,7 @@ use self::plan::Contact;
 pub use self::values::{
     CaseId, CaseStatus, Direction, IdentityId, MessageId, MessageKind, MessageState, Target,
 };
+use crate::cache::Cache;
 
 #[async_trait::async_trait]
 impl casebridge_bridges::BridgeState for Store {
@@ -81,7 +79,8 @@ impl casebridge_bridges::BridgeState for Store {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    contacts: Arc<Mutex<HashMap<(String, String), Contact>>>,
+    /// Who a sender is, by (instance, address), for senders recently seen.
+    contacts: Arc<Cache<(String, String), Contact>>,
 }
 
 impl Store {
@@ -126,7 +125,7 @@ impl Store {
     /// Forgets which case each address belongs to (after `!merge` moved some): the next
     /// message of each reads it from the store.
     pub fn forget_contacts(&self) {
-        self.contacts.lock().expect("not poisoned").clear();
+        self.contacts.clear();
     }
 }
 

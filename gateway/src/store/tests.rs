@@ -244,6 +244,41 @@ async fn inbound_creates_cases_and_deduplicates() {
     assert_eq!(store.due(Target::Matrix, "", 10).await.unwrap().len(), 3);
 }
 
+/// The contacts cache holds only the senders seen last; one that fell out is found in the
+/// store again, in the same case.
+#[tokio::test]
+async fn senders_past_the_contacts_cache_keep_their_cases() {
+    let mut store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.contacts = Arc::new(Cache::new(2));
+    let policies = Policies::default();
+    let number = |recorded: Recorded| match &recorded.answers[..] {
+        [Accepted::Recorded { case_number }] => case_number.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut first = Vec::new();
+    for (i, from) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let id = format!("first-{i}");
+        first.push(number(
+            store
+                .record_inbound(&[inbound(&id, from)], &policies)
+                .await
+                .unwrap(),
+        ));
+    }
+    assert_eq!(store.contacts.len(), 2, "bounded");
+    for (i, from) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let id = format!("again-{i}");
+        let again = number(
+            store
+                .record_inbound(&[inbound(&id, from)], &policies)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(again, first[i], "{from} stays in its case");
+    }
+    assert_eq!(store.cases().await.unwrap().len(), 4);
+}
+
 #[tokio::test]
 async fn a_duplicate_in_the_same_batch_keeps_one_copy_of_files_and_original() {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();
