@@ -255,6 +255,36 @@ async fn mock_relay_keeps_each_rooms_order() {
     gateway.shutdown().await;
 }
 
+/// Many new clients at once on a store with two connections: rooms are made and messages sent
+/// while other cases record what they sent, without the relay waiting out the pool's timeout.
+/// (A case held its connection and SQLite's write lock while the relay's loop, the only one
+/// polling it, waited for a connection: 30 s stalls and "database is locked".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_relay_stays_busy_with_a_small_pool_and_many_new_cases() {
+    const CLIENTS: usize = 40;
+    let stack = MockStack::new().await;
+    stack.hs.set_latency(Duration::from_millis(4));
+    for c in 0..CLIENTS {
+        stack.spool.put(
+            &format!("m{c:03}"),
+            &format!("+467000001{c:02}"),
+            &format!("client {c}"),
+        );
+    }
+    let mut config = stack.setup.config();
+    config.database.max_connections = 2;
+    let gateway = Gateway::start(config, &test_factories())
+        .await
+        .expect("gateway starts");
+    let records = relayed_records(&gateway, CLIENTS).await;
+    assert_eq!(records.len(), CLIENTS);
+    assert_eq!(stack.hs.sends().len(), CLIENTS, "each sent once");
+    let calls = stack.hs.calls();
+    let failures = unexpected_failures(&calls);
+    assert!(failures.is_empty(), "{failures:#?}");
+    gateway.shutdown().await;
+}
+
 /// The sends of `text`, in order.
 fn sends_of<'a>(sends: &'a [Call], text: &str) -> Vec<&'a Call> {
     sends.iter().filter(|s| s.text() == Some(text)).collect()
