@@ -2,6 +2,7 @@
 //! room, relays each channel into it and the case team's replies back out, and keeps every
 //! message as a record. `ARCHITECTURE.md` at the repository root draws the layers.
 
+pub mod allocator;
 pub mod appservice;
 pub mod cache;
 mod commands;

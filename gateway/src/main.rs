@@ -143,8 +143,14 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    casebridge_gateway::allocator::tune();
+    tokio::runtime::Runtime::new()
+        .expect("the async runtime starts")
+        .block_on(gateway_main())
+}
+
+async fn gateway_main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli).await {

@@ -10,8 +10,12 @@ struct Args {
     config: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    casebridge_gateway::allocator::tune();
+    tokio::runtime::Runtime::new()?.block_on(testgw_main())
+}
+
+async fn testgw_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

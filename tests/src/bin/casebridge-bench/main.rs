@@ -16,6 +16,10 @@
 //!    rooms (real Dovecot, Postfix and Synapse), and the e-mail bridge's SMTP sends.
 //! 5. Telegram (`--telegram N`): updates per second from the Bot API double into case rooms
 //!    (real Synapse), by long polling and by webhook, and the bridge's sendMessage rate.
+//! 6. Memory under a flood of new senders (`--senders N`, default 20,000; 0 skips it): see
+//!    [`memory`].
+
+mod memory;
 
 use std::{
     collections::BTreeMap,
@@ -66,6 +70,12 @@ struct Args {
     /// Only the Telegram part.
     #[arg(long)]
     telegram_only: bool,
+    /// Messages for the memory part, from that many new senders and from 10 (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    senders: usize,
+    /// Only the memory part.
+    #[arg(long)]
+    memory_only: bool,
 }
 
 // ----- a bridge whose sink the benchmark drives directly -----
@@ -916,6 +926,12 @@ fn main() {
             .block_on(telegram(args.telegram.max(1), args.concurrency));
         return;
     }
+    if args.memory_only {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(memory::new_senders(args.senders.max(2)));
+        return;
+    }
     if args.email_only {
         tokio::runtime::Runtime::new()
             .unwrap()
@@ -938,6 +954,11 @@ fn main() {
         tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(telegram(args.telegram, args.concurrency));
+    }
+    if args.senders > 0 {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(memory::new_senders(args.senders));
     }
     if args.no_synapse {
         // The end-to-end part measures it beside its other memory figures.
