@@ -48,12 +48,14 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A bridge instance could not be built or started.
-    #[error("bridges.{instance}: {source}")]
+    // `error`, not `source`: the message says it already, and a source would be printed again
+    // by every caller that prints the chain of causes (anyhow's `{:#}`).
+    #[error("{}", named(&format!("bridges.{instance}"), error))]
     Bridge {
         /// The instance key.
         instance: String,
         /// What went wrong.
-        source: BridgeError,
+        error: BridgeError,
     },
     /// A bridge kind no factory answers to.
     #[error("bridges.{instance}.kind: unknown bridge kind {kind:?} (this build knows: {known})")]
@@ -66,13 +68,23 @@ pub enum StartError {
         known: String,
     },
     /// The HTTP listener could not bind.
-    #[error("appservice.listen: cannot listen on {addr}: {source}")]
+    #[error("appservice.listen: cannot listen on {addr}: {error}")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+/// `error`, led by `key` unless it names that key already (`bridges.sms.number: ...`).
+fn named(key: &str, error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    if text.starts_with(key) {
+        text
+    } else {
+        format!("{key}: {text}")
+    }
 }
 
 /// Builds the bridge instances of `config` with `factories`, without starting them.
@@ -100,9 +112,9 @@ pub fn build_bridges(
             })?;
         let bridge = factory
             .build(name, instance)
-            .map_err(|source| StartError::Bridge {
+            .map_err(|error| StartError::Bridge {
                 instance: name.clone(),
-                source,
+                error,
             })?;
         let capabilities = bridge.capabilities();
         bridges.insert(
@@ -150,13 +162,13 @@ impl Gateway {
         let listen = config.appservice.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|source| StartError::Listen {
+            .map_err(|error| StartError::Listen {
                 addr: listen,
-                source,
+                error,
             })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        let addr = listener.local_addr().map_err(|error| StartError::Listen {
             addr: listen,
-            source,
+            error,
         })?;
         let metrics = Metrics::new();
         let core = Arc::new(Core::new(
@@ -180,7 +192,7 @@ impl Gateway {
         let app = appservice::router(core.clone());
         let limits = server::Limits::from_config(&core.config.http);
         let http = HttpServer::new(listener, app, limits)
-            .map_err(|source| StartError::Listen { addr, source })?;
+            .map_err(|error| StartError::Listen { addr, error })?;
         workers.spawn(Arc::new(http));
 
         for (name, running) in &core.bridges {
@@ -188,9 +200,9 @@ impl Gateway {
                 .with_state(Arc::new(core.store.clone()));
             let bridge = BridgeWorker::new(core.clone(), name.clone(), sink);
             // Started here, so that a bridge that cannot start stops the gateway's start.
-            bridge.start().await.map_err(|source| StartError::Bridge {
+            bridge.start().await.map_err(|error| StartError::Bridge {
                 instance: name.clone(),
-                source,
+                error,
             })?;
             workers.spawn(Arc::new(bridge));
         }

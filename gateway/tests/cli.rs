@@ -94,6 +94,82 @@ fn hours_say_whether_each_team_is_open_and_until_when() {
     );
 }
 
+/// `casebridge run` with a bridge it cannot build: the reason once (not repeated by each layer
+/// that passes it on), and the log lines before it without terminal colour codes (stderr here
+/// is a pipe, as under systemd or in a log file).
+#[test]
+fn run_names_a_broken_bridge_once_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example(dir.path());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("number = \"+46766860000\"", "number = \"+4676686000x\"");
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = casebridge(&path, &["run"]);
+    assert!(!ok, "{err}");
+    let reason = err
+        .lines()
+        .find(|l| l.starts_with("casebridge: bridges.sms"))
+        .unwrap_or_else(|| panic!("no error naming the bridge: {err}"));
+    assert_eq!(
+        reason,
+        "casebridge: bridges.sms.number: \"+4676686000x\" is not a valid phone number (read in \
+         region SE); write the office's number in international form, e.g. number = \
+         \"+46701234567\"",
+        "said once, by its key"
+    );
+}
+
+/// The log of a running gateway written to a pipe (systemd's journal, a file) has no terminal
+/// colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("casebridge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[homeserver]\nurl = \"http://127.0.0.1:9\"\nserver_name = \"example.org\"\n\
+             [appservice]\nlisten = \"127.0.0.1:0\"\nurl = \"http://127.0.0.1:1\"\n\
+             as_token = \"as-test-token\"\nhs_token = \"hs-test-token\"\n\
+             [database]\nurl = \"sqlite://{}\"\n\
+             [teams.social]\nmembers = [\"@anna:example.org\"]\n",
+            dir.path().join("cb.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("CASEBRIDGE_CONFIG")
+        .env_remove("NO_COLOR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let running = line.contains("gateway running");
+        seen.push(line);
+        if running {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("gateway running")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a pipe: {seen:#?}"
+    );
+}
+
 #[test]
 fn config_check_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
