@@ -10,6 +10,7 @@ pub mod journal;
 pub mod matrix;
 pub mod metrics;
 pub mod policy;
+pub mod preflight;
 pub mod purge;
 pub mod registration;
 pub mod relay;

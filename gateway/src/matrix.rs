@@ -9,6 +9,7 @@ use ruma::{
         client::{
             account::register::{self, LoginType},
             alias::get_alias,
+            appservice::request_ping,
             media::create_content,
             membership::{invite_user, join_room_by_id},
             message::send_message_event,
@@ -278,6 +279,23 @@ impl MatrixClient {
             detail: body["error"].as_str().unwrap_or_default().to_owned(),
             retry_after: None,
         })
+    }
+
+    /// Asks the homeserver to ping this appservice (`POST
+    /// /_matrix/client/v1/appservice/{appserviceId}/ping`, Matrix 1.7): the homeserver calls
+    /// the appservice's own `/_matrix/app/v1/ping` with its hs_token, and answers how long that
+    /// took. Proves in one call that the homeserver answers, knows the as_token, and reaches
+    /// the appservice with the hs_token it expects.
+    pub async fn ping(
+        &self,
+        appservice_id: &str,
+        transaction_id: &str,
+    ) -> Result<Duration, MatrixError> {
+        let mut request = request_ping::v1::Request::new(appservice_id.to_owned());
+        request.transaction_id = Some(transaction_id.into());
+        self.send("appservice ping", request, None)
+            .await
+            .map(|r| r.duration)
     }
 
     /// The display name of `user`, if set.

@@ -121,9 +121,10 @@ fn run_names_a_broken_bridge_once_in_plain_text() {
 }
 
 /// The log of a running gateway written to a pipe (systemd's journal, a file) has no terminal
-/// colour codes.
+/// colour codes; and a homeserver that does not answer is an ERROR at start naming the key to
+/// check, while the gateway keeps running.
 #[test]
-fn logs_to_a_pipe_are_plain_text() {
+fn logs_to_a_pipe_are_plain_text_and_name_an_unreachable_homeserver() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("casebridge.toml");
@@ -149,21 +150,37 @@ fn logs_to_a_pipe_are_plain_text() {
         .spawn()
         .unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = Vec::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        let running = line.contains("gateway running");
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        let checked = line.contains("homeserver.url");
         seen.push(line);
-        if running {
+        if checked {
             break;
         }
     }
+    let still_running = child.try_wait().unwrap().is_none();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
         seen.iter().any(|l| l.contains("gateway running")),
         "{seen:#?}"
     );
+    let check = seen.last().unwrap();
+    assert!(
+        check.contains("ERROR")
+            && check
+                .contains("homeserver.url: the homeserver at http://127.0.0.1:9/ does not answer"),
+        "{seen:#?}"
+    );
+    assert!(still_running, "the gateway keeps running: {seen:#?}");
     assert!(
         seen.iter().all(|l| !l.contains('\u{1b}')),
         "colour codes in a pipe: {seen:#?}"

@@ -9,7 +9,12 @@ use std::{
 use anyhow::Result;
 use casebridge_bridges::BridgeError;
 use casebridge_config::{Config, Problem};
-use casebridge_gateway::{policy::Policies, registration::registration_yaml, Gateway};
+use casebridge_gateway::{
+    policy::Policies,
+    preflight::{self, HomeserverCheck},
+    registration::registration_yaml,
+    Gateway,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use records::{CasesCommand, RecordsCommand};
@@ -119,7 +124,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run => {
             let factories = casebridge_bridges::builtin_factories();
-            let gateway = Gateway::start(config, &factories).await?;
+            let gateway = Gateway::start(config.clone(), &factories).await?;
+            // Serving now: the homeserver can call back.
+            check_homeserver(&config).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             // The stop lets deliveries in flight be recorded (bounded); a second signal is an
@@ -136,6 +143,25 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Hours { at } => print!("{}", hours_report(&config, at.as_deref())?),
         Command::Cases(command) => records::cases(&config, &cli.config, command).await?,
         Command::Records(command) => records::records(&config, &cli.config, command).await?,
+    }
+    Ok(())
+}
+
+/// Logs what [`preflight::homeserver`] found: the admin learns of a broken link now, not from
+/// a client's message that never reaches its room.
+async fn check_homeserver(config: &Config) -> Result<()> {
+    let secrets = config.secrets()?;
+    let matrix = casebridge_gateway::matrix::MatrixClient::new(
+        config.homeserver.url.as_str(),
+        secrets.as_token.expose(),
+    );
+    match preflight::homeserver(&matrix, config).await {
+        HomeserverCheck::Linked { round_trip } => tracing::info!(
+            round_trip_ms = round_trip.as_millis() as u64,
+            "homeserver link checked: the homeserver holds this registration and reaches the gateway"
+        ),
+        HomeserverCheck::Unchecked(why) => tracing::warn!("{why}"),
+        HomeserverCheck::Broken(what) => tracing::error!("{what}"),
     }
     Ok(())
 }

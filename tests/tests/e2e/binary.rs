@@ -123,6 +123,54 @@ async fn casebridge_run_answers_the_homeservers_ping() {
         "{}",
         output.1
     );
+    // At start it asked Synapse to ping it, and Synapse did.
+    assert!(
+        output.1.lines().any(|l| {
+            let line: Value = serde_json::from_str(l).unwrap_or_default();
+            line["level"] == "INFO"
+                && line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("homeserver link checked"))
+        }),
+        "{}",
+        output.1
+    );
+
+    // The same gateway with an as_token the homeserver does not know (its registration not
+    // loaded, or another one): an ERROR at start that says which key and what to do.
+    let wrong = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(AS_TOKEN, "an-as-token-synapse-does-not-know");
+    std::fs::write(&config, wrong).unwrap();
+    let mut child = std::process::Command::new(casebridge_binary())
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("CASEBRIDGE__DATABASE__URL", &setup.database_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("ERROR") || l.contains("homeserver link checked"))
+    });
+    let line = tokio::time::timeout(Duration::from_secs(30), found)
+        .await
+        .expect("the start check logged within 30 s")
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("a line on the homeserver link");
+    assert!(
+        line.contains("ERROR")
+            && line.contains("appservice.as_token: the homeserver at")
+            && line.contains("does not know this token"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
