@@ -349,8 +349,27 @@ async fn unknown_endpoint() -> Response {
 }
 
 async fn health(State(core): State<Arc<Core>>) -> Response {
+    use crate::preflight::HomeserverCheck;
+    // The homeserver link does not decide the answer's status: a gateway whose homeserver is
+    // away still takes and records every message, which a load balancer must keep sending.
+    let link = core.homeserver_link.lock().expect("not poisoned").clone();
+    let (degraded, homeserver) = match &link {
+        None => (false, json!({ "link": "not checked" })),
+        Some(HomeserverCheck::Linked { round_trip }) => (
+            false,
+            json!({ "link": "ok", "round_trip_ms": round_trip.as_millis() as u64 }),
+        ),
+        Some(HomeserverCheck::Unchecked(why)) => {
+            (false, json!({ "link": "unchecked", "detail": why }))
+        }
+        Some(HomeserverCheck::Broken(what)) => (true, json!({ "link": "broken", "detail": what })),
+    };
     match core.store.connection().ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(()) => Json(json!({
+            "status": if degraded { "degraded" } else { "ok" },
+            "homeserver": homeserver,
+        }))
+        .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "store": e.to_string() })),

@@ -221,6 +221,17 @@ impl Gateway {
     }
 
     /// The records store.
+    /// Checks the homeserver link (see [`preflight`]); shows the result in `/health` and
+    /// `/metrics` and returns it.
+    pub async fn check_homeserver(&self) -> preflight::HomeserverCheck {
+        let check = preflight::homeserver(&self.core.matrix, &self.core.config).await;
+        self.core
+            .metrics
+            .set_homeserver_linked(!matches!(check, preflight::HomeserverCheck::Broken(_)));
+        *self.core.homeserver_link.lock().expect("not poisoned") = Some(check.clone());
+        check
+    }
+
     pub fn store(&self) -> &Store {
         &self.core.store
     }

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the gateway, served at `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The gateway's metrics, registered in their own registry.
@@ -20,6 +21,10 @@ pub struct Metrics {
     pub relay_latency: Histogram,
     /// Workers run again after they failed, per worker (`crate::supervisor`).
     pub worker_restarts: IntCounterVec,
+    /// 1 when the last appservice ping through the homeserver succeeded, 0 when it failed,
+    /// absent until one was made (`crate::preflight`).
+    homeserver_linked: IntGauge,
+    homeserver_checked: std::sync::Arc<std::sync::Once>,
 }
 
 impl Metrics {
@@ -51,6 +56,11 @@ impl Metrics {
             &["target"],
         )
         .expect("valid metric");
+        let homeserver_linked = IntGauge::new(
+            "homeserver_linked",
+            "1 when the last appservice ping through the homeserver succeeded, else 0",
+        )
+        .expect("valid metric");
         let relay_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "relay_latency_seconds",
@@ -80,7 +90,19 @@ impl Metrics {
             queue_depth,
             relay_latency,
             worker_restarts,
+            homeserver_linked,
+            homeserver_checked: std::sync::Arc::new(std::sync::Once::new()),
         }
+    }
+
+    /// Sets `casebridge_homeserver_linked`, shown from the first check on.
+    pub fn set_homeserver_linked(&self, linked: bool) {
+        self.homeserver_checked.call_once(|| {
+            self.registry
+                .register(Box::new(self.homeserver_linked.clone()))
+                .expect("registered once");
+        });
+        self.homeserver_linked.set(i64::from(linked));
     }
 
     /// The text exposition format.

@@ -167,6 +167,38 @@ fn logs_to_a_pipe_are_plain_text_and_name_an_unreachable_homeserver() {
         }
     }
     let still_running = child.try_wait().unwrap().is_none();
+    // /health and /metrics show the broken link; the gateway itself is up.
+    let addr = seen
+        .iter()
+        .find_map(|l| l.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address in the start line")
+        .to_owned();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let health = get("/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        health.contains("\"status\":\"degraded\"")
+            && health.contains("\"link\":\"broken\"")
+            && health.contains("homeserver.url"),
+        "{health}"
+    );
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("casebridge_homeserver_linked 0"),
+        "{metrics}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

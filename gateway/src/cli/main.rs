@@ -10,10 +10,7 @@ use anyhow::Result;
 use casebridge_bridges::BridgeError;
 use casebridge_config::{Config, Problem};
 use casebridge_gateway::{
-    policy::Policies,
-    preflight::{self, HomeserverCheck},
-    registration::registration_yaml,
-    Gateway,
+    policy::Policies, preflight::HomeserverCheck, registration::registration_yaml, Gateway,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -126,8 +123,14 @@ async fn run(cli: Cli) -> Result<()> {
             let factories = casebridge_bridges::builtin_factories();
             let gateway = Gateway::start(config.clone(), &factories).await?;
             // Serving now: the homeserver can call back.
-            check_homeserver(&config).await?;
+            let gateway = std::sync::Arc::new(gateway);
+            let watch = tokio::spawn(watch_homeserver(gateway.clone()));
             shutdown_signal().await;
+            watch.abort();
+            // Cancelled: it let go of the gateway.
+            let _ = watch.await;
+            let gateway = std::sync::Arc::into_inner(gateway)
+                .expect("the link watch, the only other holder, was stopped");
             tracing::info!("shutting down");
             // The stop lets deliveries in flight be recorded (bounded); a second signal is an
             // operator who does not want to wait.
@@ -147,23 +150,37 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Logs what [`preflight::homeserver`] found: the admin learns of a broken link now, not from
-/// a client's message that never reaches its room.
-async fn check_homeserver(config: &Config) -> Result<()> {
-    let secrets = config.secrets()?;
-    let matrix = casebridge_gateway::matrix::MatrixClient::new(
-        config.homeserver.url.as_str(),
-        secrets.as_token.expose(),
-    );
-    match preflight::homeserver(&matrix, config).await {
-        HomeserverCheck::Linked { round_trip } => tracing::info!(
-            round_trip_ms = round_trip.as_millis() as u64,
-            "homeserver link checked: the homeserver holds this registration and reaches the gateway"
-        ),
-        HomeserverCheck::Unchecked(why) => tracing::warn!("{why}"),
-        HomeserverCheck::Broken(what) => tracing::error!("{what}"),
+/// Checks the homeserver link now and then (see [`preflight`]), and logs what changed: the
+/// admin learns of a broken link at start, not from a client's message that never reaches its
+/// room, and learns when it works again. A broken link is checked again every 30 s, a good one
+/// every 5 minutes (a homeserver restarted without the registration breaks it).
+async fn watch_homeserver(gateway: std::sync::Arc<Gateway>) {
+    let mut last: Option<HomeserverCheck> = None;
+    loop {
+        let check = gateway.check_homeserver().await;
+        let changed = match (&last, &check) {
+            (Some(HomeserverCheck::Linked { .. }), HomeserverCheck::Linked { .. }) => false,
+            (Some(before), now) => before != now,
+            (None, _) => true,
+        };
+        if changed {
+            match &check {
+                HomeserverCheck::Linked { round_trip } => tracing::info!(
+                    round_trip_ms = round_trip.as_millis() as u64,
+                    "homeserver link checked: the homeserver holds this registration and \
+                     reaches the gateway"
+                ),
+                HomeserverCheck::Unchecked(why) => tracing::warn!("{why}"),
+                HomeserverCheck::Broken(what) => tracing::error!("{what}"),
+            }
+        }
+        let again = match check {
+            HomeserverCheck::Broken(_) => std::time::Duration::from_secs(30),
+            _ => std::time::Duration::from_secs(300),
+        };
+        last = Some(check);
+        tokio::time::sleep(again).await;
     }
-    Ok(())
 }
 
 /// `casebridge hours`: each team's state at an instant and its next change.

@@ -90,6 +90,8 @@ pub struct Core {
     display_names: Mutex<HashMap<String, String>>,
     /// Outage warnings: one line per interval however many items fail.
     relay_warnings: Throttle,
+    /// What the last check of the homeserver link found (`casebridge run` checks it).
+    pub homeserver_link: Mutex<Option<crate::preflight::HomeserverCheck>>,
 }
 
 /// How often an outage that fails every queued item is logged.
@@ -130,6 +132,7 @@ impl Core {
             alert_rooms: Mutex::new(HashMap::new()),
             display_names: Mutex::new(HashMap::new()),
             relay_warnings: Throttle::new(OUTAGE_LOG_EVERY),
+            homeserver_link: Mutex::new(None),
         }
     }
 

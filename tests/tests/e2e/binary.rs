@@ -101,6 +101,19 @@ async fn casebridge_run_answers_the_homeservers_ping() {
     let body: Value = response.json().await.unwrap();
     assert!(status.is_success(), "ping through Synapse: {status} {body}");
     assert!(body["duration_ms"].is_number(), "{body}");
+    // Its own check at start found the link working, and /health says so.
+    eventually(Duration::from_secs(20), "the link in /health", || async {
+        let health: Value = http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (health["status"] == "ok" && health["homeserver"]["link"] == "ok").then_some(())
+    })
+    .await;
 
     // SIGTERM: a clean shutdown, with JSON logs on the way.
     std::process::Command::new("kill")
