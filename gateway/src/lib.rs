@@ -220,7 +220,6 @@ impl Gateway {
         self.addr
     }
 
-    /// The records store.
     /// Checks the homeserver link (see [`preflight`]); shows the result in `/health` and
     /// `/metrics` and returns it.
     pub async fn check_homeserver(&self) -> preflight::HomeserverCheck {
@@ -232,6 +231,7 @@ impl Gateway {
         check
     }
 
+    /// The records store.
     pub fn store(&self) -> &Store {
         &self.core.store
     }

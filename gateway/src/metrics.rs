@@ -21,8 +21,9 @@ pub struct Metrics {
     pub relay_latency: Histogram,
     /// Workers run again after they failed, per worker (`crate::supervisor`).
     pub worker_restarts: IntCounterVec,
-    /// 1 when the last appservice ping through the homeserver succeeded, 0 when it failed,
-    /// absent until one was made (`crate::preflight`).
+    /// 0 when the last appservice ping through the homeserver showed the link broken, else 1
+    /// (a homeserver without the ping counts as linked); absent until one was made
+    /// (`crate::preflight`).
     homeserver_linked: IntGauge,
     homeserver_checked: std::sync::Arc<std::sync::Once>,
 }
@@ -58,7 +59,7 @@ impl Metrics {
         .expect("valid metric");
         let homeserver_linked = IntGauge::new(
             "homeserver_linked",
-            "1 when the last appservice ping through the homeserver succeeded, else 0",
+            "0 when the last appservice ping through the homeserver showed the link broken, else 1",
         )
         .expect("valid metric");
         let relay_latency = Histogram::with_opts(

@@ -27,7 +27,7 @@ pub enum HomeserverCheck {
 /// Pings this appservice through its homeserver and says what the answer means.
 pub async fn homeserver(matrix: &MatrixClient, config: &Config) -> HomeserverCheck {
     let id = &config.appservice.id;
-    match matrix.ping(id, "casebridge-start").await {
+    match matrix.ping(id, "casebridge-link-check").await {
         Ok(round_trip) => HomeserverCheck::Linked { round_trip },
         Err(e) => explain(&e, config),
     }

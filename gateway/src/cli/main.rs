@@ -122,15 +122,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Run => {
             let factories = casebridge_bridges::builtin_factories();
             let gateway = Gateway::start(config.clone(), &factories).await?;
-            // Serving now: the homeserver can call back.
-            let gateway = std::sync::Arc::new(gateway);
-            let watch = tokio::spawn(watch_homeserver(gateway.clone()));
-            shutdown_signal().await;
-            watch.abort();
-            // Cancelled: it let go of the gateway.
-            let _ = watch.await;
-            let gateway = std::sync::Arc::into_inner(gateway)
-                .expect("the link watch, the only other holder, was stopped");
+            // Serving now: the homeserver can call back. The watch runs until the signal.
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = watch_homeserver(&gateway) => {}
+            }
             tracing::info!("shutting down");
             // The stop lets deliveries in flight be recorded (bounded); a second signal is an
             // operator who does not want to wait.
@@ -154,7 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
 /// admin learns of a broken link at start, not from a client's message that never reaches its
 /// room, and learns when it works again. A broken link is checked again every 30 s, a good one
 /// every 5 minutes (a homeserver restarted without the registration breaks it).
-async fn watch_homeserver(gateway: std::sync::Arc<Gateway>) {
+async fn watch_homeserver(gateway: &Gateway) {
     let mut last: Option<HomeserverCheck> = None;
     loop {
         let check = gateway.check_homeserver().await;
