@@ -20,7 +20,9 @@ pub struct TeamConfig {
     #[serde(default)]
     pub on_call: Vec<OwnedUserId>,
     /// Languages of automatic replies, in order: each reply carries every language, except on
-    /// SMS fitted to one part, which uses the first.
+    /// SMS fitted to one part, which uses the first. The team itself reads casebridge's
+    /// notices, command answers and journals in the first of these that they are written in
+    /// (Swedish or English; English when none is).
     #[serde(default = "default_languages")]
     pub languages: Vec<Language>,
     /// When the office answers. Without it the team counts as always open.

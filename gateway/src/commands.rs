@@ -1,16 +1,16 @@
 //! Case-room commands (`!case`, `!close`, `!discreet on`, ...): run inside the appservice
 //! transaction that brought them, so a command is recorded and takes effect exactly once.
 
-use casebridge_policies::commands::{Command, HELP};
+use casebridge_policies::commands::Command;
 use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::{
-    policy::TeamNotice,
     relay::Core,
     store::{
         case, identity, message, CaseId, CaseStatus, Direction, IdentityId, MessageKind, Store,
         StoreError,
     },
+    texts::{self, Summary, Text},
 };
 
 /// What must happen once the transaction that ran a command has committed.
@@ -48,38 +48,36 @@ impl Core {
         }
         let mut after = AfterCommit::default();
         let notice = match command {
-            Command::Help => HELP.to_owned(),
+            Command::Help => Text::Help,
             Command::Case => self.summary(conn, case).await?,
             Command::Close => set_status(conn, case, sender, CaseStatus::Closed).await?,
             Command::Reopen => set_status(conn, case, sender, CaseStatus::Open).await?,
             Command::Discreet(on) => self.discreet(conn, case, on).await?,
             Command::Hold(on) => {
                 set_case(conn, case.id, case::Column::LegalHold, on).await?;
-                if on {
-                    format!("Legal hold on, set by {sender}: retention purges nothing of this case until !hold off.")
-                } else {
-                    format!("Legal hold off, lifted by {sender}: the retention rules apply again.")
+                Text::Hold {
+                    on,
+                    by: sender.to_owned(),
                 }
             }
             Command::Block | Command::Unblock => {
                 let on = matches!(command, Command::Block);
                 set_case(conn, case.id, case::Column::Blocked, on).await?;
                 if on {
-                    "Blocked: the client's messages are recorded but no longer shown here, and \
-                     the client gets only the team's neutral answer (at most once a day). \
-                     Emergency words still alert the team. !unblock undoes it."
-                        .to_owned()
+                    Text::Blocked
                 } else {
-                    "Unblocked: the client's messages are shown here again.".to_owned()
+                    Text::Unblocked
                 }
             }
-            Command::Note(_) => "Internal note recorded; it is not sent to the client.".to_owned(),
+            Command::Note(_) => Text::NoteRecorded,
             Command::Send => match Store::release_held(conn, case.id).await? {
                 Some((instance, _)) => {
                     after.wake = Some(instance);
-                    format!("The held reply is sent as written, confirmed by {sender}.")
+                    Text::HeldReplySent {
+                        by: sender.to_owned(),
+                    }
                 }
-                None => "No reply is held in this case.".to_owned(),
+                None => Text::NoHeldReply,
             },
             Command::Incident(text) => self.incident(conn, case, sender, &text).await?,
             Command::Assign(user) => {
@@ -95,7 +93,7 @@ impl Core {
             }
             Command::Via(channel) => self.via(conn, case, &channel).await?,
         };
-        Store::record_notice(conn, case.id, &notice).await?;
+        Store::record_notice(conn, case.id, &self.policies.say(&case.team, &notice)).await?;
         Ok(after)
     }
 
@@ -105,18 +103,20 @@ impl Core {
         conn: &C,
         case: &case::Model,
         on: bool,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Text, StoreError> {
         set_case(conn, case.id, case::Column::Discreet, on).await?;
         let team = self.policies.team(&case.team);
         Ok(if on {
-            format!(
-                "Discreet mode on: nothing automatic goes to the client, the sender shows \
-                 as «{}» with the subject «{}», and texts carry no case number.",
-                team.map_or("Info", |t| t.discreet.sender_name.as_str()),
-                team.map_or("Message", |t| t.discreet.subject.as_str()),
-            )
+            Text::DiscreetOn {
+                sender_name: team
+                    .map_or("Info", |t| t.discreet.sender_name.as_str())
+                    .into(),
+                subject: team
+                    .map_or("Message", |t| t.discreet.subject.as_str())
+                    .into(),
+            }
         } else {
-            "Discreet mode off: automatic replies and the office's sender name are back.".to_owned()
+            Text::DiscreetOff
         })
     }
 
@@ -127,27 +127,23 @@ impl Core {
         case: &case::Model,
         sender: &str,
         text: &str,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Text, StoreError> {
         let room = self
             .policies
             .team(&case.team)
             .and_then(|t| t.incident_room.clone());
         if room.is_none() {
-            return Ok(format!(
-                "Incident report recorded. No incident room is configured \
-                 (teams.{}.incident_room), so it was posted nowhere else.",
-                case.team
-            ));
+            return Ok(Text::IncidentNowhere {
+                team: case.team.clone(),
+            });
         }
-        let alert = TeamNotice {
-            body: format!(
-                "Incident report in case {} by {sender}: {text}\nCase room: https://matrix.to/#/{}",
-                case.number,
-                self.policies.case_alias(&case.number)
-            ),
-            html: None,
-            mentions: Vec::new(),
-        };
+        let alert = Text::IncidentReport {
+            case: case.number.clone(),
+            by: sender.to_owned(),
+            text: text.to_owned(),
+            alias: self.policies.case_alias(&case.number),
+        }
+        .notice(self.policies.language(&case.team));
         Store::record_team_notice(
             conn,
             case.id,
@@ -156,7 +152,7 @@ impl Core {
             &alert,
         )
         .await?;
-        Ok("Incident report recorded and posted to the incident room.".to_owned())
+        Ok(Text::IncidentPosted)
     }
 
     /// `!assign USER`: a member of the case's team, who is invited to the room once the
@@ -167,7 +163,7 @@ impl Core {
         case: &case::Model,
         sender: &str,
         user: ruma::OwnedUserId,
-    ) -> Result<(String, Option<(String, ruma::OwnedUserId)>), StoreError> {
+    ) -> Result<(Text, Option<(String, ruma::OwnedUserId)>), StoreError> {
         let members = self
             .config
             .teams
@@ -175,14 +171,18 @@ impl Core {
             .map(|t| t.members.as_slice())
             .unwrap_or(&[]);
         if !members.contains(&user) {
-            let notice = format!(
-                "{user} is not a member of team {}; the case stays as it was.",
-                case.team
-            );
+            let notice = Text::NotOnTeam {
+                user: user.to_string(),
+                team: case.team.clone(),
+            };
             return Ok((notice, None));
         }
         set_case(conn, case.id, case::Column::Assignee, user.to_string()).await?;
-        let notice = format!("Case {} assigned to {user} by {sender}.", case.number);
+        let notice = Text::Assigned {
+            case: case.number.clone(),
+            user: user.to_string(),
+            by: sender.to_owned(),
+        };
         Ok((notice, case.room_id.clone().map(|room| (room, user))))
     }
 
@@ -192,7 +192,7 @@ impl Core {
         conn: &C,
         case: &case::Model,
         channel: &str,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Text, StoreError> {
         let identities = identity::Entity::find()
             .filter(identity::Column::CaseId.eq(case.id))
             .all(conn)
@@ -202,21 +202,16 @@ impl Core {
             .rev()
             .find(|i| i.channel == channel || i.instance == channel)
         else {
-            return Ok(format!(
-                "The client has no {channel} address in this case (known: {}).",
-                identities
-                    .iter()
-                    .map(|i| i.channel.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Ok(Text::NoAddressOn {
+                channel: channel.to_owned(),
+                known: identities.iter().map(|i| i.channel.clone()).collect(),
+            });
         };
         set_case(conn, case.id, case::Column::LastIdentityId, found.id).await?;
-        Ok(format!(
-            "Replies now go to {} ({}).",
-            found.display_name,
-            self.label(&found.instance, &found.channel)
-        ))
+        Ok(Text::RepliesGoTo {
+            name: found.display_name.clone(),
+            label: self.label(&found.instance, &found.channel),
+        })
     }
 
     /// `!invite CHANNEL`: a one-time link that joins the client's account on that channel to
@@ -227,7 +222,7 @@ impl Core {
         case: &case::Model,
         sender: &str,
         channel: &str,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Text, StoreError> {
         // The case team's own instance of the channel, if it has one.
         let mut candidates: Vec<(&String, &crate::relay::RunningBridge)> = self
             .bridges
@@ -241,25 +236,21 @@ impl Core {
                 .is_none_or(|b| b.team != case.team)
         });
         let Some((instance, running)) = candidates.first() else {
-            return Ok(format!(
-                "No {channel} bridge runs on this gateway: nothing to invite the client to."
-            ));
+            return Ok(Text::NoBridgeFor {
+                channel: channel.to_owned(),
+            });
         };
-        let label = running.capabilities.label;
+        let label = running.capabilities.label.to_owned();
         let (token, expires) =
             Store::create_invitation(conn, case.id, instance, sender, INVITATION_DAYS).await?;
         Ok(match running.bridge.invitation_link(&token) {
-            Some(link) => format!(
-                "Invitation for the client on {label}: {link}\nSend it to the client. When \
-                 they open it (and press Start), their {label} account joins case {}. It works \
-                 once, until {}.",
-                case.number,
-                expires.format("%Y-%m-%d %H:%M UTC")
-            ),
-            None => format!(
-                "{label} cannot carry invitation links (or does not know its own address yet). \
-                 Nothing was made."
-            ),
+            Some(link) => Text::Invitation {
+                label,
+                link,
+                case: case.number.clone(),
+                expires,
+            },
+            None => Text::NoInvitationLinks { label },
         })
     }
 
@@ -270,28 +261,31 @@ impl Core {
         case: &case::Model,
         sender: &str,
         number: &str,
-    ) -> Result<(String, Vec<IdentityId>), StoreError> {
-        let refuse = |text: String| Ok((text, Vec::new()));
+    ) -> Result<(Text, Vec<IdentityId>), StoreError> {
+        let refuse = |text: Text| Ok((text, Vec::new()));
+        let number_ = || number.to_owned();
         if number == case.number {
-            return refuse(format!("{number} is this case."));
+            return refuse(Text::MergeSelf { number: number_() });
         }
         let Some(other) = case::Entity::find()
             .filter(case::Column::Number.eq(number))
             .one(conn)
             .await?
         else {
-            return refuse(format!("There is no case {number}; nothing was merged."));
+            return refuse(Text::MergeUnknown { number: number_() });
         };
         if other.team != case.team {
-            return refuse(format!(
-                "Case {number} belongs to team {}, not {}: only a team's own cases merge.",
-                other.team, case.team
-            ));
+            return refuse(Text::MergeOtherTeam {
+                number: number_(),
+                theirs: other.team.clone(),
+                ours: case.team.clone(),
+            });
         }
         if let Some(into) = &other.merged_into {
-            return refuse(format!(
-                "Case {number} was merged into case {into} already."
-            ));
+            return refuse(Text::MergedAlready {
+                number: number_(),
+                into: into.clone(),
+            });
         }
         let identities = identity::Entity::find()
             .filter(identity::Column::CaseId.eq(other.id))
@@ -324,7 +318,7 @@ impl Core {
                 set_case(conn, case.id, case::Column::LastIdentityId, first.id).await?;
             }
         }
-        let names = identities
+        let names: Vec<String> = identities
             .iter()
             .map(|i| {
                 format!(
@@ -333,32 +327,19 @@ impl Core {
                     self.label(&i.instance, &i.channel)
                 )
             })
-            .collect::<Vec<_>>()
-            .join(", ");
-        Store::record_notice(
-            conn,
-            other.id,
-            &format!(
-                "Merged into case {} by {sender}: {names} now belong to case {}, and their new \
-                 messages go there. This case is closed; its records stay here.",
-                case.number, case.number
-            ),
-        )
-        .await?;
-        let notice = format!(
-            "Case {number} merged into this case by {sender}: {} now write here{}. Case \
-             {number}'s earlier messages stay in its own record.",
-            if names.is_empty() {
-                "no addresses"
-            } else {
-                &names
-            },
-            if case.last_identity_id.is_some() {
-                "; replies still go where the client wrote last (!via to choose)"
-            } else {
-                ""
-            }
-        );
+            .collect();
+        let away = Text::MergedAway {
+            into: case.number.clone(),
+            by: sender.to_owned(),
+            names: names.clone(),
+        };
+        Store::record_notice(conn, other.id, &self.policies.say(&other.team, &away)).await?;
+        let notice = Text::MergedHere {
+            number: number_(),
+            by: sender.to_owned(),
+            names,
+            replies_stay: case.last_identity_id.is_some(),
+        };
         Ok((notice, identities.into_iter().map(|i| i.id).collect()))
     }
 
@@ -367,7 +348,7 @@ impl Core {
         &self,
         conn: &C,
         case: &case::Model,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Text, StoreError> {
         let identities = identity::Entity::find()
             .filter(identity::Column::CaseId.eq(case.id))
             .all(conn)
@@ -383,57 +364,32 @@ impl Core {
                 .filter(|m| m.kind.is_some_and(MessageKind::is_automatic) == automatic)
                 .count()
         };
-        let contacts: Vec<String> = identities
-            .iter()
-            .map(|i| {
-                let replies = if case.last_identity_id == Some(i.id) {
-                    " ← replies go here"
-                } else {
-                    ""
-                };
-                let unreachable = i
-                    .unreachable
-                    .as_ref()
-                    .map(|why| format!(" ⚠ unreachable: {why}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} ({}){replies}{unreachable}",
-                    i.display_name,
-                    self.label(&i.instance, &i.channel)
-                )
-            })
-            .collect();
-        let mut lines = vec![
-            format!(
-                "Case {} · {} · team {}",
-                case.number, case.status, case.team
-            ),
-            format!("Opened {}", case.created_at.format("%Y-%m-%d %H:%M UTC")),
-            format!("Contacts: {}", contacts.join("; ")),
-            format!(
-                "Messages: {} from the client, {} replies, {} automatic replies, {} notes",
-                count(Direction::Inbound, false),
-                count(Direction::Outbound, false),
-                count(Direction::Outbound, true),
-                messages
-                    .iter()
-                    .filter(|m| m.kind == Some(MessageKind::Note))
-                    .count()
-            ),
-        ];
-        if let Some(assignee) = &case.assignee {
-            lines.push(format!("Assigned to {assignee}"));
-        }
-        if case.discreet {
-            lines.push("Discreet mode is on".to_owned());
-        }
-        if case.blocked {
-            lines.push("The client is blocked".to_owned());
-        }
-        if let Some(into) = &case.merged_into {
-            lines.push(format!("Merged into case {into}"));
-        }
-        Ok(lines.join("\n"))
+        Ok(Text::Summary(Summary {
+            number: case.number.clone(),
+            status: case.status,
+            team: case.team.clone(),
+            opened: case.created_at,
+            contacts: identities
+                .iter()
+                .map(|i| texts::Contact {
+                    name: i.display_name.clone(),
+                    label: self.label(&i.instance, &i.channel),
+                    replies_here: case.last_identity_id == Some(i.id),
+                    unreachable: i.unreachable.clone(),
+                })
+                .collect(),
+            from_client: count(Direction::Inbound, false),
+            replies: count(Direction::Outbound, false),
+            automatic: count(Direction::Outbound, true),
+            notes: messages
+                .iter()
+                .filter(|m| m.kind == Some(MessageKind::Note))
+                .count(),
+            assignee: case.assignee.clone(),
+            discreet: case.discreet,
+            blocked: case.blocked,
+            merged_into: case.merged_into.clone(),
+        }))
     }
 }
 
@@ -457,13 +413,14 @@ async fn set_status<C: ConnectionTrait>(
     case: &case::Model,
     sender: &str,
     status: CaseStatus,
-) -> Result<String, StoreError> {
+) -> Result<Text, StoreError> {
     set_case(conn, case.id, case::Column::Status, status).await?;
     let closed_at = (status == CaseStatus::Closed).then(chrono::Utc::now);
     set_case(conn, case.id, case::Column::ClosedAt, closed_at).await?;
+    let (case, by) = (case.number.clone(), sender.to_owned());
     Ok(if status == CaseStatus::Closed {
-        format!("Case {} closed by {sender}.", case.number)
+        Text::Closed { case, by }
     } else {
-        format!("Case {} reopened by {sender}.", case.number)
+        Text::Reopened { case, by }
     })
 }

@@ -2,7 +2,7 @@
 //! archivist reads, with every message, automatic reply, note, notice and delivery state in
 //! registration order, and the chain's hashes to check it against.
 //!
-//! It is written for the team's records officer: in the team's first language, with the
+//! It is written for the team's records officer: in the team's language, with the
 //! team's name, and every time in the office's time zone with its offset from UTC (a local
 //! time alone is ambiguous in the hour the clocks go back). What was recorded is shown as it
 //! was recorded: the gateway's notices keep their own words, only the journal's labels change.
@@ -16,14 +16,17 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::fmt::Write;
 
-use crate::store::{case, identity, message, Direction, IdentityId, MessageKind};
+use crate::{
+    store::{case, identity, message, Direction, IdentityId, MessageKind},
+    texts::journal::{texts, Texts},
+};
 
 /// Whom the journal is written for: a case's team, as its records officer knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Team<'a> {
     /// The team's name (its key when it has none).
     pub name: &'a str,
-    /// The language the journal is written in: the team's first.
+    /// The language the journal is written in: the team's (see [`crate::texts`]).
     pub language: Language,
     /// The zone of every time: the office's (UTC for a team without office hours).
     pub time_zone: Tz,
@@ -35,186 +38,11 @@ impl<'a> Team<'a> {
     pub fn of(key: &'a str, config: Option<&'a TeamConfig>) -> Self {
         Self {
             name: config.and_then(|t| t.name.as_deref()).unwrap_or(key),
-            language: config
-                .and_then(|t| t.languages.first().copied())
-                .unwrap_or(Language::En),
+            language: crate::texts::team_language(config),
             time_zone: config
                 .and_then(|t| t.hours.as_ref())
                 .map_or(chrono_tz::UTC, |h| h.time_zone),
         }
-    }
-}
-
-/// The journal's own words in one language. `{}` stands for a value, which is escaped when it
-/// is filled in.
-struct Texts {
-    /// The language the table is written in (the page's `lang`).
-    language: Language,
-    title: &'static str,
-    case: &'static str,
-    team: &'static str,
-    status: &'static str,
-    opened: &'static str,
-    discreet: &'static str,
-    assigned_to: &'static str,
-    merged_into: &'static str,
-    zone: &'static str,
-    contacts: &'static str,
-    first_written: &'static str,
-    now_in_case: &'static str,
-    another_case: &'static str,
-    unreachable: &'static str,
-    records: &'static str,
-    column_no: &'static str,
-    column_when: &'static str,
-    column_entry: &'static str,
-    column_text: &'static str,
-    column_state: &'static str,
-    from_client: &'static str,
-    part: &'static str,
-    automatic: &'static str,
-    outside_hours: &'static str,
-    acknowledgement: &'static str,
-    emergency_information: &'static str,
-    blocked_client: &'static str,
-    reply: &'static str,
-    note: &'static str,
-    incident: &'static str,
-    purge: &'static str,
-    command: &'static str,
-    alert: &'static str,
-    emergency: &'static str,
-    notice: &'static str,
-    by: &'static str,
-    by_gateway: &'static str,
-    file: &'static str,
-    bytes: &'static str,
-    purged: &'static str,
-    thread: &'static str,
-    /// Before the command that checks the hashes.
-    footer: &'static str,
-    /// After it.
-    footer_checks: &'static str,
-    /// Case statuses and record states as stored, and what the reader calls them.
-    words: &'static [(&'static str, &'static str)],
-}
-
-const EN: Texts = Texts {
-    language: Language::En,
-    title: "Case {} — journal",
-    case: "Case {}",
-    team: "Team: {}",
-    status: "status: {}",
-    opened: "opened {}",
-    discreet: "discreet",
-    assigned_to: "assigned to {}",
-    merged_into: "merged into case {}",
-    zone: "Times in {}, with the offset from UTC after each time.",
-    contacts: "Contacts",
-    first_written: "first written {}",
-    now_in_case: "now in case {}",
-    another_case: "another case",
-    unreachable: "unreachable: {}",
-    records: "Records",
-    column_no: "No.",
-    column_when: "When ({})",
-    column_entry: "Entry",
-    column_text: "Text",
-    column_state: "State",
-    from_client: "From the client",
-    part: "Part of a reply",
-    automatic: "Automatic reply: {}",
-    outside_hours: "outside office hours",
-    acknowledgement: "acknowledgement",
-    emergency_information: "emergency information",
-    blocked_client: "blocked client",
-    reply: "Reply to the client",
-    note: "Internal note",
-    incident: "Incident report",
-    purge: "Retention purge",
-    command: "Command",
-    alert: "Alert to the on-call room",
-    emergency: "Emergency escalation",
-    notice: "Notice to the case team",
-    by: "by {}",
-    by_gateway: "by the gateway",
-    file: "file",
-    bytes: "bytes",
-    purged: "(content removed under the retention rules)",
-    thread: "In the thread: {}",
-    footer: "{} records. Generated {} by casebridge. Each record's hash covers its content and \
-             the record before it:",
-    footer_checks: "checks them.",
-    words: &[],
-};
-
-const SV: Texts = Texts {
-    language: Language::Sv,
-    title: "Ärende {} — journal",
-    case: "Ärende {}",
-    team: "Enhet: {}",
-    status: "status: {}",
-    opened: "öppnat {}",
-    discreet: "diskret",
-    assigned_to: "handläggare {}",
-    merged_into: "sammanslaget med ärende {}",
-    zone: "Tider i {}, med skillnaden mot UTC efter varje tid.",
-    contacts: "Kontaktvägar",
-    first_written: "skrev först {}",
-    now_in_case: "nu i ärende {}",
-    another_case: "ett annat ärende",
-    unreachable: "nås inte: {}",
-    records: "Poster",
-    column_no: "Nr",
-    column_when: "Tid ({})",
-    column_entry: "Post",
-    column_text: "Text",
-    column_state: "Status",
-    from_client: "Från klienten",
-    part: "Del av ett svar",
-    automatic: "Automatiskt svar: {}",
-    outside_hours: "utanför öppettid",
-    acknowledgement: "mottagningsbekräftelse",
-    emergency_information: "information vid akut fara",
-    blocked_client: "blockerad klient",
-    reply: "Svar till klienten",
-    note: "Intern anteckning",
-    incident: "Incidentrapport",
-    purge: "Gallring",
-    command: "Kommando",
-    alert: "Larm till jourrummet",
-    emergency: "Akut eskalering",
-    notice: "Meddelande till handläggarna",
-    by: "av {}",
-    by_gateway: "av casebridge",
-    file: "fil",
-    bytes: "byte",
-    purged: "(innehållet är gallrat enligt reglerna för gallring)",
-    thread: "I tråden: {}",
-    footer: "{} poster. Skapad {} av casebridge. Varje posts hash omfattar dess innehåll och \
-             posten före:",
-    footer_checks: "kontrollerar dem.",
-    words: &[
-        ("open", "öppet"),
-        ("closed", "stängt"),
-        ("received", "mottaget"),
-        ("blocked", "blockerat"),
-        ("relayed", "vidarebefordrat"),
-        ("held", "hållet"),
-        ("split", "delat"),
-        ("queued", "i kö"),
-        ("sent", "skickat"),
-        ("delivered", "levererat"),
-        ("failed", "misslyckat"),
-        ("recorded", "registrerat"),
-    ],
-};
-
-/// The journal's words in `language`: English where there is no table of its own yet.
-fn texts(language: Language) -> &'static Texts {
-    match language {
-        Language::Sv => &SV,
-        Language::En | Language::Hu | Language::Uk => &EN,
     }
 }
 
@@ -228,18 +56,6 @@ fn fill_html(text: &str, values: &[&str]) -> String {
 /// `text` with `value` for its `{}`, both escaped.
 fn fill(text: &str, value: &str) -> String {
     fill_html(text, &[&escape(value)])
-}
-
-impl Texts {
-    /// A stored status or state word as the reader says it.
-    fn word(&self, stored: &str) -> String {
-        escape(
-            self.words
-                .iter()
-                .find(|(s, _)| *s == stored)
-                .map_or(stored, |(_, w)| w),
-        )
-    }
 }
 
 /// `at` in `zone` with its offset, e.g. `2026-10-25 02:30 +01:00`.
@@ -662,7 +478,7 @@ mod tests {
             .chain(MessageState::iter().map(MessageState::as_str));
         for word in stored {
             assert!(
-                SV.words.iter().any(|(s, _)| *s == word),
+                texts(Language::Sv).words.iter().any(|(s, _)| *s == word),
                 "no Swedish word for {word:?}"
             );
         }
@@ -806,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn the_team_as_configured_and_english_where_there_is_no_table() {
+    fn the_team_as_configured_in_its_first_language_with_texts() {
         let config: TeamConfig = serde_json::from_value(serde_json::json!({
             "members": ["@anna:localhost"],
             "languages": ["hu", "sv"],
@@ -818,15 +634,22 @@ mod tests {
             team,
             Team {
                 name: "familj",
-                language: Language::Hu,
+                language: Language::Sv,
                 time_zone: chrono_tz::Europe::Budapest
             }
         );
         let html = render(&case(), &team, &[], &records(), at(2026, 11, 29, 14, 0));
-        // Hungarian has no table yet: English, and the page says so.
-        assert!(html.contains("<html lang=\"en\">"), "{html}");
-        assert!(html.contains("Team: familj"), "{html}");
-        assert!(html.contains("<th>When (Europe/Budapest)</th>"), "{html}");
+        // Hungarian is a language of replies to clients only: the team reads Swedish.
+        assert!(html.contains("<html lang=\"sv\">"), "{html}");
+        assert!(html.contains("Enhet: familj"), "{html}");
+        assert!(html.contains("<th>Tid (Europe/Budapest)</th>"), "{html}");
+        // Only languages without team texts: English.
+        let config: TeamConfig = serde_json::from_value(serde_json::json!({
+            "members": ["@anna:localhost"],
+            "languages": ["uk", "hu"],
+        }))
+        .unwrap();
+        assert_eq!(Team::of("familj", Some(&config)).language, Language::En);
         // A team no longer configured: its key, English, UTC.
         assert_eq!(
             Team::of("gone", None),

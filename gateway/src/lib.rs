@@ -17,6 +17,7 @@ pub mod relay;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod texts;
 pub mod throttle;
 pub mod worker;
 

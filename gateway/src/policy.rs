@@ -1,10 +1,10 @@
 //! The gateway's side of the policies: builds each team's [`TeamPolicy`] (reading its holiday
-//! calendars) and words what the case team is told when a policy acts.
+//! calendars) and says what the case team is told when a policy acts (worded in
+//! [`crate::texts`]).
 
-use casebridge_policies::outbound::escape_html as escape;
 use std::collections::BTreeMap;
 
-use casebridge_config::{Config, ConfigError};
+use casebridge_config::{Config, ConfigError, Language};
 use casebridge_policies::{
     holidays::Holidays,
     inbound::{AutoReply, TeamPolicy},
@@ -12,24 +12,17 @@ use casebridge_policies::{
 };
 use chrono::{Datelike, Duration, Utc};
 
+use crate::texts::{Languages, Text};
+
 /// Every team's policy, by team key.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     teams: BTreeMap<String, TeamPolicy>,
     privacy: BTreeMap<String, Privacy>,
+    /// The language each team reads.
+    languages: Languages,
     /// `#_cb_case_` and `:server`: a case room's alias is made of these and its number.
     alias: (String, String),
-}
-
-/// A message for the case team, possibly highlighting people.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeamNotice {
-    /// Plain text.
-    pub body: String,
-    /// HTML, when there is markup (mentions).
-    pub html: Option<String>,
-    /// Matrix IDs to highlight.
-    pub mentions: Vec<String>,
 }
 
 impl Policies {
@@ -97,6 +90,7 @@ impl Policies {
         Ok(Self {
             teams,
             privacy,
+            languages: Languages::of(config),
             alias: (
                 format!("#{}case_", config.appservice.ghost_prefix),
                 format!(":{}", config.homeserver.server_name),
@@ -114,6 +108,21 @@ impl Policies {
         self.privacy.get(key)
     }
 
+    /// The language each team reads.
+    pub fn languages(&self) -> &Languages {
+        &self.languages
+    }
+
+    /// The language team `key` reads (English for a team no longer configured).
+    pub fn language(&self, key: &str) -> Language {
+        self.languages.get(key)
+    }
+
+    /// `text` as team `key` reads it.
+    pub fn say(&self, key: &str, text: &Text) -> String {
+        self.languages.say(key, text)
+    }
+
     /// Every team's policy.
     pub fn teams(&self) -> impl Iterator<Item = (&String, &TeamPolicy)> {
         self.teams.iter()
@@ -126,51 +135,21 @@ impl Policies {
 }
 
 /// What the case team sees when an automatic reply went out.
-pub fn auto_reply_notice(reply: &AutoReply, label: &str) -> String {
-    format!(
-        "Automatic reply sent to the client ({label}, {}):\n\n{}",
-        reply.kind.describe(),
-        reply.text
-    )
-}
-
-fn pill(user: &str) -> String {
-    format!("<a href=\"https://matrix.to/#/{user}\">{user}</a>")
+pub fn auto_reply_notice(reply: &AutoReply, label: &str) -> Text {
+    Text::AutoReplySent {
+        label: label.to_owned(),
+        kind: reply.kind,
+        text: reply.text.clone(),
+    }
 }
 
 /// The highlighted message in the case room after an emergency word: it mentions the on-call
 /// members so their clients notify them.
-pub fn emergency_notice(policy: &TeamPolicy, keyword: &str, replied: bool) -> TeamNotice {
-    let on_call: Vec<String> = policy.on_call.iter().map(ToString::to_string).collect();
-    let after = if replied {
-        "The client was sent the emergency numbers."
-    } else {
-        "Nothing was sent to the client automatically."
-    };
-    let who = if on_call.is_empty() {
-        String::new()
-    } else {
-        format!(" On call: {}.", on_call.join(", "))
-    };
-    let who_html = if on_call.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " On call: {}.",
-            on_call
-                .iter()
-                .map(|u| pill(u))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    TeamNotice {
-        body: format!("⚠ Emergency: the client's message matches «{keyword}». {after}{who}"),
-        html: Some(format!(
-            "<strong>⚠ Emergency</strong>: the client's message matches «{}». {after}{who_html}",
-            escape(keyword)
-        )),
-        mentions: on_call,
+pub fn emergency_notice(policy: &TeamPolicy, keyword: &str, replied: bool) -> Text {
+    Text::Emergency {
+        keyword: keyword.to_owned(),
+        replied,
+        on_call: policy.on_call.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -181,33 +160,13 @@ pub fn emergency_alert(
     case_number: &str,
     label: &str,
     keyword: &str,
-) -> TeamNotice {
-    let alias = policies.case_alias(case_number);
-    let on_call: Vec<String> = policy.on_call.iter().map(ToString::to_string).collect();
-    let mention = |f: &dyn Fn(&str) -> String| {
-        if on_call.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " {}",
-                on_call.iter().map(|u| f(u)).collect::<Vec<_>>().join(", ")
-            )
-        }
-    };
-    TeamNotice {
-        body: format!(
-            "⚠ Emergency in case {case_number} ({label}): the client's message matches «{keyword}». \
-             Case room: https://matrix.to/#/{alias}{}",
-            mention(&|u| u.to_owned())
-        ),
-        html: Some(format!(
-            "<strong>⚠ Emergency in case {case_number}</strong> ({}): the client's message matches \
-             «{}». Case room: <a href=\"https://matrix.to/#/{alias}\">{alias}</a>{}",
-            escape(label),
-            escape(keyword),
-            mention(&pill)
-        )),
-        mentions: on_call,
+) -> Text {
+    Text::EmergencyAlert {
+        case: case_number.to_owned(),
+        label: label.to_owned(),
+        keyword: keyword.to_owned(),
+        alias: policies.case_alias(case_number),
+        on_call: policy.on_call.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -264,13 +223,14 @@ mod tests {
         .unwrap();
         let policies = Policies::load(&config).unwrap();
         let team = policies.team("soc").unwrap();
-        let notice = emergency_notice(team, "kill myself", true);
+        let notice = emergency_notice(team, "kill myself", true).notice(Language::En);
         assert_eq!(notice.mentions, ["@bo:example.org"]);
         assert!(notice
             .html
             .unwrap()
             .contains("<a href=\"https://matrix.to/#/@bo:example.org\">"));
-        let alert = emergency_alert(&policies, team, "2026-000007", "SMS", "kill myself");
+        let alert = emergency_alert(&policies, team, "2026-000007", "SMS", "kill myself")
+            .notice(Language::En);
         assert!(
             alert
                 .body

@@ -8,10 +8,8 @@ use ruma::{EventId, RoomId, UserId};
 use crate::{
     matrix::MatrixClient,
     store::{purge_followup, Store, StoreError},
+    texts::{Languages, Text},
 };
-
-/// The reason shown in the room for a purged event.
-pub const REDACTION_REASON: &str = "Removed under the office's retention rules";
 
 /// What one run of [`carry_out`] did.
 #[derive(Debug, Default)]
@@ -31,6 +29,7 @@ async fn one(
     bot: &UserId,
     followup: &purge_followup::Model,
     admin_token: Option<&str>,
+    reason: &str,
 ) -> Option<Result<(), String>> {
     match (&followup.event_id, &followup.mxc_uri, &followup.room_id) {
         (Some(event), _, Some(room)) => {
@@ -42,7 +41,7 @@ async fn one(
             let txn = format!("cb-purge-{}", event.localpart());
             Some(
                 matrix
-                    .redact(&room, &event, &txn, REDACTION_REASON, bot)
+                    .redact(&room, &event, &txn, reason, bot)
                     .await
                     .map_err(|e| format!("redacting {event} in {room}: {e}")),
             )
@@ -64,16 +63,20 @@ async fn one(
 }
 
 /// Tries every queued follow-up once, as the appservice bot (`bot`) and, for files, the
-/// server admin whose token is `admin_token`.
+/// server admin whose token is `admin_token`. A redaction's reason is in the language of the
+/// case's team.
 pub async fn carry_out(
     store: &Store,
     matrix: &MatrixClient,
     bot: &UserId,
     admin_token: Option<&str>,
+    languages: &Languages,
 ) -> Result<Followups, StoreError> {
     let mut out = Followups::default();
     for followup in store.purge_followups().await? {
-        let Some(result) = one(matrix, bot, &followup, admin_token).await else {
+        let team = store.case(followup.case_id).await?.team;
+        let reason = languages.say(&team, &Text::Purged);
+        let Some(result) = one(matrix, bot, &followup, admin_token, &reason).await else {
             out.media_waiting += 1;
             continue;
         };

@@ -39,25 +39,30 @@ pub enum Command {
     Merge(String),
 }
 
-/// What `!help` says.
-pub const HELP: &str = "Commands in a case room (only the case team may use them):
-!case — summary of the case
-!close / !reopen — close the case, or open it again
-!assign @user:server — hand the case to a colleague (they are invited)
-!via sms|email|telegram — the channel replies go out on
-!discreet on|off — nothing automatic to the client, neutral sender, no case number
-!block / !unblock — stop relaying a client's messages (they get the team's neutral answer)
-!note TEXT — an internal note: recorded, never sent
-!incident TEXT — an incident report: recorded and posted to the incident room
-!hold on|off — legal hold: retention purges nothing of this case
-!invite telegram — a one-time link for the client: their Telegram chat joins this case
-!merge 2026-000123 — the same client wrote from another address: that case's addresses join this case
-!send — send a held reply (one naming a number or address off the office's list) as written
-!help — this list";
+/// Why a text that looks like a command is not one; the gateway words it for the team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// `!close now`: a command that takes nothing was given something.
+    TakesNoArgument { word: String },
+    /// `!note` without its text.
+    NeedsText { word: String },
+    /// `!assign` without a Matrix ID.
+    NeedsUser,
+    /// `!via` without one channel.
+    ViaNeedsChannel,
+    /// `!invite` without one channel.
+    InviteNeedsChannel,
+    /// `!merge` without a case number.
+    NeedsCaseNumber,
+    /// `!discreet` or `!hold` without `on` or `off`.
+    NeedsOnOff { word: String },
+    /// A word that is no command.
+    Unknown { word: String },
+}
 
 /// Reads `body` as a command: `None` if it is not one (a text for the client), an error that
 /// says what is wrong if it looks like one but is not right.
-pub fn parse(body: &str) -> Option<Result<Command, String>> {
+pub fn parse(body: &str) -> Option<Result<Command, CommandError>> {
     let body = body.trim();
     let rest = body.strip_prefix('!')?;
     let word_end = rest
@@ -73,12 +78,12 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
         if argument.is_empty() {
             Ok(command)
         } else {
-            Err(format!("!{word} takes no argument"))
+            Err(CommandError::TakesNoArgument { word: word.clone() })
         }
     };
     let needs_text = |make: fn(String) -> Command| {
         if argument.is_empty() {
-            Err(format!("!{word} needs a text: !{word} TEXT"))
+            Err(CommandError::NeedsText { word: word.clone() })
         } else {
             Ok(make(argument.to_owned()))
         }
@@ -98,18 +103,18 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
             // the caller passes the Matrix ID from the formatted body or mentions instead.
             OwnedUserId::try_from(argument)
                 .map(Command::Assign)
-                .map_err(|_| "!assign needs a Matrix ID: !assign @user:server".to_owned())
+                .map_err(|_| CommandError::NeedsUser)
         }
         "via" => {
             if argument.is_empty() || argument.contains(char::is_whitespace) {
-                Err("!via needs one channel: !via sms, !via email, !via telegram".to_owned())
+                Err(CommandError::ViaNeedsChannel)
             } else {
                 Ok(Command::Via(argument.to_ascii_lowercase()))
             }
         }
         "invite" => {
             if argument.is_empty() || argument.contains(char::is_whitespace) {
-                Err("!invite needs one channel: !invite telegram".to_owned())
+                Err(CommandError::InviteNeedsChannel)
             } else {
                 Ok(Command::Invite(argument.to_ascii_lowercase()))
             }
@@ -124,28 +129,26 @@ pub fn parse(body: &str) -> Option<Result<Command, String>> {
             if ok {
                 Ok(Command::Merge(number.to_owned()))
             } else {
-                Err("!merge needs a case number: !merge 2026-000123".to_owned())
+                Err(CommandError::NeedsCaseNumber)
             }
         }
         "discreet" => match argument.to_ascii_lowercase().as_str() {
             "on" => Ok(Command::Discreet(true)),
             "off" => Ok(Command::Discreet(false)),
-            _ => Err("!discreet needs on or off".to_owned()),
+            _ => Err(CommandError::NeedsOnOff { word: word.clone() }),
         },
         "hold" => match argument.to_ascii_lowercase().as_str() {
             "on" => Ok(Command::Hold(true)),
             "off" => Ok(Command::Hold(false)),
-            _ => Err("!hold needs on or off".to_owned()),
+            _ => Err(CommandError::NeedsOnOff { word: word.clone() }),
         },
-        _ => Err(format!(
-            "unknown command !{word}; nothing was sent. !help lists the commands"
-        )),
+        _ => Err(CommandError::Unknown { word: word.clone() }),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse, Command};
+    use super::{parse, Command, CommandError};
 
     #[test]
     fn commands_and_texts() {
@@ -179,7 +182,15 @@ mod tests {
         assert!(parse("!assign Bo").unwrap().is_err());
         assert_eq!(
             parse("!hejsan").unwrap().unwrap_err(),
-            "unknown command !hejsan; nothing was sent. !help lists the commands"
+            CommandError::Unknown {
+                word: "hejsan".into()
+            }
+        );
+        assert_eq!(
+            parse("!hold maybe").unwrap().unwrap_err(),
+            CommandError::NeedsOnOff {
+                word: "hold".into()
+            }
         );
     }
 }

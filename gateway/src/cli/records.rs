@@ -155,7 +155,10 @@ pub async fn records(config: &Config, config_file: &Path, command: RecordsComman
                 config.appservice.bot_localpart, config.homeserver.server_name
             ))?;
             let admin = secrets.admin_token.as_ref().map(|t| t.expose());
-            let done = casebridge_gateway::purge::carry_out(&store, &matrix, &bot, admin).await?;
+            let languages = casebridge_gateway::texts::Languages::of(config);
+            let done =
+                casebridge_gateway::purge::carry_out(&store, &matrix, &bot, admin, &languages)
+                    .await?;
             println!(
                 "redacted {} event(s); deleted {} file(s) from the media repository",
                 done.redacted, done.deleted

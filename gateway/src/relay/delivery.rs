@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::{matrix_relay::due_groups, Core, RunningBridge, STORE_PAUSE};
-use crate::store::{queue_item, MessageId, MessageKind, Store, StoreError, Target};
+use crate::{
+    store::{queue_item, MessageId, MessageKind, Store, StoreError, Target},
+    texts::Text,
+};
 
 /// Items a worker takes from the queue per round.
 const BATCH: u64 = 64;
@@ -148,21 +151,19 @@ impl Core {
             .with_label_values(&[running.capabilities.channel])
             .inc();
         warn!(error = %e, message = %item.message_id, "channel refused a reply");
-        let notice = format!(
-            "Not delivered to the client ({}): {e}",
-            running.capabilities.label
-        );
-        let notice = if e.is_unreachable() {
-            format!(
-                "{notice}\nThe case is flagged: the client cannot be reached on {} until they write from there again. !via another channel, if they have one.",
-                running.capabilities.label
-            )
-        } else {
-            notice
+        let notice = Text::NotDelivered {
+            label: running.capabilities.label.to_owned(),
+            reason: e.to_string(),
+            unreachable: e.is_unreachable(),
         };
         let stored = self
             .store
-            .failed(item, &e.to_string(), &notice, e.is_unreachable())
+            .failed(
+                item,
+                &e.to_string(),
+                Some((&notice, self.policies.languages())),
+                e.is_unreachable(),
+            )
             .await;
         self.matrix_wake.notify_one();
         stored
@@ -189,16 +190,18 @@ impl Core {
         let at = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
         // A reply that keeps failing (the channel is down, or refuses the office's
         // credentials) is news for the team, once: they may want to call instead.
-        let notice = (item.attempts + 1 == DELAYED_NOTICE_AFTER).then(|| {
-            format!(
-                "Delivery to the client ({}) is delayed: {e}. casebridge keeps \
-                 trying and nothing is lost; the replies after it wait their turn.",
-                running.capabilities.label
-            )
+        let notice = (item.attempts + 1 == DELAYED_NOTICE_AFTER).then(|| Text::DeliveryDelayed {
+            label: running.capabilities.label.to_owned(),
+            reason: e.to_string(),
         });
         let _ = self
             .store
-            .retry_later_telling(item, &e.to_string(), at, notice.as_deref())
+            .retry_later_telling(
+                item,
+                &e.to_string(),
+                at,
+                notice.as_ref().map(|n| (n, self.policies.languages())),
+            )
             .await;
         if notice.is_some() {
             self.matrix_wake.notify_one();

@@ -11,7 +11,10 @@ use super::Core;
 
 /// How a bridge is told what became of a message it handed in.
 type Answer = tokio::sync::oneshot::Sender<Result<Accepted, SubmitError>>;
-use crate::store::{MessageState, NewInbound, Recorded, StoreError};
+use crate::{
+    store::{MessageState, NewInbound, Recorded, StoreError},
+    texts::Text,
+};
 
 impl Core {
     /// Consumes what bridges hand in: messages are committed a batch per transaction before
@@ -126,15 +129,19 @@ impl Core {
             DeliveryStatus::Delivered => (
                 MessageState::Delivered,
                 None,
-                Some(format!(
-                    "Delivered to the client ({label}) at {}.",
-                    report.at.format("%Y-%m-%d %H:%M UTC")
-                )),
+                Some(Text::Delivered {
+                    label,
+                    at: report.at,
+                }),
             ),
             DeliveryStatus::Failed { reason } => (
                 MessageState::Failed,
                 Some(reason.clone()),
-                Some(format!("Not delivered to the client ({label}): {reason}")),
+                Some(Text::NotDelivered {
+                    label,
+                    reason: reason.clone(),
+                    unreachable: false,
+                }),
             ),
         };
         let matched = self
@@ -145,7 +152,7 @@ impl Core {
                 state,
                 error.as_deref(),
                 report.at,
-                notice.as_deref(),
+                notice.as_ref().map(|n| (n, self.policies.languages())),
             )
             .await?;
         if matched {

@@ -23,6 +23,7 @@ use super::{Core, RelayError, STORE_PAUSE};
 use crate::store::{
     attachment, message, queue_item, CaseId, Direction, MessageId, StoreError, Target,
 };
+use crate::texts::Text;
 
 /// Items of the queue's head the Matrix worker looks at per round.
 const HEAD: u64 = 512;
@@ -173,7 +174,8 @@ impl Core {
                     self.metrics.errors.with_label_values(&["matrix"]).inc();
                     if !e.is_transient() && item.attempts + 1 >= MAX_PERMANENT_ATTEMPTS {
                         error!(error = %e, message = %item.message_id, "homeserver refuses this message for good");
-                        if let Err(e) = self.store.failed(&item, &e.to_string(), "", false).await {
+                        if let Err(e) = self.store.failed(&item, &e.to_string(), None, false).await
+                        {
                             error!(error = %e, "recording a failed relay");
                         }
                         return done;
@@ -239,9 +241,7 @@ impl Core {
                 }
                 for file in files {
                     let id = file.id;
-                    let event = self
-                        .relay_attachment(&room, &ghost, message.id, file)
-                        .await?;
+                    let event = self.relay_attachment(&room, &ghost, message, file).await?;
                     // Each file is its own event: retention must find it to redact it.
                     self.store.set_attachment_event(id, event.as_str()).await?;
                     first.get_or_insert(event);
@@ -275,9 +275,10 @@ impl Core {
         &self,
         room: &OwnedRoomId,
         ghost: &UserId,
-        message_id: MessageId,
+        message: &message::Model,
         file: attachment::Model,
     ) -> Result<OwnedEventId, RelayError> {
+        let message_id = message.id;
         let txn_id: OwnedTransactionId = format!("cb-m{message_id}-a{}", file.position).into();
         // Images lose EXIF/GPS and the like first (by their bytes, whatever type was declared);
         // the record keeps the original.
@@ -285,12 +286,14 @@ impl Core {
             Cleaned::Unchanged => file.data.clone(),
             Cleaned::Clean(bytes) => bytes,
             Cleaned::Withheld { reason } => {
-                let notice = RoomMessageEventContent::notice_plain(format!(
-                    "The client sent {} ({}), an image that could not be cleaned of hidden data \
-                     such as a location: {reason}. It is kept in the case records and not shown \
-                     here.",
-                    file.filename, file.mime
-                ));
+                let text = Text::ImageWithheld {
+                    filename: file.filename,
+                    mime: file.mime,
+                    reason,
+                };
+                let notice = RoomMessageEventContent::notice_plain(
+                    self.say_in_case(message.case_id, &text).await?,
+                );
                 return Ok(self
                     .matrix
                     .send_message(room, &txn_id, &notice, None)
@@ -310,11 +313,14 @@ impl Core {
                     uri
                 }
                 Err(e) if e.status == Some(413) => {
-                    let notice = RoomMessageEventContent::notice_plain(format!(
-                        "The client sent {} ({}, {} bytes), larger than the homeserver accepts. \
-                         It is kept in the case records.",
-                        file.filename, file.mime, file.size
-                    ));
+                    let text = Text::FileTooLarge {
+                        filename: file.filename,
+                        mime: file.mime,
+                        size: file.size,
+                    };
+                    let notice = RoomMessageEventContent::notice_plain(
+                        self.say_in_case(message.case_id, &text).await?,
+                    );
                     return Ok(self
                         .matrix
                         .send_message(room, &txn_id, &notice, None)

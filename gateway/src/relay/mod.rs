@@ -31,6 +31,7 @@ use crate::{
     metrics::Metrics,
     policy::Policies,
     store::{CaseId, IdentityId, MessageId, Store, StoreError, Target},
+    texts::Text,
     throttle::Throttle,
 };
 
@@ -152,6 +153,16 @@ impl Core {
         ))
         .map_err(|e| MatrixError::local("alias", e.to_string()));
         (localpart, alias)
+    }
+
+    /// `text` as the team of case `case_id` reads it.
+    pub(crate) async fn say_in_case(
+        &self,
+        case_id: CaseId,
+        text: &Text,
+    ) -> Result<String, StoreError> {
+        let case = self.store.case(case_id).await?;
+        Ok(self.policies.say(&case.team, text))
     }
 
     pub(crate) fn label(&self, instance: &str, channel: &str) -> String {

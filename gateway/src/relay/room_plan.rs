@@ -4,8 +4,13 @@
 
 use casebridge_bridges::{Attachment, MediaKinds};
 use casebridge_policies::{
-    channel::WindowVerdict, commands::Command, outbound::OutboundText, privacy::Outcome,
+    channel::WindowVerdict,
+    commands::{Command, CommandError},
+    outbound::OutboundText,
+    privacy::Outcome,
 };
+
+use crate::texts::Text;
 
 /// The facts about one room message that decide what it causes.
 pub(super) struct RoomFacts<'a> {
@@ -14,7 +19,7 @@ pub(super) struct RoomFacts<'a> {
     /// The case whose room it is in; `None`: the room is no case's.
     pub case: Option<CaseFacts<'a>>,
     /// The command its text holds, parsed or refused; `None`: it holds none.
-    pub command: Option<Result<Command, String>>,
+    pub command: Option<Result<Command, CommandError>>,
     /// It edits an earlier message.
     pub edit: bool,
     /// What kind of message it is.
@@ -68,9 +73,9 @@ pub(super) enum RoomPlan {
     /// A team member's command, to run.
     Command(Command),
     /// A team member's command that does not parse: recorded, and answered with the reason.
-    RefuseCommand(String),
+    RefuseCommand(CommandError),
     /// Nothing goes out; the team is told why in this notice.
-    Notice(String),
+    Notice(Text),
     /// A reply to the client.
     Reply(Reply),
 }
@@ -86,7 +91,7 @@ pub(super) struct Reply {
     pub attachments: Vec<Attachment>,
     /// Held for a worker's `!send`, with the notice that tells the team why; `None`: it goes
     /// out.
-    pub held: Option<String>,
+    pub held: Option<Text>,
 }
 
 /// What the room message described by `facts` causes.
@@ -101,9 +106,7 @@ pub(super) fn plan(facts: RoomFacts<'_>) -> RoomPlan {
     let team = case.team;
     if let Some(command) = facts.command {
         if !case.on_team {
-            return RoomPlan::Notice(format!(
-                "Only members of team {team} can use commands in a case room. Nothing was done."
-            ));
+            return RoomPlan::Notice(Text::CommandsOnlyForTeam { team: team.into() });
         }
         return match command {
             Ok(command) => RoomPlan::Command(command),
@@ -111,72 +114,52 @@ pub(super) fn plan(facts: RoomFacts<'_>) -> RoomPlan {
         };
     }
     if !case.on_team {
-        return RoomPlan::Notice(format!(
-            "Only members of team {team} can write to the client. This message was not sent."
-        ));
+        return RoomPlan::Notice(Text::WritingOnlyForTeam { team: team.into() });
     }
     if facts.edit {
-        return RoomPlan::Notice(
-            "Edits are not sent to the client: the first version was sent. Send a new message to correct it."
-                .to_owned(),
-        );
+        return RoomPlan::Notice(Text::EditNotSent);
     }
     let attachments = match facts.content {
         Content::Text => Vec::new(),
         Content::Notice => return RoomPlan::Ignore,
         Content::File(Some(file)) => vec![file.clone()],
-        Content::File(None) => {
-            return RoomPlan::Notice(
-                "The file could not be fetched from the homeserver (or is encrypted, or an \
-                 image that cannot be read). Nothing was sent."
-                    .to_owned(),
-            )
-        }
+        Content::File(None) => return RoomPlan::Notice(Text::FileNotFetched),
         Content::Other(msgtype) => {
-            return RoomPlan::Notice(format!(
-                "Messages of type {msgtype} cannot be sent to the client yet. Nothing was sent."
-            ))
+            return RoomPlan::Notice(Text::MessageTypeNotSent {
+                msgtype: msgtype.into(),
+            })
         }
     };
     let Some(client) = case.client else {
         return RoomPlan::Ignore;
     };
     if !client.running {
-        return RoomPlan::Notice(format!(
-            "The client's channel ({}) is not running on this gateway. Nothing was sent.",
-            client.instance
-        ));
+        return RoomPlan::Notice(Text::ChannelNotRunning {
+            instance: client.instance.into(),
+        });
     }
     if !attachments.is_empty() && !client.media.any() {
-        return RoomPlan::Notice(format!(
-            "Files cannot be sent to the client on {}. Nothing was sent.",
-            client.label
-        ));
+        return RoomPlan::Notice(Text::NoFilesOn {
+            label: client.label.into(),
+        });
     }
     if let Some(file) = attachments.iter().find(|f| !client.media.accepts(&f.mime)) {
-        return RoomPlan::Notice(format!(
-            "{} does not carry files of type {} ({}). Nothing was sent.",
-            client.label, file.mime, file.filename
-        ));
+        return RoomPlan::Notice(Text::FileTypeNotCarried {
+            label: client.label.into(),
+            mime: file.mime.clone(),
+            filename: file.filename.clone(),
+        });
     }
     if let Some(WindowVerdict::Closed { since, templates }) = client.window {
-        let when = match since {
-            Some(since) => format!("closed at {} UTC", since.format("%Y-%m-%d %H:%M")),
-            None => "not open: the client has not written on this channel".to_owned(),
-        };
-        let what = if templates {
-            "Only the office's approved templates can be sent until the client writes again."
-        } else {
-            "Nothing can be sent until the client writes again."
-        };
-        return RoomPlan::Notice(format!(
-            "{}'s window for replies is {when}. {what} Nothing was sent.",
-            client.label
-        ));
+        return RoomPlan::Notice(Text::WindowClosed {
+            label: client.label.into(),
+            since,
+            templates,
+        });
     }
     let (text, held) = match case.verdict {
         Outcome::Send(text) => (text, None),
-        Outcome::Hold { text, found } => (text, Some(held_notice(&found))),
+        Outcome::Hold { text, found } => (text, Some(Text::Held { found })),
     };
     RoomPlan::Reply(Reply {
         instance: client.instance.to_owned(),
@@ -186,24 +169,19 @@ pub(super) fn plan(facts: RoomFacts<'_>) -> RoomPlan {
     })
 }
 
-/// The notice for a reply held because it names `found`, contacts off the office's list.
-fn held_notice(found: &[String]) -> String {
-    format!(
-        "Held, not sent: this reply contains {}, which is not one of the office's \
-         numbers or addresses. A private number or address must not reach a client. \
-         Type !send to send it as written, or write the reply again.",
-        found.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use casebridge_bridges::{Attachment, MediaKinds};
     use casebridge_policies::channel::{Author, ReplyWindow, WindowVerdict};
-    use casebridge_policies::{commands::Command, outbound::OutboundText, privacy::Outcome};
+    use casebridge_policies::{
+        commands::{Command, CommandError},
+        outbound::OutboundText,
+        privacy::Outcome,
+    };
     use chrono::{TimeZone, Utc};
 
     use super::{plan, CaseFacts, ClientChannel, Content, Reply, RoomFacts, RoomPlan};
+    use crate::texts::Text;
 
     fn text(body: &str) -> OutboundText {
         OutboundText {
@@ -238,7 +216,7 @@ mod tests {
         }
     }
 
-    fn notice(plan: RoomPlan) -> String {
+    fn notice(plan: RoomPlan) -> Text {
         match plan {
             RoomPlan::Notice(notice) => notice,
             other => panic!("expected a notice, got {other:?}"),
@@ -284,14 +262,18 @@ mod tests {
         outsider.case.as_mut().unwrap().on_team = false;
         assert_eq!(
             notice(plan(outsider)),
-            "Only members of team social can write to the client. This message was not sent."
+            Text::WritingOnlyForTeam {
+                team: "social".into()
+            }
         );
         let mut outsider_command = reply("!close");
         outsider_command.case.as_mut().unwrap().on_team = false;
         outsider_command.command = Some(Ok(Command::Close));
         assert_eq!(
             notice(plan(outsider_command)),
-            "Only members of team social can use commands in a case room. Nothing was done."
+            Text::CommandsOnlyForTeam {
+                team: "social".into()
+            }
         );
     }
 
@@ -301,11 +283,11 @@ mod tests {
         close.command = Some(Ok(Command::Close));
         assert_eq!(plan(close), RoomPlan::Command(Command::Close));
         let mut unknown = reply("!frobnicate");
-        unknown.command = Some(Err("Unknown command".to_owned()));
-        assert_eq!(
-            plan(unknown),
-            RoomPlan::RefuseCommand("Unknown command".to_owned())
-        );
+        let refusal = CommandError::Unknown {
+            word: "frobnicate".into(),
+        };
+        unknown.command = Some(Err(refusal.clone()));
+        assert_eq!(plan(unknown), RoomPlan::RefuseCommand(refusal));
     }
 
     #[test]
@@ -319,11 +301,11 @@ mod tests {
             panic!("a held reply is still recorded");
         };
         assert_eq!(reply.text, text("Call me on 070-123 45 67"));
-        let held = reply.held.expect("held");
-        assert!(
-            held.starts_with("Held, not sent: this reply contains 070-123 45 67,")
-                && held.contains("!send"),
-            "{held}"
+        assert_eq!(
+            reply.held,
+            Some(Text::Held {
+                found: vec!["070-123 45 67".to_owned()]
+            })
         );
     }
 
@@ -331,16 +313,18 @@ mod tests {
     fn edits_and_unsupported_messages_are_explained_not_sent() {
         let mut edit = reply("Hello again");
         edit.edit = true;
-        assert!(notice(plan(edit)).starts_with("Edits are not sent to the client"));
+        assert_eq!(notice(plan(edit)), Text::EditNotSent);
         let mut poll = reply("");
         poll.content = Content::Other("m.location");
         assert_eq!(
             notice(plan(poll)),
-            "Messages of type m.location cannot be sent to the client yet. Nothing was sent."
+            Text::MessageTypeNotSent {
+                msgtype: "m.location".into()
+            }
         );
         let mut lost_file = reply("");
         lost_file.content = Content::File(None);
-        assert!(notice(plan(lost_file)).starts_with("The file could not be fetched"));
+        assert_eq!(notice(plan(lost_file)), Text::FileNotFetched);
     }
 
     #[test]
@@ -354,7 +338,9 @@ mod tests {
         on_sms.content = Content::File(Some(&file));
         assert_eq!(
             notice(plan(on_sms)),
-            "Files cannot be sent to the client on SMS. Nothing was sent."
+            Text::NoFilesOn {
+                label: "SMS".into()
+            }
         );
         let mut on_mail = reply("");
         on_mail.content = Content::File(Some(&file));
@@ -393,7 +379,11 @@ mod tests {
         });
         assert_eq!(
             notice(plan(to_pictures_only)),
-            "WhatsApp does not carry files of type application/pdf (plan.pdf). Nothing was sent."
+            Text::FileTypeNotCarried {
+                label: "WhatsApp".into(),
+                mime: "application/pdf".into(),
+                filename: "plan.pdf".into()
+            }
         );
     }
 
@@ -411,17 +401,20 @@ mod tests {
             plan(facts)
         };
         assert!(matches!(on(ReplyWindow::WHATSAPP, 23), RoomPlan::Reply(_)));
+        let closed = |since: chrono::DateTime<Utc>, templates: bool| Text::WindowClosed {
+            label: "WhatsApp".into(),
+            since: Some(since),
+            templates,
+        };
         assert_eq!(
             notice(on(ReplyWindow::WHATSAPP, 25)),
-            "WhatsApp's window for replies is closed at 2026-11-03 08:00 UTC. Only the office's \
-             approved templates can be sent until the client writes again. Nothing was sent."
+            closed(last + chrono::Duration::hours(24), true)
         );
         // Messenger: a person's reply still goes (tagged by the bridge) for seven days.
         assert!(matches!(on(ReplyWindow::MESSENGER, 25), RoomPlan::Reply(_)));
         assert_eq!(
             notice(on(ReplyWindow::MESSENGER, 7 * 24)),
-            "WhatsApp's window for replies is closed at 2026-11-09 08:00 UTC. Nothing can be \
-             sent until the client writes again. Nothing was sent."
+            closed(last + chrono::Duration::days(7), false)
         );
         // A client who never wrote on the channel.
         let mut never = reply("Hej");
@@ -433,7 +426,14 @@ mod tests {
             }),
             ..sms()
         });
-        assert!(notice(plan(never)).contains("not open: the client has not written"));
+        assert_eq!(
+            notice(plan(never)),
+            Text::WindowClosed {
+                label: "WhatsApp".into(),
+                since: None,
+                templates: true
+            }
+        );
     }
 
     #[test]
@@ -445,7 +445,9 @@ mod tests {
         });
         assert_eq!(
             notice(plan(stopped)),
-            "The client's channel (sms) is not running on this gateway. Nothing was sent."
+            Text::ChannelNotRunning {
+                instance: "sms".into()
+            }
         );
     }
 }

@@ -8,6 +8,7 @@ use super::{Core, RelayError};
 use crate::{
     matrix::MatrixError,
     store::{CaseId, IdentityId, Store},
+    texts::Text,
 };
 
 impl Core {
@@ -149,11 +150,20 @@ impl Core {
             .unwrap_or_default();
         let name = match first {
             Some(i) => format!("{} ({label})", i.display_name),
-            None => format!("Case {}", case.number),
+            None => self.policies.say(
+                &case.team,
+                &Text::RoomName {
+                    case: case.number.clone(),
+                },
+            ),
         };
-        let topic = format!(
-            "Case {} · {label} · answered by team {}",
-            case.number, case.team
+        let topic = self.policies.say(
+            &case.team,
+            &Text::RoomTopic {
+                case: case.number.clone(),
+                label,
+                team: case.team.clone(),
+            },
         );
         let invite = self
             .config

@@ -22,7 +22,10 @@ use super::{
     room_plan::{plan, CaseFacts, ClientChannel, Content, Reply, RoomFacts, RoomPlan},
     Core,
 };
-use crate::store::{case, identity, IdentityId, MessageKind, NewOutbound, Store, StoreError};
+use crate::{
+    store::{case, identity, IdentityId, MessageKind, NewOutbound, Store, StoreError},
+    texts::Text,
+};
 
 impl Core {
     /// Processes one appservice transaction exactly once: a replay is acknowledged only.
@@ -279,7 +282,8 @@ impl Core {
         match plan {
             RoomPlan::Ignore => {}
             RoomPlan::Notice(notice) => {
-                Store::record_notice(conn, case.id, &notice).await?;
+                Store::record_notice(conn, case.id, &self.policies.say(&case.team, &notice))
+                    .await?;
             }
             RoomPlan::Command(command) => {
                 let after = self
@@ -309,7 +313,9 @@ impl Core {
                 )
                 .await?;
                 if recorded {
-                    Store::record_notice(conn, case.id, &refusal).await?;
+                    let refusal = Text::CommandRefused(refusal);
+                    Store::record_notice(conn, case.id, &self.policies.say(&case.team, &refusal))
+                        .await?;
                 }
             }
             RoomPlan::Reply(reply) => {
@@ -348,13 +354,14 @@ impl Core {
                 html: reply.text.html,
                 parts,
                 label,
+                language: self.policies.language(&case.team),
                 held: reply.held.is_some(),
                 attachments: reply.attachments,
             },
         )
         .await?;
         if let (true, Some(notice)) = (queued, &reply.held) {
-            Store::record_notice(conn, case.id, notice).await?;
+            Store::record_notice(conn, case.id, &self.policies.say(&case.team, notice)).await?;
             return Ok(Handled::default());
         }
         Ok(Handled {

@@ -11,6 +11,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set,
 };
 
+use super::InvitationProblem;
 use super::{
     attachment, attachment_summary, case, chain, enqueue, identity, invitation, mark, message,
     message_row, original,
@@ -213,7 +214,7 @@ async fn invitation_lead<C: ConnectionTrait>(
     token: &str,
     used: &HashSet<String>,
     now: DateTime<Utc>,
-) -> Result<Result<(String, case::Model), &'static str>, StoreError> {
+) -> Result<Result<(String, case::Model), InvitationProblem>, StoreError> {
     let token_hash = chain::hex(token);
     let found = invitation::Entity::find_by_id(token_hash.clone())
         .one(conn)
@@ -225,7 +226,7 @@ async fn invitation_lead<C: ConnectionTrait>(
         };
     Ok(match case::Entity::find_by_id(case_id).one(conn).await? {
         Some(case) => Ok((token_hash, case)),
-        None => Err("belongs to a case that is gone"),
+        None => Err(InvitationProblem::CaseGone),
     })
 }
 
@@ -273,7 +274,7 @@ async fn apply_admission<C: ConnectionTrait>(
     admission: plan::Admission,
     cases: &mut HashMap<CaseId, case::Model>,
     now: DateTime<Utc>,
-) -> Result<(Vec<(Address, Contact)>, HashMap<usize, String>), StoreError> {
+) -> Result<(Vec<(Address, Contact)>, HashMap<usize, crate::texts::Text>), StoreError> {
     for token_hash in &admission.invitations {
         invitation::Entity::update_many()
             .col_expr(invitation::Column::UsedAt, Expr::value(now))

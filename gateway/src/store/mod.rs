@@ -32,6 +32,7 @@ pub use self::entities::{
 pub use self::inbound::{NewInbound, Recorded};
 pub use self::outbound::{invitation_token, NewOutbound};
 use self::plan::Contact;
+pub use self::plan::InvitationProblem;
 pub use self::values::{
     CaseId, CaseStatus, Direction, IdentityId, MessageId, MessageKind, MessageState, Target,
 };

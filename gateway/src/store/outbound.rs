@@ -1,16 +1,18 @@
 //! Recording what the office says: replies, notices, held replies, notes and invitations.
 
+use casebridge_config::Language;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QuerySelect, Set,
 };
 
 use super::{
-    attachment, attachment_summary, chain, enqueue, identity, invitation, message, message_row,
-    CaseId, Direction, MessageId, MessageKind, MessageState, Store, StoreError, Target,
+    attachment, attachment_summary, case, chain, enqueue, identity, invitation, message,
+    message_row, CaseId, Direction, MessageId, MessageKind, MessageState, Store, StoreError,
+    Target,
 };
-use crate::policy::TeamNotice;
+use crate::texts::{Languages, TeamNotice, Text};
 
 /// A reply from the case team, ready to queue for a bridge.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct NewOutbound {
     pub parts: Option<Vec<String>>,
     /// How the case team names the channel, for the notice about parts.
     pub label: String,
+    /// The language of the team's notice when the reply goes in parts.
+    pub language: Language,
     /// Recorded but not queued: it waits for a worker's `!send`.
     pub held: bool,
     /// Files the worker sent.
@@ -138,16 +142,11 @@ impl Store {
             )
             .await?;
         }
-        Self::record_notice(
-            conn,
-            out.case_id,
-            &format!(
-                "Sent as {} messages ({}): the reply is longer than one message may be here.",
-                parts.len(),
-                out.label
-            ),
-        )
-        .await?;
+        let notice = Text::SentInParts {
+            parts: parts.len(),
+            label: out.label.clone(),
+        };
+        Self::record_notice(conn, out.case_id, &notice.say(out.language)).await?;
         Ok(true)
     }
 
@@ -171,6 +170,24 @@ impl Store {
         .await?;
         enqueue(conn, Target::Matrix, "", m.id, case_id, now).await?;
         Ok(m.id)
+    }
+
+    /// Records `text` as a notice to case `case_id`'s team, in the team's language, and queues
+    /// it, inside `conn`.
+    pub async fn record_text<C: ConnectionTrait>(
+        conn: &C,
+        case_id: CaseId,
+        text: &Text,
+        languages: &Languages,
+    ) -> Result<MessageId, StoreError> {
+        let team = case::Entity::find_by_id(case_id)
+            .select_only()
+            .column(case::Column::Team)
+            .into_tuple::<String>()
+            .one(conn)
+            .await?
+            .ok_or_else(|| StoreError::Missing(format!("case {case_id}")))?;
+        Self::record_notice(conn, case_id, &languages.say(&team, text)).await
     }
 
     /// Records a notice with markup and mentions (or, as [`Direction::Alert`], an alert for the

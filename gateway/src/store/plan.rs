@@ -17,7 +17,10 @@ use chrono::{DateTime, Datelike, Utc};
 use super::{
     case, invitation, CaseId, IdentityId, MessageKind, MessageState, NewInbound, StoreError,
 };
-use crate::policy::{self, Policies, TeamNotice};
+use crate::{
+    policy::{self, Policies},
+    texts::{TeamNotice, Text},
+};
 
 /// A bridge instance and a client's address on it.
 pub(super) type Address = (String, String);
@@ -82,20 +85,35 @@ pub(super) fn check_invitation(
     instance: &str,
     used_by_batch: bool,
     now: DateTime<Utc>,
-) -> Result<CaseId, &'static str> {
+) -> Result<CaseId, InvitationProblem> {
     let Some(found) = found else {
-        return Err("the office does not know");
+        return Err(InvitationProblem::Unknown);
     };
     if found.instance != instance {
-        return Err("was made for another channel");
+        return Err(InvitationProblem::OtherChannel);
     }
     if found.used_at.is_some() || used_by_batch {
-        return Err("was used already");
+        return Err(InvitationProblem::Used);
     }
     if found.expires_at < now {
-        return Err("has expired");
+        return Err(InvitationProblem::Expired);
     }
     Ok(found.case_id)
+}
+
+/// Why an invitation link opens no case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvitationProblem {
+    /// The office made no invitation with that token.
+    Unknown,
+    /// It was made for another bridge instance.
+    OtherChannel,
+    /// It was used already.
+    Used,
+    /// It has expired.
+    Expired,
+    /// Its case is no longer in the records.
+    CaseGone,
 }
 
 /// Where an address nobody knows leads, as the store found it.
@@ -103,7 +121,7 @@ pub(super) fn check_invitation(
 pub(super) struct Lead {
     /// The invitation its first message came with: the invitation's token hash and case, or
     /// why it opens none.
-    pub invitation: Option<Result<(String, case::Model), &'static str>>,
+    pub invitation: Option<Result<(String, case::Model), InvitationProblem>>,
     /// The case of the office's message it answers; looked up only when no invitation leads.
     pub answered: Option<case::Model>,
 }
@@ -143,7 +161,7 @@ pub(super) struct NewIdentity {
     pub first: usize,
     pub case: CaseRef,
     /// Why it went where it did, told to its case after that message.
-    pub notice: Option<String>,
+    pub notice: Option<Text>,
 }
 
 /// Who the new senders of a batch are.
@@ -183,28 +201,29 @@ pub(super) fn admit(
                 admission.invitations.push(token_hash.clone());
                 (
                     CaseRef::Known(case.clone()),
-                    Some(format!(
-                        "{name} opened the invitation made for this case, so the address joined this case. Replies now go to this address, where the client wrote last."
-                    )),
+                    Some(Text::JoinedByInvitation { name: name.clone() }),
                 )
             }
             (Some(Err(why)), None) => (
                 open(&mut admission),
-                Some(format!(
-                    "{name} came with an invitation link that {why}, so this is a new case. If the client belongs to another case, !merge this case there, or !invite them again."
-                )),
+                Some(Text::InvitationRefused {
+                    name: name.clone(),
+                    why: *why,
+                }),
             ),
             (_, Some(case)) => (
                 CaseRef::Known(case.clone()),
-                Some(format!(
-                    "{name} wrote for the first time, answering the office's message in this case, so the address joined this case. Replies now go to this address, where the client wrote last."
-                )),
+                Some(Text::JoinedByAnswer { name: name.clone() }),
             ),
             (None, None) => (
                 open(&mut admission),
-                item.message.case_hint.as_ref().map(|named| format!(
-                    "This message names case {named}, but {name} is not an address of that case, so it opened this new case. If it belongs to case {named}, handle it there."
-                )),
+                item.message
+                    .case_hint
+                    .as_ref()
+                    .map(|named| Text::CaseHintIgnored {
+                        name: name.clone(),
+                        named: named.clone(),
+                    }),
             ),
         };
         admission.identities.push(NewIdentity {
@@ -226,7 +245,7 @@ pub(super) struct Facts<'a> {
     /// Their cases, as the batch found or opened them.
     pub cases: &'a HashMap<CaseId, case::Model>,
     /// How a new identity was routed, by the index of its first message.
-    pub routed: &'a HashMap<usize, String>,
+    pub routed: &'a HashMap<usize, Text>,
     pub policies: &'a Policies,
     pub now: DateTime<Utc>,
 }
@@ -318,17 +337,17 @@ pub(super) fn plan(facts: &Facts) -> Result<InboundPlan, StoreError> {
                 MessageState::Received
             },
         });
+        let say = |text: &Text| facts.policies.say(&case.team, text);
         if let Some(notice) = facts.routed.get(&i) {
-            plan.notices.push((case.id, notice.clone()));
+            plan.notices.push((case.id, say(notice)));
         }
         for problem in &item.message.problems {
             plan.notices.push((
                 case.id,
-                format!(
-                    "Part of {}'s message could not be read: {problem}. The record keeps the \
-                     original whole (casebridge records export).",
-                    item.message.display_name
-                ),
+                say(&Text::PartUnreadable {
+                    name: item.message.display_name.clone(),
+                    problem: problem.clone(),
+                }),
             ));
         }
         plan.policy
@@ -361,17 +380,19 @@ fn policy_step(
     });
     // Every automatic reply is shown, so the team knows what the client was told; a blocked
     // client's (at most once a day) without their message, which stays unshown.
+    let language = facts.policies.language(&item.team);
     let reply = decision.reply.map(|reply| Reply {
-        notice: policy::auto_reply_notice(&reply, &item.label),
+        notice: policy::auto_reply_notice(&reply, &item.label).say(language),
         kind: reply.kind.into(),
         once_key: reply.once_key,
         text: reply.text,
     });
     let emergency = decision.emergency.map(|keyword| Emergency {
-        replied: policy::emergency_notice(policy, &keyword, true),
-        unreplied: policy::emergency_notice(policy, &keyword, false),
+        replied: policy::emergency_notice(policy, &keyword, true).notice(language),
+        unreplied: policy::emergency_notice(policy, &keyword, false).notice(language),
         alert: policy.alert_room.is_some().then(|| {
             policy::emergency_alert(facts.policies, policy, &case.number, &item.label, &keyword)
+                .notice(language)
         }),
     });
     if reply.is_none() && emergency.is_none() {

@@ -7,6 +7,7 @@ use sea_orm::{
 };
 
 use super::{identity, message, queue_item, MessageState, Store, StoreError, Target};
+use crate::texts::{Languages, Text};
 
 impl Store {
     /// Queue items for `target`/`instance` that are due, oldest first.
@@ -83,7 +84,7 @@ impl Store {
         item: &queue_item::Model,
         error: &str,
         at: DateTime<Utc>,
-        notice: Option<&str>,
+        notice: Option<(&Text, &Languages)>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         queue_item::Entity::update_many()
@@ -93,8 +94,8 @@ impl Store {
             .filter(queue_item::Column::Id.eq(item.id))
             .exec(&txn)
             .await?;
-        if let Some(notice) = notice {
-            Self::record_notice(&txn, item.case_id, notice).await?;
+        if let Some((text, languages)) = notice {
+            Self::record_text(&txn, item.case_id, text, languages).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -155,7 +156,7 @@ impl Store {
         &self,
         item: &queue_item::Model,
         error: &str,
-        notice: &str,
+        notice: Option<(&Text, &Languages)>,
         unreachable: bool,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
@@ -179,8 +180,8 @@ impl Store {
             }
         }
         queue_item::Entity::delete_by_id(item.id).exec(&txn).await?;
-        if !notice.is_empty() {
-            Self::record_notice(&txn, item.case_id, notice).await?;
+        if let Some((text, languages)) = notice {
+            Self::record_text(&txn, item.case_id, text, languages).await?;
         }
         txn.commit().await?;
         Ok(())

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{message, Direction, MessageState, Store, StoreError};
+use crate::texts::{Languages, Text};
 
 impl Store {
     /// Records a channel's delivery report for the reply it accepted as `remote_id`, with a
@@ -15,7 +16,7 @@ impl Store {
         state: MessageState,
         error: Option<&str>,
         at: DateTime<Utc>,
-        notice: Option<&str>,
+        notice: Option<(&Text, &Languages)>,
     ) -> Result<bool, StoreError> {
         let txn = self.begin_write().await?;
         let Some(reply) = message::Entity::find()
@@ -47,8 +48,8 @@ impl Store {
                 .filter(message::Column::Id.eq(reply.id))
                 .exec(&txn)
                 .await?;
-            if let Some(notice) = notice {
-                Self::record_notice(&txn, reply.case_id, notice).await?;
+            if let Some((text, languages)) = notice {
+                Self::record_text(&txn, reply.case_id, text, languages).await?;
             }
         }
         txn.commit().await?;

@@ -119,6 +119,7 @@ async fn new_addresses_join_by_invitation_or_answer_and_open_cases_otherwise() {
             html: None,
             parts: None,
             label: "SMS".into(),
+            language: casebridge_config::Language::En,
             held: false,
             attachments: Vec::new(),
         },

@@ -142,7 +142,10 @@ api_password = "{API_PASSWORD}"
         .await;
     stack
         .wait_for_notice(&room, "the merge", |n| {
-            n.starts_with(&format!("Case {} merged into this case", sms_case.number))
+            n.starts_with(&format!(
+                "Ärende {} sammanslaget med det här ärendet",
+                sms_case.number
+            ))
         })
         .await;
 
@@ -189,7 +192,7 @@ api_password = "{API_PASSWORD}"
     );
     stack
         .wait_for_notice(&room, "the delivery notice", |n| {
-            n.starts_with("Delivered to the client (SMS)")
+            n.starts_with("Levererat till klienten (SMS)")
         })
         .await;
     let records = store.messages(case.id).await.unwrap();
@@ -302,10 +305,13 @@ api_password = "{API_PASSWORD}"
         "Intern anteckningav @anna:localhost",
         "Klara ringde och bad om sms",
     );
-    // The gateway's notices are recorded as they were written (in English).
+    // The gateway's notices are recorded as they were written (in the team's Swedish).
     let merge = entry(
         "Meddelande till handläggarna",
-        &format!("Case {} merged into this case", sms_case.number),
+        &format!(
+            "Ärende {} sammanslaget med det här ärendet",
+            sms_case.number
+        ),
     );
     let sms_in = entry(
         "Från klienten (sms)070-123 45 67",
@@ -317,7 +323,7 @@ api_password = "{API_PASSWORD}"
     );
     let report = entry(
         "Meddelande till handläggarna",
-        "Delivered to the client (SMS)",
+        "Levererat till klienten (SMS)",
     );
     assert!(mail_in < mail_out && mail_out < note && note < merge && merge < sms_in);
     assert!(sms_in < sms_out && sms_out < report);

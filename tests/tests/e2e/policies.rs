@@ -160,7 +160,7 @@ alert_room = "{alert_room}"
     let night_room = stack.join_case_room().await;
     let notice = stack
         .wait_for_notice(&night_room, "the auto-reply notice", |n| {
-            n.starts_with("Automatic reply sent to the client (SMS, outside office hours)")
+            n.starts_with("Automatiskt svar skickat till klienten (SMS, utanför öppettid)")
         })
         .await;
     assert!(
@@ -222,7 +222,7 @@ alert_room = "{alert_room}"
     stack.worker.send_text(&night_room, "!via sms").await;
     stack
         .wait_for_notice(&night_room, "!via sms", |n| {
-            n == "Replies now go to 070-111 11 11 (SMS)."
+            n == "Svar går nu till 070-111 11 11 (SMS)."
         })
         .await;
     stack
@@ -251,10 +251,9 @@ alert_room = "{alert_room}"
     })
     .await;
     assert!(
-        alert["content"]["body"]
-            .as_str()
-            .unwrap()
-            .starts_with("⚠ Emergency: the client's message matches «självmord*». The client was sent the emergency numbers."),
+        alert["content"]["body"].as_str().unwrap().starts_with(
+            "⚠ Akut: klientens meddelande innehåller «självmord*». Klienten fick larmnumren."
+        ),
         "{alert}"
     );
     assert_eq!(
@@ -273,7 +272,7 @@ alert_room = "{alert_room}"
     )
     .await;
     let body = on_call["content"]["body"].as_str().unwrap();
-    assert!(body.starts_with("⚠ Emergency in case "), "{body}");
+    assert!(body.starts_with("⚠ Akut i ärende "), "{body}");
     assert!(body.contains("https://matrix.to/#/#_cb_case_"), "{body}");
     let out = eventually(Duration::from_secs(10), "the emergency reply", || async {
         let out = noon.outbox();
@@ -298,7 +297,7 @@ alert_room = "{alert_room}"
             .await
             .iter()
             .filter(|n| {
-                *n == "Only members of team noon can use commands in a case room. Nothing was done."
+                *n == "Bara medlemmar i enheten noon kan använda kommandon i ett ärenderum. Inget gjordes."
             })
             .count()
     };
@@ -330,33 +329,35 @@ alert_room = "{alert_room}"
     eve.send_text(&noon_room, "Hej, det här är Eve").await;
     stack
         .wait_for_notice(&noon_room, "eve's text refused", |n| {
-            n.starts_with("Only members of team noon can write to the client")
+            n.starts_with("Bara medlemmar i enheten noon kan skriva till klienten")
         })
         .await;
 
     let commands: [(&str, &Expectation); 10] = [
-        ("!help", &|n| n.starts_with("Commands in a case room")),
+        ("!help", &|n| n.starts_with("Kommandon i ett ärenderum")),
         ("!case", &|n| {
-            n.contains("· open · team noon")
-                && n.contains("Contacts: +46702222222 (Loopback) ← replies go here")
+            n.contains("· öppet · enhet noon")
+                && n.contains("Kontaktvägar: +46702222222 (Loopback) ← svar går hit")
         }),
         ("!note Ringde klienten, ingen svarade", &|n| {
-            n == "Internal note recorded; it is not sent to the client."
+            n == "Intern anteckning registrerad; den skickas inte till klienten."
         }),
         ("!incident Klienten hotade en kollega", &|n| {
-            n == "Incident report recorded and posted to the incident room."
+            n == "Incidentrapporten är registrerad och postad i incidentrummet."
         }),
         ("!assign @bo:localhost", &|n| {
-            n.ends_with("assigned to @bo:localhost by @anna:localhost.")
+            n.ends_with("tilldelat @bo:localhost av @anna:localhost.")
         }),
         ("!via loopback", &|n| {
-            n == "Replies now go to +46702222222 (Loopback)."
+            n == "Svar går nu till +46702222222 (Loopback)."
         }),
-        ("!close", &|n| n.ends_with("closed by @anna:localhost.")),
-        ("!reopen", &|n| n.ends_with("reopened by @anna:localhost.")),
-        ("!discreet on", &|n| n.starts_with("Discreet mode on")),
+        ("!close", &|n| n.ends_with("stängt av @anna:localhost.")),
+        ("!reopen", &|n| {
+            n.ends_with("öppnat igen av @anna:localhost.")
+        }),
+        ("!discreet on", &|n| n.starts_with("Diskret läge på")),
         ("!frobnicate", &|n| {
-            n.starts_with("unknown command !frobnicate")
+            n.starts_with("okänt kommando !frobnicate")
         }),
     ];
     for (command, expected) in commands {
@@ -374,7 +375,7 @@ alert_room = "{alert_room}"
             .find(|e| {
                 e["content"]["body"]
                     .as_str()
-                    .is_some_and(|b| b.starts_with("Incident report in case"))
+                    .is_some_and(|b| b.starts_with("Incidentrapport i ärende"))
             })
     })
     .await;
@@ -401,7 +402,7 @@ alert_room = "{alert_room}"
         second["content"]["body"]
             .as_str()
             .unwrap()
-            .contains("Nothing was sent to the client automatically."),
+            .contains("Inget skickades automatiskt till klienten."),
         "{second}"
     );
     // A reply the worker writes still goes out.
@@ -419,12 +420,12 @@ alert_room = "{alert_room}"
     // Blocked: the client's messages are recorded, not shown; the client gets the neutral text.
     stack.worker.send_text(&noon_room, "!block").await;
     stack
-        .wait_for_notice(&noon_room, "blocked", |n| n.starts_with("Blocked:"))
+        .wait_for_notice(&noon_room, "blocked", |n| n.starts_with("Blockerad:"))
         .await;
     stack.worker.send_text(&noon_room, "!discreet off").await;
     stack
         .wait_for_notice(&noon_room, "discreet off", |n| {
-            n.starts_with("Discreet mode off")
+            n.starts_with("Diskret läge av")
         })
         .await;
     noon.put("b1", "+46702222222", "Svara mig nu!");
@@ -443,7 +444,7 @@ alert_room = "{alert_room}"
     // The team sees what the client was told, never what the client wrote.
     let told = stack
         .wait_for_notice(&noon_room, "the neutral answer's notice", |n| {
-            n.starts_with("Automatic reply sent to the client (Loopback, blocked client)")
+            n.starts_with("Automatiskt svar skickat till klienten (Loopback, blockerad klient)")
         })
         .await;
     assert!(
@@ -471,7 +472,7 @@ alert_room = "{alert_room}"
     stack.worker.send_text(&noon_room, "!unblock").await;
     stack
         .wait_for_notice(&noon_room, "unblocked", |n| {
-            n == "Unblocked: the client's messages are shown here again."
+            n == "Blockeringen hävd: klientens meddelanden visas här igen."
         })
         .await;
     noon.put("b2", "+46702222222", "Förlåt för förut.");

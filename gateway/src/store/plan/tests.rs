@@ -1,7 +1,7 @@
 //! The planner on its own: facts in, a plan out, no database.
 
 use casebridge_bridges::{InboundMessage, RemoteAddress, RemoteMessageId};
-use casebridge_config::Config;
+use casebridge_config::{Config, Language};
 use chrono::TimeZone;
 
 use super::*;
@@ -204,12 +204,10 @@ fn a_new_client_opens_a_case_numbered_after_the_last() {
             NewIdentity {
                 first: 1,
                 case: CaseRef::New(1),
-                notice: Some(
-                    "This message names case 2026-000007, but Client b is not an address of \
-                     that case, so it opened this new case. If it belongs to case 2026-000007, \
-                     handle it there."
-                        .into()
-                )
+                notice: Some(Text::CaseHintIgnored {
+                    name: "Client b".into(),
+                    named: "2026-000007".into()
+                })
             },
         ]
     );
@@ -235,14 +233,14 @@ fn an_invitation_or_an_answer_joins_its_case() {
         (
             1,
             Lead {
-                invitation: Some(Err("has expired")),
+                invitation: Some(Err(InvitationProblem::Expired)),
                 answered: None,
             },
         ),
         (
             2,
             Lead {
-                invitation: Some(Err("was used already")),
+                invitation: Some(Err(InvitationProblem::Used)),
                 answered: Some(answered.clone()),
             },
         ),
@@ -255,21 +253,27 @@ fn an_invitation_or_an_answer_joins_its_case() {
         panic!("{:?}", admission.identities)
     };
     assert_eq!(a.case, CaseRef::Known(invited));
-    assert!(a
-        .notice
-        .as_deref()
-        .unwrap()
-        .starts_with("Client a opened the invitation made for this case"));
+    assert_eq!(
+        a.notice,
+        Some(Text::JoinedByInvitation {
+            name: "Client a".into()
+        })
+    );
     assert_eq!(b.case, CaseRef::New(0));
-    assert!(b.notice.as_deref().unwrap().starts_with(
-        "Client b came with an invitation link that has expired, so this is a new case."
-    ));
+    assert_eq!(
+        b.notice,
+        Some(Text::InvitationRefused {
+            name: "Client b".into(),
+            why: InvitationProblem::Expired
+        })
+    );
     assert_eq!(c.case, CaseRef::Known(answered));
-    assert!(c
-        .notice
-        .as_deref()
-        .unwrap()
-        .starts_with("Client c wrote for the first time, answering the office's message"));
+    assert_eq!(
+        c.notice,
+        Some(Text::JoinedByAnswer {
+            name: "Client c".into()
+        })
+    );
 }
 
 #[test]
@@ -281,15 +285,15 @@ fn an_invitation_is_checked_for_channel_use_and_age() {
     );
     assert_eq!(
         check_invitation(None, "sms", false, now()),
-        Err("the office does not know")
+        Err(InvitationProblem::Unknown)
     );
     assert_eq!(
         check_invitation(Some(&valid), "mail", false, now()),
-        Err("was made for another channel")
+        Err(InvitationProblem::OtherChannel)
     );
     assert_eq!(
         check_invitation(Some(&valid), "sms", true, now()),
-        Err("was used already"),
+        Err(InvitationProblem::Used),
         "an earlier message of the batch used it"
     );
     let used = invitation::Model {
@@ -298,7 +302,7 @@ fn an_invitation_is_checked_for_channel_use_and_age() {
     };
     assert_eq!(
         check_invitation(Some(&used), "sms", false, now()),
-        Err("was used already")
+        Err(InvitationProblem::Used)
     );
     assert_eq!(
         check_invitation(
@@ -307,7 +311,7 @@ fn an_invitation_is_checked_for_channel_use_and_age() {
             false,
             now() + chrono::Duration::days(7)
         ),
-        Err("has expired")
+        Err(InvitationProblem::Expired)
     );
 }
 
@@ -375,7 +379,12 @@ fn a_blocked_case_records_without_relaying_and_notices_follow_the_message() {
         fresh: &fresh,
         contacts: &world.contacts,
         cases: &world.cases,
-        routed: &HashMap::from([(0, "routed here".to_owned())]),
+        routed: &HashMap::from([(
+            0,
+            Text::JoinedByAnswer {
+                name: "Klara".into(),
+            },
+        )]),
         policies: &Policies::default(),
         now: now(),
     })
@@ -384,7 +393,13 @@ fn a_blocked_case_records_without_relaying_and_notices_follow_the_message() {
     assert_eq!(
         plan.notices,
         [
-            (CaseId(1), "routed here".to_owned()),
+            (
+                CaseId(1),
+                "Klara wrote for the first time, answering the office's message in this case, \
+                 so the address joined this case. Replies now go to this address, where the \
+                 client wrote last."
+                    .to_owned()
+            ),
             (
                 CaseId(1),
                 "Part of Client a's message could not be read: a part in an unknown charset. \
@@ -408,21 +423,18 @@ fn an_emergency_word_alerts_the_on_call_room() {
     let team = policies.team("soc").unwrap();
     assert_eq!(
         emergency.replied,
-        policy::emergency_notice(team, "help me now", true)
+        policy::emergency_notice(team, "help me now", true).notice(Language::En)
     );
     assert_eq!(
         emergency.unreplied,
-        policy::emergency_notice(team, "help me now", false)
+        policy::emergency_notice(team, "help me now", false).notice(Language::En)
     );
     assert_eq!(
         emergency.alert,
-        Some(policy::emergency_alert(
-            &policies,
-            team,
-            "2026-000001",
-            "SMS",
-            "help me now"
-        ))
+        Some(
+            policy::emergency_alert(&policies, team, "2026-000001", "SMS", "help me now")
+                .notice(Language::En)
+        )
     );
     let reply = step.reply.as_ref().unwrap();
     assert_eq!(reply.kind, MessageKind::EmergencyReply);
