@@ -336,6 +336,41 @@ pub enum BridgeError {
     Failed(String),
 }
 
+/// What a bridge found when it showed its credentials to its channel: the check `casebridge
+/// run` makes at start and again while it runs, so that a wrong password is an error the admin
+/// reads at once, not a failure at the first client's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialCheck {
+    /// The channel took them; what it said of the account (`Telegram bot @office_bot`).
+    Accepted(String),
+    /// The channel refused them, or the account cannot be used: what is wrong, led by the key
+    /// to fix (`bridges.sms.provider.api_password: ...`).
+    Refused(String),
+    /// The channel could not be asked now (network, outage): tried again later.
+    Unreachable(String),
+    /// The channel has no call that proves the credentials without sending anything.
+    Unchecked(String),
+}
+
+impl CredentialCheck {
+    /// The word `/health` shows for it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Accepted(_) => "accepted",
+            Self::Refused(_) => "refused",
+            Self::Unreachable(_) => "unreachable",
+            Self::Unchecked(_) => "unchecked",
+        }
+    }
+
+    /// What the channel said.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Accepted(d) | Self::Refused(d) | Self::Unreachable(d) | Self::Unchecked(d) => d,
+        }
+    }
+}
+
 /// One channel instance (`[bridges.KEY]`).
 #[async_trait]
 pub trait Bridge: Send + Sync + 'static {
@@ -352,6 +387,14 @@ pub trait Bridge: Send + Sync + 'static {
     /// Sends one message to a client. Called from the durable queue, so it may be called again
     /// with the same `record_id` after a crash.
     async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError>;
+
+    /// Optional capability: shows the instance's credentials to its channel with the cheapest
+    /// call that proves them (a login, `getMe`, an account lookup), sending nothing to anyone.
+    /// Called at start and again while the gateway runs; it must not disturb the bridge's
+    /// own loops.
+    async fn check_credentials(&self) -> CredentialCheck {
+        CredentialCheck::Unchecked("this channel has no call that proves its credentials".into())
+    }
 
     /// Optional capability: the bridge receives its provider's HTTP calls.
     fn webhook(&self) -> Option<&dyn Webhook> {

@@ -29,9 +29,9 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::{
-    respond, Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered,
-    DeliveryError, InboundMessage, InboundSink, MediaKinds, OutboundMessage, RemoteAddress,
-    RemoteMessageId, Webhook,
+    respond, Accepted, Attachment, Bridge, BridgeError, BridgeFactory, Capabilities,
+    CredentialCheck, Delivered, DeliveryError, InboundMessage, InboundSink, MediaKinds,
+    OutboundMessage, RemoteAddress, RemoteMessageId, Webhook,
 };
 
 /// The largest file a bot may fetch with `getFile` from Telegram's own Bot API server.
@@ -622,6 +622,21 @@ impl Bridge for TelegramBridge {
         Capabilities::new("telegram", "Telegram")
             .with_media(MediaKinds::ALL)
             .with_max_length(MAX_TEXT_UNITS)
+    }
+
+    async fn check_credentials(&self) -> CredentialCheck {
+        let instance = &self.updates.instance;
+        match self.bot.get_me().send().await {
+            Ok(me) => CredentialCheck::Accepted(match &me.user.username {
+                Some(name) => format!("Telegram bot @{name}"),
+                None => format!("Telegram bot {}", me.user.id),
+            }),
+            Err(RequestError::Api(ApiError::InvalidToken)) => CredentialCheck::Refused(format!(
+                "bridges.{instance}.token: Telegram does not know this bot token; copy the \
+                 token @BotFather gave for the office's bot"
+            )),
+            Err(e) => CredentialCheck::Unreachable(format!("Telegram getMe: {e}")),
+        }
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {

@@ -364,10 +364,20 @@ async fn health(State(core): State<Arc<Core>>) -> Response {
         }
         Some(HomeserverCheck::Broken(what)) => (true, json!({ "link": "broken", "detail": what })),
     };
+    // A bridge that is down (not started, or its credentials refused) degrades too: the
+    // others still take their channels' messages.
+    let mut bridges = serde_json::Map::new();
+    let mut degraded = degraded;
+    for (name, running) in &core.bridges {
+        let health = running.health.lock().expect("not poisoned").clone();
+        degraded |= !health.up();
+        bridges.insert(name.clone(), health.to_json());
+    }
     match core.store.connection().ping().await {
         Ok(()) => Json(json!({
             "status": if degraded { "degraded" } else { "ok" },
             "homeserver": homeserver,
+            "bridges": bridges,
         }))
         .into_response(),
         Err(e) => (

@@ -23,13 +23,13 @@ pub mod worker;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use casebridge_bridges::{BridgeError, BridgeFactory, InboundSink};
+use casebridge_bridges::{BridgeError, BridgeFactory, CredentialCheck, InboundSink};
 use casebridge_config::{Config, ConfigError};
 use tokio::{
     sync::{mpsc, Notify},
     time::Instant,
 };
-use tracing::info;
+use tracing::{error, info};
 
 use crate::{
     metrics::Metrics,
@@ -49,7 +49,7 @@ pub enum StartError {
     /// The records store is unreachable or its migrations failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A bridge instance could not be built or started.
+    /// A bridge instance could not be built.
     // `error`, not `source`: the message says it already, and a source would be printed again
     // by every caller that prints the chain of causes (anyhow's `{:#}`).
     #[error("{}", named(&format!("bridges.{instance}"), error))]
@@ -127,11 +127,15 @@ pub fn build_bridges(
                 wake: Notify::new(),
                 delivering: std::sync::Mutex::new(None),
                 warnings: throttle::Throttle::new(relay::OUTAGE_LOG_EVERY),
+                health: std::sync::Mutex::default(),
             },
         );
     }
     Ok(bridges)
 }
+
+/// How long [`Gateway::check_bridges`] waits for one channel's answer.
+pub const BRIDGE_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for the work in flight (a delivery and its record, an HTTP request, a
 /// relay round, a reader's last batch) before it aborts what is left. A service manager kills
@@ -181,6 +185,11 @@ impl Gateway {
             metrics.clone(),
             policies,
         ));
+        // Everything that can fail the start is done before the first worker runs.
+        let app = appservice::router(core.clone());
+        let limits = server::Limits::from_config(&core.config.http);
+        let http = HttpServer::new(listener, app, limits)
+            .map_err(|error| StartError::Listen { addr, error })?;
         let mut workers = Supervisor::new(metrics, Backoff::default());
 
         workers.spawn(Arc::new(DisplayNames(core.clone())));
@@ -191,21 +200,22 @@ impl Gateway {
         for name in core.bridges.keys() {
             workers.spawn(Arc::new(Delivery::new(core.clone(), name.clone())));
         }
-        let app = appservice::router(core.clone());
-        let limits = server::Limits::from_config(&core.config.http);
-        let http = HttpServer::new(listener, app, limits)
-            .map_err(|error| StartError::Listen { addr, error })?;
         workers.spawn(Arc::new(http));
 
         for (name, running) in &core.bridges {
+            core.metrics.bridge_up.with_label_values(&[name]).set(0);
             let sink = InboundSink::new(name.as_str(), running.capabilities.clone(), tx.clone())
                 .with_state(Arc::new(core.store.clone()));
             let bridge = BridgeWorker::new(core.clone(), name.clone(), sink);
-            // Started here, so that a bridge that cannot start stops the gateway's start.
-            bridge.start().await.map_err(|error| StartError::Bridge {
-                instance: name.clone(),
-                error,
-            })?;
+            // Started here, so that the log says at once which bridge cannot start. One that
+            // cannot is an ERROR and is started again with a backoff by the supervisor; the
+            // others run, and /health and /metrics show it.
+            if let Err(error) = bridge.start().await {
+                error!(
+                    "{}; the other bridges run, and this one is started again",
+                    named(&format!("bridges.{name}"), &error)
+                );
+            }
             workers.spawn(Arc::new(bridge));
         }
         info!(%addr, bridges = core.bridges.len(), "gateway running");
@@ -230,6 +240,42 @@ impl Gateway {
             .set_homeserver_linked(!matches!(check, preflight::HomeserverCheck::Broken(_)));
         *self.core.homeserver_link.lock().expect("not poisoned") = Some(check.clone());
         check
+    }
+
+    /// Shows each bridge's credentials to its channel (see
+    /// [`casebridge_bridges::Bridge::check_credentials`]), all at once and each within
+    /// [`BRIDGE_CHECK_TIMEOUT`]; shows the results in `/health` and `/metrics` and returns them
+    /// by instance.
+    pub async fn check_bridges(&self) -> BTreeMap<String, CredentialCheck> {
+        let checks = self.core.bridges.iter().map(|(name, running)| async move {
+            let check = match tokio::time::timeout(
+                BRIDGE_CHECK_TIMEOUT,
+                running.bridge.check_credentials(),
+            )
+            .await
+            {
+                Ok(check) => check,
+                Err(_) => CredentialCheck::Unreachable(format!(
+                    "no answer within {} s",
+                    BRIDGE_CHECK_TIMEOUT.as_secs()
+                )),
+            };
+            let up = {
+                let mut health = running.health.lock().expect("not poisoned");
+                health.credentials = Some(check.clone());
+                health.up()
+            };
+            self.core
+                .metrics
+                .bridge_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
+            (name.clone(), check)
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// The records store.

@@ -25,6 +25,8 @@ pub struct Metrics {
     /// (a homeserver without the ping counts as linked); absent until one was made
     /// (`crate::preflight`).
     homeserver_linked: IntGauge,
+    /// 1 while a bridge instance runs with credentials its channel has not refused.
+    pub bridge_up: IntGaugeVec,
     homeserver_checked: std::sync::Arc<std::sync::Once>,
 }
 
@@ -62,6 +64,15 @@ impl Metrics {
             "0 when the last appservice ping through the homeserver showed the link broken, else 1",
         )
         .expect("valid metric");
+        let bridge_up = IntGaugeVec::new(
+            Opts::new(
+                "bridge_up",
+                "1 while a bridge instance has started and its channel has not refused its \
+                 credentials, else 0",
+            ),
+            &["instance"],
+        )
+        .expect("valid metric");
         let relay_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "relay_latency_seconds",
@@ -77,9 +88,11 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("registered once");
         }
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("registered once");
+        for g in [&queue_depth, &bridge_up] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+        }
         registry
             .register(Box::new(relay_latency.clone()))
             .expect("registered once");
@@ -92,6 +105,7 @@ impl Metrics {
             relay_latency,
             worker_restarts,
             homeserver_linked,
+            bridge_up,
             homeserver_checked: std::sync::Arc::new(std::sync::Once::new()),
         }
     }

@@ -1,12 +1,15 @@
 //! What `casebridge run` checks once it serves, so that an admin learns of a broken link at
 //! start rather than from the first client whose message never reaches a room: that the
 //! homeserver answers and holds this appservice's registration, with the same tokens (the
-//! appservice ping). A failure is logged as an ERROR saying what to fix; the gateway keeps
-//! running, since everything that arrives is recorded and queued until the homeserver takes it.
+//! appservice ping), and that each bridge started and its channel takes its credentials. A
+//! failure is logged as an ERROR saying what to fix; the gateway keeps running, since
+//! everything that arrives is recorded and queued until the homeserver or channel takes it.
 
 use std::time::Duration;
 
+use casebridge_bridges::CredentialCheck;
 use casebridge_config::Config;
+use serde_json::{json, Value};
 
 use crate::matrix::{MatrixClient, MatrixError};
 
@@ -22,6 +25,44 @@ pub enum HomeserverCheck {
     Unchecked(String),
     /// Something is wrong; what to fix.
     Broken(String),
+}
+
+/// What is known of a bridge instance: whether it started, and what its channel said of its
+/// credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeHealth {
+    /// It started: its own loops run and its webhooks take calls.
+    pub started: bool,
+    /// Why its last start failed; it is started again, with a backoff.
+    pub start_error: Option<String>,
+    /// The last check of its credentials; `None`: not checked yet.
+    pub credentials: Option<CredentialCheck>,
+}
+
+impl BridgeHealth {
+    /// It runs, and its channel has not refused its credentials.
+    pub fn up(&self) -> bool {
+        self.started && !matches!(self.credentials, Some(CredentialCheck::Refused(_)))
+    }
+
+    /// As `/health` shows it.
+    pub fn to_json(&self) -> Value {
+        let mut shown = json!({
+            "state": match (self.started, &self.start_error) {
+                (true, _) => "running",
+                (false, Some(_)) => "failed",
+                (false, None) => "starting",
+            },
+        });
+        if let Some(error) = &self.start_error {
+            shown["error"] = json!(error);
+        }
+        if let Some(check) = &self.credentials {
+            shown["credentials"] = json!(check.word());
+            shown["detail"] = json!(check.detail());
+        }
+        shown
+    }
 }
 
 /// Pings this appservice through its homeserver and says what the answer means.

@@ -160,7 +160,19 @@ impl BridgeWorker {
             return Ok(());
         };
         let running = &self.core.bridges[&self.instance];
-        if let Err(e) = running.bridge.start(sink.clone()).await {
+        let started = running.bridge.start(sink.clone()).await;
+        let up = {
+            let mut health = running.health.lock().expect("not poisoned");
+            health.started = started.is_ok();
+            health.start_error = started.as_ref().err().map(ToString::to_string);
+            health.up()
+        };
+        self.core
+            .metrics
+            .bridge_up
+            .with_label_values(&[&self.instance])
+            .set(i64::from(up));
+        if let Err(e) = started {
             *self.sink.lock().expect("not poisoned") = Some(sink);
             return Err(e);
         }

@@ -135,7 +135,9 @@ fn logs_to_a_pipe_are_plain_text_and_name_an_unreachable_homeserver() {
              [appservice]\nlisten = \"127.0.0.1:0\"\nurl = \"http://127.0.0.1:1\"\n\
              as_token = \"as-test-token\"\nhs_token = \"hs-test-token\"\n\
              [database]\nurl = \"sqlite://{}\"\n\
-             [teams.social]\nmembers = [\"@anna:example.org\"]\n",
+             [teams.social]\nmembers = [\"@anna:example.org\"]\n\
+             [bridges.tg]\nkind = \"telegram\"\nteam = \"social\"\ntoken = \"123:abc\"\n\
+             api_url = \"http://127.0.0.1:9\"\n",
             dir.path().join("cb.db").display()
         ),
     )
@@ -158,11 +160,11 @@ fn logs_to_a_pipe_are_plain_text_and_name_an_unreachable_homeserver() {
             }
         }
     });
-    let mut seen = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let checked = |seen: &[String], what: &str| seen.iter().any(|l| l.contains(what));
     while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) {
-        let checked = line.contains("homeserver.url");
         seen.push(line);
-        if checked {
+        if checked(&seen, "homeserver.url") && checked(&seen, "credentials not checked") {
             break;
         }
     }
@@ -205,11 +207,25 @@ fn logs_to_a_pipe_are_plain_text_and_name_an_unreachable_homeserver() {
         seen.iter().any(|l| l.contains("gateway running")),
         "{seen:#?}"
     );
-    let check = seen.last().unwrap();
+    let check = seen
+        .iter()
+        .find(|l| l.contains("homeserver.url"))
+        .expect("the homeserver check");
     assert!(
         check.contains("ERROR")
             && check
                 .contains("homeserver.url: the homeserver at http://127.0.0.1:9/ does not answer"),
+        "{seen:#?}"
+    );
+    // A bridge whose channel cannot be asked is a WARN naming it; the gateway runs on.
+    let bridge = seen
+        .iter()
+        .find(|l| l.contains("credentials not checked"))
+        .expect("the bridge check");
+    assert!(
+        bridge.contains("WARN")
+            && bridge.contains("bridge=bridges.tg")
+            && bridge.contains("Telegram getMe"),
         "{seen:#?}"
     );
     assert!(still_running, "the gateway keeps running: {seen:#?}");

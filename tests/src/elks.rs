@@ -1,6 +1,7 @@
 //! A 46elks API double: `POST /a1/sms` as documented (Basic auth with the API credentials, a
 //! form with `from`, `to`, `message` and optional `whendelivered`, a JSON answer with the SMS
-//! `id`), and a client that calls our webhooks the way 46elks does (forms, the secret in the URL).
+//! `id`), `GET /a1/me` (the account: `id`, `displayname`, `currency`, `balance` in
+//! ten-thousandths of the currency), and a client that calls our webhooks the way 46elks does (forms, the secret in the URL).
 
 use std::{
     collections::HashMap,
@@ -12,7 +13,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
     Form, Json, Router,
 };
 use base64::Engine as _;
@@ -23,9 +24,10 @@ pub const API_USERNAME: &str = "u0123456789abcdef";
 /// See [`API_USERNAME`].
 pub const API_PASSWORD: &str = "elks-api-password";
 
-#[derive(Default)]
 struct Inner {
     sent: Vec<HashMap<String, String>>,
+    /// The account's balance, in ten-thousandths of a krona.
+    balance: i64,
     down_until: Option<Instant>,
     answer_after: Duration,
 }
@@ -41,11 +43,17 @@ pub struct ElksDouble {
 impl ElksDouble {
     /// Starts the double on a free port.
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        let inner = Arc::new(Mutex::new(Inner {
+            sent: Vec::new(),
+            balance: 9_670_500,
+            down_until: None,
+            answer_after: Duration::ZERO,
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new()
             .route("/a1/sms", post(send_sms))
+            .route("/a1/me", get(account))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, inner }
@@ -61,6 +69,11 @@ impl ElksDouble {
     /// knowing it.
     pub fn answer_after(&self, delay: Duration) {
         self.inner.lock().unwrap().answer_after = delay;
+    }
+
+    /// Sets the account's balance (ten-thousandths of a krona): at 0, 46elks sends nothing.
+    pub fn set_balance(&self, balance: i64) {
+        self.inner.lock().unwrap().balance = balance;
     }
 
     /// Answers 503 to every request for `duration`.
@@ -109,6 +122,30 @@ fn text(status: StatusCode, body: &str) -> Response {
     (status, body.to_owned()).into_response()
 }
 
+/// Whether `headers` carry the API credentials as Basic auth.
+fn authorized(headers: &HeaderMap) -> bool {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{API_USERNAME}:{API_PASSWORD}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+async fn account(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return text(StatusCode::UNAUTHORIZED, "Authorization failed");
+    }
+    Json(json!({
+        "id": API_USERNAME,
+        "displayname": "Socialtjänsten",
+        "mobilenumber": "+46700000000",
+        "email": "it@kommun.example",
+        "currency": "SEK",
+        "balance": inner.lock().unwrap().balance,
+    }))
+    .into_response()
+}
+
 async fn send_sms(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
@@ -122,11 +159,7 @@ async fn send_sms(
     {
         return text(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
     }
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{API_USERNAME}:{API_PASSWORD}"))
-    );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    if !authorized(&headers) {
         return text(StatusCode::UNAUTHORIZED, "Authorization failed");
     }
     for key in ["from", "to", "message"] {

@@ -1,5 +1,7 @@
 //! A Twilio Messages API double: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` with
-//! Basic auth (account SID, auth token), the documented form fields and error shapes
+//! Basic auth (account SID, auth token), `GET /2010-04-01/Accounts/{AccountSid}.json` (Fetch an
+//! Account: the account's `sid`, `friendly_name` and `status`), the documented form fields and
+//! error shapes
 //! (`{"code", "message", "more_info", "status"}`), and a client that calls our webhooks as Twilio
 //! does: forms signed with `X-Twilio-Signature` over the public URL.
 
@@ -12,7 +14,7 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
     Form, Json, Router,
 };
 use base64::Engine as _;
@@ -46,6 +48,8 @@ impl TwilioDouble {
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 post(create_message),
             )
+            // `{AccountSid}.json`: one path segment, read whole.
+            .route("/2010-04-01/Accounts/{file}", get(fetch_account))
             .with_state(sent.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, sent }
@@ -101,19 +105,37 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Whether `headers` carry the account's Basic credentials.
+fn authorized(headers: &HeaderMap) -> bool {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+async fn fetch_account(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    if file != format!("{ACCOUNT_SID}.json") || !authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    Json(json!({
+        "sid": ACCOUNT_SID,
+        "friendly_name": "Socialtjänsten",
+        "status": "active",
+        "type": "Full",
+        "date_created": "Mon, 02 Nov 2026 08:00:00 +0000",
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}.json"),
+    }))
+    .into_response()
+}
+
 async fn create_message(
     State(sent): State<Sent>,
     Path(sid): Path<String>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
-    );
-    if sid != ACCOUNT_SID
-        || headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str())
-    {
+    if sid != ACCOUNT_SID || !authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let Some(to) = form.get("To") else {

@@ -15,7 +15,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{parse, Security, HANDLED_KEYWORD};
-use crate::{DeliveryReport, InboundSink, RemoteMessageId};
+use crate::{CredentialCheck, DeliveryReport, InboundSink, RemoteMessageId};
 
 /// How long connecting, greeting and logging in may take before the attempt is given up (a
 /// server that is stopping can accept a connection and never answer it).
@@ -128,6 +128,31 @@ impl Reader {
                 () = &mut stopped => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Logs in and out once: whether the server takes the instance's credentials.
+    pub async fn check(&self) -> CredentialCheck {
+        let key = format!("bridges.{}.imap", self.instance);
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(Ok(mut session)) => {
+                let _ = session.logout().await;
+                CredentialCheck::Accepted(format!("IMAP login as {}", self.username))
+            }
+            Ok(Err(ReadError::Login(e))) => CredentialCheck::Refused(format!(
+                "{key}.password: the IMAP server refused the login of {:?} ({e}); check \
+                 {key}.username and {key}.password",
+                self.username
+            )),
+            Ok(Err(e)) => {
+                CredentialCheck::Unreachable(format!("IMAP {}:{}: {e}", self.host, self.port))
+            }
+            Err(_) => CredentialCheck::Unreachable(format!(
+                "IMAP {}:{}: no answer within {} s",
+                self.host,
+                self.port,
+                CONNECT_TIMEOUT.as_secs()
+            )),
         }
     }
 

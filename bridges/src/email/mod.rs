@@ -31,8 +31,8 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::{
-    Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError, InboundSink,
-    MediaKinds, OutboundMessage, RemoteMessageId,
+    Bridge, BridgeError, BridgeFactory, Capabilities, CredentialCheck, Delivered, DeliveryError,
+    InboundSink, MediaKinds, OutboundMessage, RemoteMessageId,
 };
 
 /// The keyword that marks a mail the gateway has recorded.
@@ -195,6 +195,7 @@ impl BridgeFactory for EmailFactory {
                     .map_err(|e| invalid("imap.tls_ca_file", e))?,
                 stop: Notify::new(),
             }),
+            smtp_login: options.smtp.username.is_some(),
             smtp,
             task: std::sync::Mutex::new(None),
         }))
@@ -240,6 +241,8 @@ struct EmailBridge {
     office: Mailbox,
     imap: Arc<imap::Reader>,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
+    /// The SMTP transport logs in (`smtp.username` is set).
+    smtp_login: bool,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -376,6 +379,32 @@ impl Bridge for EmailBridge {
         let handle = tokio::spawn(async move { reader.run(inbound).await });
         *self.task.lock().expect("not poisoned") = Some(handle);
         Ok(())
+    }
+
+    async fn check_credentials(&self) -> CredentialCheck {
+        let imap = self.imap.check().await;
+        let CredentialCheck::Accepted(imap) = imap else {
+            return imap;
+        };
+        let key = format!("bridges.{}.smtp", self.imap.instance);
+        let smtp = match self.smtp.test_connection().await {
+            Ok(true) if self.smtp_login => "SMTP login",
+            Ok(true) => "the SMTP server answers (no SMTP login configured)",
+            Ok(false) => {
+                return CredentialCheck::Unreachable(format!(
+                    "{key}: the SMTP server did not answer"
+                ))
+            }
+            // 5xx: the server refuses (a wrong password is 535); anything else may pass.
+            Err(e) if e.is_permanent() => {
+                return CredentialCheck::Refused(format!(
+                    "{key}.password: the SMTP server refused: {e}; check {key}.username and \
+                     {key}.password"
+                ))
+            }
+            Err(e) => return CredentialCheck::Unreachable(format!("{key}: {e}")),
+        };
+        CredentialCheck::Accepted(format!("{imap}; {smtp}"))
     }
 
     async fn stop(&self) {

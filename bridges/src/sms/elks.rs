@@ -21,7 +21,8 @@ use super::{
     ID_PUNCTUATION,
 };
 use crate::{
-    BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
+    BridgeError, CredentialCheck, Delivered, DeliveryError, DeliveryReport, DeliveryStatus,
+    RemoteMessageId,
 };
 
 /// `[bridges.KEY.provider]` with `kind = "46elks"`.
@@ -47,6 +48,10 @@ fn default_api_url() -> Url {
 pub struct Elks {
     http: reqwest::Client,
     endpoint: Url,
+    /// `GET /a1/me`: the account, which proves the credentials without sending anything.
+    account: Url,
+    /// `bridges.NAME.provider`, for errors.
+    key: String,
     username: String,
     password: Secret,
     webhook_secret: Secret,
@@ -78,10 +83,16 @@ impl Elks {
             .api_url
             .join("a1/sms")
             .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
+        let account = options
+            .api_url
+            .join("a1/me")
+            .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
         let http = super::provider_client()?;
         Ok(Self {
             http,
             endpoint,
+            account,
+            key: key.clone(),
             username: options.api_username,
             password,
             webhook_secret,
@@ -212,6 +223,58 @@ impl super::Provider for Elks {
             .status(204)
             .body(Vec::new())
             .expect("a valid response")
+    }
+
+    /// `GET /a1/me` (46elks' "Get account information"): 401 for wrong credentials; the
+    /// balance is in ten-thousandths of the account's currency, and at zero every send fails.
+    async fn check(&self) -> CredentialCheck {
+        #[derive(Deserialize)]
+        struct Account {
+            displayname: Option<String>,
+            currency: Option<String>,
+            balance: Option<i64>,
+        }
+        let key = &self.key;
+        let response = match self
+            .http
+            .get(self.account.clone())
+            .basic_auth(&self.username, Some(self.password.expose()))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return CredentialCheck::Unreachable(format!("46elks unreachable: {e}")),
+        };
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        match status {
+            200..=299 => match serde_json::from_str::<Account>(&body) {
+                Ok(account) => {
+                    let name = account.displayname.unwrap_or_default();
+                    let currency = account.currency.unwrap_or_default();
+                    match account.balance {
+                        Some(balance) if balance <= 0 => CredentialCheck::Refused(format!(
+                            "{key}: the 46elks account {name:?} has no credit left, so every SMS \
+                             fails; top it up in the 46elks dashboard"
+                        )),
+                        Some(balance) => CredentialCheck::Accepted(format!(
+                            "46elks account {name:?}, balance {:.2} {currency}",
+                            balance as f64 / 10_000.0
+                        )),
+                        None => CredentialCheck::Accepted(format!("46elks account {name:?}")),
+                    }
+                }
+                Err(e) => CredentialCheck::Unreachable(format!(
+                    "46elks answered {status} with an account it does not document: {e}"
+                )),
+            },
+            401 | 403 => CredentialCheck::Refused(format!(
+                "{key}.api_password: 46elks refused the API credentials of {:?} ({status}); copy \
+                 the API username and password from the 46elks dashboard",
+                self.username
+            )),
+            _ => CredentialCheck::Unreachable(format!("46elks answered {status}: {}", body.trim())),
+        }
     }
 
     async fn send(

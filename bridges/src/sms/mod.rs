@@ -22,9 +22,9 @@ use url::Url;
 
 use self::segments::Segments;
 use crate::{
-    respond, Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, Delivered, DeliveryError,
-    DeliveryReport, InboundMessage, InboundSink, OutboundMessage, RemoteAddress, RemoteMessageId,
-    Webhook,
+    respond, Accepted, Bridge, BridgeError, BridgeFactory, Capabilities, CredentialCheck,
+    Delivered, DeliveryError, DeliveryReport, InboundMessage, InboundSink, OutboundMessage,
+    RemoteAddress, RemoteMessageId, Webhook,
 };
 
 /// `[bridges.KEY]` with `kind = "sms"`.
@@ -338,6 +338,11 @@ pub trait Provider: Send + Sync + 'static {
     fn accepted(&self) -> http::Response<Vec<u8>>;
     /// Where delivery reports should go, if the provider can send them here.
     fn report_url(&self) -> Option<String>;
+    /// Shows the API credentials to the provider with a call that sends nothing (an account
+    /// lookup). By default the provider has none.
+    async fn check(&self) -> CredentialCheck {
+        CredentialCheck::Unchecked("this provider has no call that proves its credentials".into())
+    }
     /// Sends one SMS; `report_url` is where delivery reports should go.
     async fn send(
         &self,
@@ -487,6 +492,10 @@ impl Bridge for SmsBridge {
 
     async fn stop(&self) {
         self.sink.lock().expect("not poisoned").take();
+    }
+
+    async fn check_credentials(&self) -> CredentialCheck {
+        self.provider.check().await
     }
 
     async fn deliver(&self, message: &OutboundMessage) -> Result<Delivered, DeliveryError> {

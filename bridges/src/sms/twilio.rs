@@ -21,7 +21,8 @@ use url::Url;
 
 use super::{check_id, check_text, once, required, shown, ProviderContext, ProviderEvent, Refusal};
 use crate::{
-    BridgeError, Delivered, DeliveryError, DeliveryReport, DeliveryStatus, RemoteMessageId,
+    BridgeError, CredentialCheck, Delivered, DeliveryError, DeliveryReport, DeliveryStatus,
+    RemoteMessageId,
 };
 
 /// `[bridges.KEY.provider]` with `kind = "twilio"`.
@@ -47,6 +48,10 @@ fn default_api_url() -> Url {
 pub struct Twilio {
     http: reqwest::Client,
     endpoint: Url,
+    /// `GET /2010-04-01/Accounts/{sid}.json`: the account, which proves the credentials.
+    account: Url,
+    /// `bridges.NAME.provider`, for errors.
+    key: String,
     account_sid: String,
     auth_token: Secret,
     webhook_url: Url,
@@ -116,10 +121,16 @@ impl Twilio {
                 options.account_sid
             ))
             .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
+        let account = options
+            .api_url
+            .join(&format!("2010-04-01/Accounts/{}.json", options.account_sid))
+            .map_err(|e| BridgeError::Failed(format!("{key}.api_url: {e}")))?;
         let http = super::provider_client()?;
         Ok(Self {
             http,
             endpoint,
+            account,
+            key: key.clone(),
             account_sid: options.account_sid,
             auth_token,
             webhook_url,
@@ -237,6 +248,51 @@ impl super::Provider for Twilio {
             .header("content-type", "text/xml")
             .body(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".to_vec())
             .expect("a valid response")
+    }
+
+    /// `GET /2010-04-01/Accounts/{AccountSid}.json` (Twilio's "Fetch an Account"): 401 with
+    /// error 20003 for wrong credentials; an account whose `status` is `suspended` or `closed`
+    /// sends nothing.
+    async fn check(&self) -> CredentialCheck {
+        let key = &self.key;
+        let response = match self
+            .http
+            .get(self.account.clone())
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return CredentialCheck::Unreachable(format!("Twilio unreachable: {e}")),
+        };
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let name = body["friendly_name"].as_str().unwrap_or_default();
+        match (status, body["status"].as_str()) {
+            (200..=299, Some("active")) => {
+                CredentialCheck::Accepted(format!("Twilio account {name:?}"))
+            }
+            (200..=299, Some(other)) => CredentialCheck::Refused(format!(
+                "{key}.account_sid: the Twilio account {name:?} is {other}, so it sends nothing; \
+                 see the Twilio console"
+            )),
+            (200..=299, None) => CredentialCheck::Unreachable(format!(
+                "Twilio answered {status} without the account's status"
+            )),
+            (401 | 403, _) => CredentialCheck::Refused(format!(
+                "{key}.auth_token: Twilio refused the credentials of account {} ({status}, \
+                 error {}); copy the Account SID and Auth Token from the Twilio console",
+                self.account_sid, body["code"]
+            )),
+            (404, _) => CredentialCheck::Refused(format!(
+                "{key}.account_sid: Twilio has no account {}",
+                self.account_sid
+            )),
+            _ => CredentialCheck::Unreachable(format!(
+                "Twilio answered {status}: {}",
+                body["message"].as_str().unwrap_or_default()
+            )),
+        }
     }
 
     async fn send(

@@ -126,6 +126,7 @@ async fn run(cli: Cli) -> Result<()> {
             tokio::select! {
                 () = shutdown_signal() => {}
                 () = watch_homeserver(&gateway) => {}
+                () = watch_bridges(&gateway) => {}
             }
             tracing::info!("shutting down");
             // The stop lets deliveries in flight be recorded (bounded); a second signal is an
@@ -176,6 +177,52 @@ async fn watch_homeserver(gateway: &Gateway) {
         };
         last = Some(check);
         tokio::time::sleep(again).await;
+    }
+}
+
+/// Shows each bridge's credentials to its channel now and then, and logs what changed: a wrong
+/// password or token is an ERROR naming the key to fix as soon as the gateway runs (and while it
+/// runs: a password changed at the provider), a channel that cannot be asked is a WARN. The
+/// other bridges keep running either way. A bridge that is not fine is checked again every
+/// 30 s, the others every 5 minutes.
+async fn watch_bridges(gateway: &Gateway) {
+    use casebridge_bridges::CredentialCheck;
+    let mut last = std::collections::BTreeMap::new();
+    loop {
+        let checks = gateway.check_bridges().await;
+        let mut all_fine = true;
+        for (instance, check) in checks {
+            let key = format!("bridges.{instance}");
+            let fine = matches!(
+                check,
+                CredentialCheck::Accepted(_) | CredentialCheck::Unchecked(_)
+            );
+            all_fine &= fine;
+            if last.get(&instance) == Some(&check) {
+                continue;
+            }
+            match &check {
+                CredentialCheck::Accepted(who) => {
+                    tracing::info!(bridge = %key, "credentials accepted: {who}");
+                }
+                CredentialCheck::Unchecked(why) => {
+                    tracing::info!(bridge = %key, "credentials not checked: {why}");
+                }
+                CredentialCheck::Unreachable(what) => tracing::warn!(
+                    bridge = %key,
+                    "credentials not checked now, the channel cannot be asked: {what}; \
+                     checked again in 30 s"
+                ),
+                CredentialCheck::Refused(what) => tracing::error!(
+                    bridge = %key,
+                    "{what}. Until it is fixed, what this bridge does with these credentials \
+                     fails (replies wait in the queue); the other bridges run"
+                ),
+            }
+            last.insert(instance, check);
+        }
+        let again = if all_fine { 300 } else { 30 };
+        tokio::time::sleep(std::time::Duration::from_secs(again)).await;
     }
 }
 

@@ -48,6 +48,8 @@ pub struct RunningBridge {
     pub delivering: Mutex<Option<MessageId>>,
     /// Its delivery worker's outage warnings: one line per interval however many fail.
     pub warnings: Throttle,
+    /// Whether it started, and what its channel said of its credentials.
+    pub health: Mutex<crate::preflight::BridgeHealth>,
 }
 
 impl RunningBridge {
