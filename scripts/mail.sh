@@ -3,12 +3,15 @@
 # Debian packages, each from its own configuration in DIR, on 127.0.0.1 only.
 #
 #   scripts/mail.sh install
-#   scripts/mail.sh start DIR IMAP SMTP LMTP [IMAPS SMTPS [SUBMISSION AUTH]]
+#   scripts/mail.sh start DIR IMAP SMTP LMTP [IMAPS SMTPS [SUBMISSION AUTH [INTROSPECTION]]]
 #                                                  install if missing, configure, start
 #
 # IMAP and SMTP also offer STARTTLS; IMAPS and SMTPS (when given) are TLS from the first byte.
 # SUBMISSION (when given) takes mail only after STARTTLS and SMTP AUTH with a mailbox's password
 # (Postfix asks Dovecot's auth service, which listens on AUTH).
+# INTROSPECTION (when given) is the URL of an OAuth 2.0 token introspection endpoint (RFC 7662):
+# IMAP and SUBMISSION then also take SASL XOAUTH2 and OAUTHBEARER, with a token that endpoint
+# calls active for the mailbox (Dovecot's oauth2 passdb), as Microsoft 365 and Google do.
 # The certificate is for localhost and 127.0.0.1, signed by a throwaway CA in DIR/tls/ca.pem.
 #   scripts/mail.sh stop DIR
 #   scripts/mail.sh stop-imap DIR | start-imap DIR            Dovecot alone (outage tests)
@@ -56,6 +59,20 @@ make_certificates() {
 
 write_config() {
   local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-} submission=${7:-} auth=${8:-0}
+  local introspection=${9:-} mechanisms="plain login" oauth_passdb=""
+  if [ -n "$introspection" ]; then
+    # The password file stays first for every lookup (LMTP's userdb lookups name no
+    # mechanism); a token is no password there, and the oauth2 passdb is asked next.
+    mechanisms="plain login xoauth2 oauthbearer"
+    oauth_passdb="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $dir/dovecot-oauth2.conf.ext
+}"
+    printf '%s\n' "introspection_mode = post" "introspection_url = $introspection" \
+      "username_attribute = username" "active_attribute = active" "active_value = true" \
+      >"$dir/dovecot-oauth2.conf.ext"
+  fi
   mkdir -p "$dir"/{mail,dovecot-run,dovecot-state,postfix,postfix-queue,postfix-data}
   make_certificates "$dir/tls"
   : >"$dir/passwd"
@@ -86,7 +103,7 @@ ssl = yes
 ssl_cert = <$dir/tls/server.pem
 ssl_key = <$dir/tls/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = $mechanisms
 log_path = $dir/dovecot.log
 mail_location = maildir:$dir/mail/%d/%n
 mail_uid = mail
@@ -97,6 +114,7 @@ passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $dir/passwd
 }
+$oauth_passdb
 userdb {
   driver = static
   args = uid=mail gid=mail home=$dir/mail/%d/%n
@@ -255,10 +273,12 @@ stop_imap() {
 
 start() {
   local dir=$1 imap=$2 smtp=$3 lmtp=$4 imaps=${5:-0} smtps=${6:-} submission=${7:-} auth=${8:-0}
+  local introspection=${9:-}
   install
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  write_config "$dir" "$imap" "$smtp" "$lmtp" "$imaps" "$smtps" "$submission" "$auth"
+  write_config "$dir" "$imap" "$smtp" "$lmtp" "$imaps" "$smtps" "$submission" "$auth" \
+    "$introspection"
   start_imap "$dir"
   postfix -c "$dir/postfix" start </dev/null >>"$dir/postfix.out" 2>&1 \
     || { cat "$dir/postfix.out" "$dir/postfix.log" >&2 2>/dev/null; exit 1; }

@@ -7,6 +7,7 @@ pub mod elks;
 pub mod loopback;
 pub mod mail;
 pub mod mock_homeserver;
+pub mod oauth;
 pub mod postgres;
 pub mod sms_gateway;
 pub mod synapse;

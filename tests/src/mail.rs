@@ -30,6 +30,16 @@ pub struct MailServer {
 impl MailServer {
     /// Installs (if missing) and starts the mail system.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The same, with IMAP and submission also taking OAuth 2.0 tokens (SASL XOAUTH2) that the
+    /// endpoint at `introspection` (RFC 7662) calls active for the mailbox.
+    pub async fn start_with_oauth(introspection: &str) -> Self {
+        Self::start_with(Some(introspection)).await
+    }
+
+    async fn start_with(introspection: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("cb-mail-")
             .tempdir()
@@ -46,6 +56,7 @@ impl MailServer {
         let ports = [imap, smtp, lmtp, imaps, smtps, submission, auth].map(|p| p.to_string());
         let mut args = vec!["start"];
         args.extend(ports.iter().map(String::as_str));
+        args.extend(introspection);
         server.script(&args).await;
         server
     }

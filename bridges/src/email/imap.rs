@@ -14,7 +14,10 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{parse, Security, HANDLED_KEYWORD};
+use super::{
+    oauth::{xoauth2, TokenError, Tokens},
+    parse, Security, HANDLED_KEYWORD,
+};
 use crate::{CredentialCheck, DeliveryReport, InboundSink, RemoteMessageId};
 
 /// How long connecting, greeting and logging in may take before the attempt is given up (a
@@ -56,7 +59,7 @@ pub struct Reader {
     pub port: u16,
     pub security: Security,
     pub username: String,
-    pub password: casebridge_config::Secret,
+    pub login: Login,
     pub mailbox: String,
     pub handled_folder: Option<String>,
     /// Use IDLE when the server has it.
@@ -69,6 +72,27 @@ pub struct Reader {
     /// Certificate authorities trusted besides the public ones.
     pub extra_ca: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     pub stop: Notify,
+}
+
+/// How the reader logs in.
+pub enum Login {
+    /// `imap.password`: IMAP `LOGIN`.
+    Password(casebridge_config::Secret),
+    /// A token from `[oauth2]`: `AUTHENTICATE XOAUTH2`.
+    Oauth(Arc<Tokens>),
+}
+
+/// SASL `XOAUTH2` for async-imap: the user and token at the server's first (empty) challenge,
+/// and an empty answer to the error it sends back when it refuses them, which ends the
+/// exchange with `NO`.
+struct XOauth2(Option<String>);
+
+impl async_imap::Authenticator for XOauth2 {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.0.take().unwrap_or_default()
+    }
 }
 
 /// The certificates of a PEM file, for [`Reader::extra_ca`].
@@ -99,6 +123,8 @@ enum ReadError {
     Tls(String),
     #[error("login refused: {0}")]
     Login(async_imap::error::Error),
+    #[error("{0}")]
+    Token(#[from] TokenError),
     #[error("the gateway did not record a mail: {0}")]
     Gateway(String),
     #[error("{0}")]
@@ -139,11 +165,20 @@ impl Reader {
                 let _ = session.logout().await;
                 CredentialCheck::Accepted(format!("IMAP login as {}", self.username))
             }
-            Ok(Err(ReadError::Login(e))) => CredentialCheck::Refused(format!(
-                "{key}.password: the IMAP server refused the login of {:?} ({e}); check \
-                 {key}.username and {key}.password",
-                self.username
-            )),
+            Ok(Err(ReadError::Login(e))) => CredentialCheck::Refused(match self.login {
+                Login::Password(_) => format!(
+                    "{key}.password: the IMAP server refused the login of {:?} ({e}); check \
+                     {key}.username and {key}.password",
+                    self.username
+                ),
+                Login::Oauth(_) => format!(
+                    "{key}.username: the IMAP server refused the OAuth token for {:?} ({e}); \
+                     check that the app may open this mailbox (Microsoft 365: the app's service \
+                     principal given FullAccess to it)",
+                    self.username
+                ),
+            }),
+            Ok(Err(ReadError::Token(TokenError::Refused(what)))) => CredentialCheck::Refused(what),
             Ok(Err(e)) => {
                 CredentialCheck::Unreachable(format!("IMAP {}:{}: {e}", self.host, self.port))
             }
@@ -178,10 +213,25 @@ impl Reader {
                 Client::new(Box::new(self.tls(tcp).await?) as Box<dyn Stream>)
             }
         };
-        client
-            .login(&self.username, self.password.expose())
-            .await
-            .map_err(|(e, _)| ReadError::Login(e))
+        match &self.login {
+            Login::Password(password) => client
+                .login(&self.username, password.expose())
+                .await
+                .map_err(|(e, _)| ReadError::Login(e)),
+            Login::Oauth(tokens) => {
+                let token = tokens.access_token().await?;
+                let response = xoauth2(&self.username, token.expose());
+                let session = client
+                    .authenticate("XOAUTH2", XOauth2(Some(response)))
+                    .await
+                    .map_err(|(e, _)| ReadError::Login(e));
+                if session.is_err() {
+                    // Revoked, or the app's rights changed: the next try gets a new token.
+                    tokens.forget().await;
+                }
+                session
+            }
+        }
     }
 
     async fn tls(

@@ -9,22 +9,17 @@
 //! the case number in the subject.
 
 mod imap;
+mod oauth;
 pub mod parse;
+mod smtp;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use casebridge_config::{resolve_secret, BridgeInstance, ConfigError, Secret};
-use lettre::{
-    message::{
-        header::{self, ContentType, HeaderName, HeaderValue},
-        Mailbox, MultiPart, SinglePart,
-    },
-    transport::smtp::{
-        authentication::Credentials,
-        client::{Certificate, Tls, TlsParameters},
-    },
-    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
+use lettre::message::{
+    header::{self, ContentType, HeaderName, HeaderValue},
+    Mailbox, MultiPart, SinglePart,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -106,6 +101,8 @@ struct EmailOptions {
     max_attachment_bytes: usize,
     imap: ImapOptions,
     smtp: SmtpOptions,
+    /// Log in with OAuth 2.0 tokens instead of passwords (Microsoft 365, Google Workspace).
+    oauth2: Option<oauth::OauthOptions>,
 }
 
 fn tls() -> Security {
@@ -147,18 +144,66 @@ impl BridgeFactory for EmailFactory {
                 format!("{:?} is not an e-mail address: {e}", options.address),
             )
         })?;
-        let imap_password = resolve_secret(
-            &key("imap.password"),
-            &options.imap.password,
-            &options.imap.password_file,
-        )?;
-        let smtp_password = match (&options.smtp.password, &options.smtp.password_file) {
-            (None, None) => None,
-            _ => Some(resolve_secret(
-                &key("smtp.password"),
-                &options.smtp.password,
-                &options.smtp.password_file,
-            )?),
+        let tokens = options
+            .oauth2
+            .as_ref()
+            .map(|o| oauth::Tokens::new(&key("oauth2"), o).map(Arc::new))
+            .transpose()?;
+        let (imap_login, smtp_login) = match tokens {
+            Some(tokens) => {
+                for (k, given) in [
+                    ("imap.password", options.imap.password.is_some()),
+                    ("imap.password_file", options.imap.password_file.is_some()),
+                    ("smtp.password", options.smtp.password.is_some()),
+                    ("smtp.password_file", options.smtp.password_file.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(
+                            k,
+                            "with [oauth2] the mailbox logs in with tokens: remove the password"
+                                .into(),
+                        ));
+                    }
+                }
+                let user = options
+                    .smtp
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| options.imap.username.clone());
+                (
+                    imap::Login::Oauth(tokens.clone()),
+                    smtp::Login::Oauth { user, tokens },
+                )
+            }
+            None => {
+                let imap_password = resolve_secret(
+                    &key("imap.password"),
+                    &options.imap.password,
+                    &options.imap.password_file,
+                )?;
+                let smtp_password = match (&options.smtp.password, &options.smtp.password_file) {
+                    (None, None) => None,
+                    _ => Some(resolve_secret(
+                        &key("smtp.password"),
+                        &options.smtp.password,
+                        &options.smtp.password_file,
+                    )?),
+                };
+                let smtp_login = match (&options.smtp.username, smtp_password) {
+                    (Some(user), Some(password)) => smtp::Login::Password {
+                        user: user.clone(),
+                        password,
+                    },
+                    (None, None) => smtp::Login::None,
+                    _ => {
+                        return Err(invalid(
+                            "smtp",
+                            "give both username and password, or neither".into(),
+                        ))
+                    }
+                };
+                (imap::Login::Password(imap_password), smtp_login)
+            }
         };
         let read_ca = |k: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, BridgeError> {
             path.as_ref()
@@ -170,7 +215,7 @@ impl BridgeFactory for EmailFactory {
         };
         let imap_ca = read_ca("imap.tls_ca_file", &options.imap.tls_ca_file)?;
         let smtp_ca = read_ca("smtp.tls_ca_file", &options.smtp.tls_ca_file)?;
-        let smtp = smtp_transport(&options.smtp, smtp_password, smtp_ca.as_deref())
+        let smtp = smtp::Sender::new(options.smtp.clone(), smtp_ca, smtp_login)
             .map_err(|e| invalid("smtp", e))?;
         Ok(Arc::new(EmailBridge {
             office: Mailbox::new(options.name.clone(), office.clone()),
@@ -183,7 +228,7 @@ impl BridgeFactory for EmailFactory {
                 }),
                 security: options.imap.security,
                 username: options.imap.username.clone(),
-                password: imap_password,
+                login: imap_login,
                 mailbox: options.imap.mailbox.clone(),
                 handled_folder: options.imap.handled_folder.clone(),
                 idle: options.imap.idle,
@@ -195,54 +240,16 @@ impl BridgeFactory for EmailFactory {
                     .map_err(|e| invalid("imap.tls_ca_file", e))?,
                 stop: Notify::new(),
             }),
-            smtp_login: options.smtp.username.is_some(),
             smtp,
             task: std::sync::Mutex::new(None),
         }))
     }
 }
 
-fn smtp_transport(
-    options: &SmtpOptions,
-    password: Option<Secret>,
-    extra_ca: Option<&[u8]>,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let tls = || {
-        let mut builder = TlsParameters::builder(options.host.clone());
-        if let Some(pem) = extra_ca {
-            let ca = Certificate::from_pem(pem).map_err(|e| format!("tls_ca_file: {e}"))?;
-            builder = builder.add_root_certificate(ca);
-        }
-        builder
-            .build()
-            .map_err(|e| format!("TLS for {}: {e}", options.host))
-    };
-    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&options.host);
-    let builder = match options.security {
-        Security::Tls => builder
-            .port(options.port.unwrap_or(465))
-            .tls(Tls::Wrapper(tls()?)),
-        Security::Starttls => builder
-            .port(options.port.unwrap_or(587))
-            .tls(Tls::Required(tls()?)),
-        Security::Plain => builder.port(options.port.unwrap_or(25)).tls(Tls::None),
-    };
-    let builder = match (&options.username, password) {
-        (Some(user), Some(password)) => {
-            builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()))
-        }
-        (None, None) => builder,
-        _ => return Err("give both username and password, or neither".into()),
-    };
-    Ok(builder.timeout(Some(Duration::from_secs(60))).build())
-}
-
 struct EmailBridge {
     office: Mailbox,
     imap: Arc<imap::Reader>,
-    smtp: AsyncSmtpTransport<Tokio1Executor>,
-    /// The SMTP transport logs in (`smtp.username` is set).
-    smtp_login: bool,
+    smtp: smtp::Sender,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -386,25 +393,14 @@ impl Bridge for EmailBridge {
         let CredentialCheck::Accepted(imap) = imap else {
             return imap;
         };
-        let key = format!("bridges.{}.smtp", self.imap.instance);
-        let smtp = match self.smtp.test_connection().await {
-            Ok(true) if self.smtp_login => "SMTP login",
-            Ok(true) => "the SMTP server answers (no SMTP login configured)",
-            Ok(false) => {
-                return CredentialCheck::Unreachable(format!(
-                    "{key}: the SMTP server did not answer"
-                ))
-            }
-            // 5xx: the server refuses (a wrong password is 535); anything else may pass.
-            Err(e) if e.is_permanent() => {
-                return CredentialCheck::Refused(format!(
-                    "{key}.password: the SMTP server refused: {e}; check {key}.username and \
-                     {key}.password"
-                ))
-            }
-            Err(e) => return CredentialCheck::Unreachable(format!("{key}: {e}")),
-        };
-        CredentialCheck::Accepted(format!("{imap}; {smtp}"))
+        match self
+            .smtp
+            .check(&format!("bridges.{}.smtp", self.imap.instance))
+            .await
+        {
+            Ok(smtp) => CredentialCheck::Accepted(format!("{imap}; {smtp}")),
+            Err(check) => check,
+        }
     }
 
     async fn stop(&self) {
@@ -430,12 +426,16 @@ impl Bridge for EmailBridge {
                 .to_owned()
         });
         match self.smtp.send(mail).await {
-            Ok(_) => Ok(Delivered {
+            Ok(()) => Ok(Delivered {
                 remote_id: id.map(RemoteMessageId::new),
             }),
-            Err(e) if e.is_permanent() => Err(DeliveryError::permanent(format!(
-                "the mail server refused the reply: {e}"
+            // The office's login, not the reply: it waits until the login works again.
+            Err(e) if e.is_login() => Err(DeliveryError::transient(format!(
+                "the mail server refused the office's login: {e}"
             ))),
+            Err(smtp::SendError::Smtp(e)) if e.is_permanent() => Err(DeliveryError::permanent(
+                format!("the mail server refused the reply: {e}"),
+            )),
             Err(e) => Err(DeliveryError::transient(format!("sending mail: {e}"))),
         }
     }

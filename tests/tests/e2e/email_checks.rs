@@ -1,8 +1,13 @@
-//! The e-mail bridge's credential check against the real Dovecot and Postfix: an IMAP login
-//! and an SMTP submission login, each refusal named by the key to fix.
+//! The e-mail bridge's logins against the real Dovecot and Postfix: the credential check (an
+//! IMAP login and an SMTP submission login, each refusal named by the key to fix), and OAuth 2.0
+//! tokens (SASL XOAUTH2) as Microsoft 365 and Google take them, from a token server double that
+//! Dovecot asks whether a token is good.
 
 use casebridge_bridges::{Bridge, BridgeFactory, CredentialCheck};
-use casebridge_tests::mail::{MailServer, OFFICE};
+use casebridge_tests::{
+    mail::{MailServer, CLIENT, OFFICE},
+    oauth::{OauthDouble, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, TENANT},
+};
 
 /// A bridge reading the office's mailbox with `imap_password`, sending through Postfix's
 /// submission port (STARTTLS, login) with `smtp_password`.
@@ -53,9 +58,182 @@ async fn email_credentials_are_checked_with_an_imap_and_an_smtp_login() {
     else {
         panic!("a wrong SMTP password is refused");
     };
+    // A refused login is the office's problem, never the reply's: the reply waits.
+    let refused = bridge(&mail, OFFICE.1, "wrong")
+        .deliver(&reply(1, "Hej"))
+        .await
+        .unwrap_err();
     assert!(
-        smtp.starts_with("bridges.mail.smtp.password: the SMTP server refused: ")
+        !refused.is_permanent() && refused.to_string().contains("refused the office's login"),
+        "{refused:?}"
+    );
+    assert!(
+        smtp.starts_with("bridges.mail.smtp.password: the SMTP server refused the login (")
             && smtp.contains("535"),
         "{smtp}"
+    );
+}
+
+/// A bridge on the office's mailbox that logs in to IMAP and submission with tokens from
+/// `[oauth2]` (its table as JSON).
+fn oauth_bridge(mail: &MailServer, oauth2: serde_json::Value) -> std::sync::Arc<dyn Bridge> {
+    let instance = serde_json::from_value(serde_json::json!({
+        "kind": "email",
+        "team": "social",
+        "address": OFFICE.0,
+        "name": "Socialtjänsten",
+        "imap": {
+            "host": "127.0.0.1", "port": mail.imap_port, "security": "plain",
+            "username": OFFICE.0,
+        },
+        "smtp": {
+            "host": "localhost", "port": mail.submission_port, "security": "starttls",
+            "tls_ca_file": mail.ca_file(), "username": OFFICE.0,
+        },
+        "oauth2": oauth2,
+    }))
+    .unwrap();
+    casebridge_bridges::email::EmailFactory
+        .build("mail", &instance)
+        .unwrap()
+}
+
+/// A reply to the client, record `record_id`.
+fn reply(record_id: i64, body: &str) -> casebridge_bridges::OutboundMessage {
+    casebridge_bridges::OutboundMessage {
+        record_id,
+        case_number: "2026-000001".into(),
+        to: casebridge_bridges::RemoteAddress::new(CLIENT.0),
+        body: body.into(),
+        html: None,
+        discreet: None,
+        automatic: false,
+        conversation: Default::default(),
+        attachments: Vec::new(),
+    }
+}
+
+/// Microsoft 365 with app-only access (the client credentials grant): the mailbox is read over
+/// IMAP and answered through submission with XOAUTH2, both checked by the real Dovecot against
+/// the token server; one token serves both until it is revoked, then a new one is got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reads_and_sends_with_microsoft_365_tokens() {
+    use casebridge_bridges::{Accepted, InboundSink};
+    let oauth = OauthDouble::start(OFFICE.0).await;
+    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
+    let microsoft = serde_json::json!({
+        "provider": "microsoft", "tenant": TENANT, "token_url": oauth.token_url(),
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+    });
+    let microsoft_again = microsoft.clone();
+    let bridge = oauth_bridge(&mail, microsoft);
+    assert_eq!(
+        bridge.check_credentials().await,
+        CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0))
+    );
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    bridge
+        .start(InboundSink::new("mail", bridge.capabilities(), tx))
+        .await
+        .unwrap();
+    mail.send_raw(
+        CLIENT.0,
+        OFFICE.0,
+        b"From: Klara <client@client.test>\r\nTo: office@office.test\r\nSubject: Tid\r\n\
+          Message-ID: <o1@client.test>\r\n\r\nKan jag boka en tid?\r\n",
+    )
+    .await;
+    let envelope = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the mail within 30 s")
+        .expect("the bridge runs");
+    let casebridge_bridges::Inbound::Message(envelope) = envelope else {
+        panic!("a mail, not a report");
+    };
+    assert!(envelope.message.body.contains("Kan jag boka en tid?"));
+    envelope
+        .reply
+        .send(Ok(Accepted::Recorded {
+            case_number: "2026-000001".into(),
+        }))
+        .unwrap();
+    bridge
+        .deliver(&reply(1, "Välkommen på torsdag."))
+        .await
+        .unwrap();
+    mail.wait_for_mail(CLIENT, 1, std::time::Duration::from_secs(30))
+        .await;
+    assert!(
+        mail.postfix_log()
+            .lines()
+            .any(|l| l.contains("sasl_method=XOAUTH2") && l.contains(OFFICE.0)),
+        "{}",
+        mail.postfix_log()
+    );
+    // The check, the reader and the sender shared one token.
+    assert_eq!(oauth.issued(), ["client_credentials"]);
+
+    // A token is renewed a minute before it expires: this one (62 s) after 2 s. The old one
+    // is revoked once the new one is issued, so the next reply goes out only if it logs in
+    // with the new token.
+    oauth.set_expires_in(62);
+    let renewing = oauth_bridge(&mail, microsoft_again);
+    renewing.deliver(&reply(2, "Andra svaret.")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    oauth.revoke_access_tokens();
+    renewing.deliver(&reply(3, "Tredje svaret.")).await.unwrap();
+    mail.wait_for_mail(CLIENT, 3, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(oauth.issued().len(), 3, "{:?}", oauth.issued());
+    bridge.stop().await;
+}
+
+/// A wrong client secret and a refresh token from a user's consent (as Google, or Microsoft
+/// 365 with delegated access, give them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_oauth_refusals_are_named_and_refresh_tokens_work() {
+    let oauth = OauthDouble::start(OFFICE.0).await;
+    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
+    let wrong = serde_json::json!({
+        "provider": "microsoft", "tenant": TENANT, "token_url": oauth.token_url(),
+        "client_id": CLIENT_ID, "client_secret": "an-expired-secret",
+    });
+    let CredentialCheck::Refused(what) = oauth_bridge(&mail, wrong).check_credentials().await
+    else {
+        panic!("a wrong client secret is refused");
+    };
+    assert!(
+        what.starts_with(
+            "bridges.mail.oauth2.client_secret: the token endpoint refused (invalid_client: \
+             AADSTS7000215"
+        ),
+        "{what}"
+    );
+    let consent = |refresh: &str| {
+        serde_json::json!({
+            "provider": "custom", "token_url": oauth.token_url(),
+            "scope": "https://mail.google.com/",
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": refresh,
+        })
+    };
+    assert_eq!(
+        oauth_bridge(&mail, consent(REFRESH_TOKEN))
+            .check_credentials()
+            .await,
+        CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0))
+    );
+    assert_eq!(oauth.issued(), ["refresh_token"]);
+    let CredentialCheck::Refused(what) = oauth_bridge(&mail, consent("revoked-consent"))
+        .check_credentials()
+        .await
+    else {
+        panic!("an unknown refresh token is refused");
+    };
+    assert!(
+        what.starts_with(
+            "bridges.mail.oauth2.refresh_token: the token endpoint refused (invalid_grant"
+        ),
+        "{what}"
     );
 }
