@@ -121,10 +121,6 @@ pub fn render(
 ) -> String {
     let t = texts(team.language);
     let zone = team.time_zone;
-    let contact = |id: Option<IdentityId>| identities.iter().find(|i| Some(i.id) == id);
-    let channel_of = |m: &message::Model| -> String {
-        contact(m.identity_id).map_or_else(|| m.channel.clone(), |i| i.channel.clone())
-    };
     let mut out = String::new();
     let _ = write!(
         out,
@@ -163,30 +159,7 @@ pub fn render(
     );
     let _ = write!(out, "<h2>{}</h2>\n<ul>\n", escape(t.contacts));
     for i in identities {
-        let moved = if i.case_id == case.id {
-            String::new()
-        } else {
-            format!(
-                ", {}",
-                fill(
-                    t.now_in_case,
-                    case.merged_into.as_deref().unwrap_or(t.another_case)
-                )
-            )
-        };
-        let unreachable = i
-            .unreachable
-            .as_deref()
-            .map(|why| format!(", {}", fill(t.unreachable, why)))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "<li>{} — {} ({}), {}{moved}{unreachable}</li>",
-            escape(&i.display_name),
-            escape(&i.channel),
-            escape(&i.instance),
-            fill(t.first_written, &local(i.created_at, zone, false)),
-        );
+        out.push_str(&contact_item(t, zone, case, i));
     }
     let _ = write!(
         out,
@@ -199,77 +172,8 @@ pub fn render(
         escape(t.column_text),
         escape(t.column_state),
     );
-    for (index, m) in messages.iter().enumerate() {
-        let class = match m.kind {
-            Some(MessageKind::Emergency) => MessageKind::Emergency.as_str(),
-            _ => m.direction.as_str(),
-        };
-        let actor = match (&m.sender, m.direction) {
-            (Some(worker), _) => format!("<br><small>{}</small>", fill(t.by, worker)),
-            (None, Direction::Inbound) => contact(m.identity_id)
-                .map(|i| format!("<br><small>{}</small>", escape(&i.display_name)))
-                .unwrap_or_default(),
-            (None, _) => format!("<br><small>{}</small>", escape(t.by_gateway)),
-        };
-        let files = m
-            .attachments
-            .as_ref()
-            .and_then(|a| a.as_array().cloned())
-            .map(|files| {
-                files
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "<br><small>{}: {} ({}, {} {})</small>",
-                            escape(t.file),
-                            escape(f["filename"].as_str().unwrap_or_default()),
-                            escape(f["mime"].as_str().unwrap_or_default()),
-                            f["size"],
-                            escape(t.bytes),
-                        )
-                    })
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        let text = if m.purged_at.is_some() {
-            format!("<em>{}</em>", escape(t.purged))
-        } else if let Some(noted) = noted_text(m) {
-            escape(&noted)
-        } else {
-            // Mail shows its subject as the first line of the text already.
-            let subject = m
-                .subject
-                .as_deref()
-                .filter(|s| !m.body.starts_with(s))
-                .map(|s| format!("<strong>{}</strong>\n", escape(s)))
-                .unwrap_or_default();
-            // A reply's record has no subject: the bridge makes it when it sends (from the
-            // client's latest subject, or the neutral one of a discreet case) and the record,
-            // hashed when the worker wrote it, cannot take it afterwards. The thread it
-            // answered is what the record does show.
-            let thread = (m.direction == Direction::Outbound && m.subject.is_none())
-                .then(|| thread_subject(&messages[..index], m.identity_id))
-                .flatten()
-                .map(|s| format!("<small>{}</small>\n", fill(t.thread, s)))
-                .unwrap_or_default();
-            format!("{subject}{thread}{}", escape(&m.body))
-        };
-        let mut state = t.word(m.state.as_str());
-        if let Some(at) = m.delivered_at {
-            let _ = write!(state, "<br><small>{}</small>", local(at, zone, false));
-        }
-        if let Some(error) = &m.error {
-            let _ = write!(state, "<br><small>{}</small>", escape(error));
-        }
-        let _ = writeln!(
-            out,
-            "<tr class=\"{class}\"><td class=\"no\">{}</td><td class=\"when\">{}</td><td>{}{actor}</td>\
-             <td><div class=\"text\">{text}</div>{files}<div class=\"hash\">{}</div></td><td>{state}</td></tr>",
-            m.seq.map_or_else(|| "–".to_owned(), |s| s.to_string()),
-            local(m.received_at, zone, true),
-            escape(&label(t, m, &channel_of(m))),
-            escape(m.hash.as_deref().unwrap_or_default()),
-        );
+    for index in 0..messages.len() {
+        out.push_str(&row(t, zone, identities, messages, index));
     }
     let _ = write!(
         out,
@@ -286,6 +190,117 @@ pub fn render(
         escape(t.footer_checks),
     );
     out
+}
+
+/// One of the case's contacts, as a list item.
+fn contact_item(t: &Texts, zone: Tz, case: &case::Model, i: &identity::Model) -> String {
+    let moved = if i.case_id == case.id {
+        String::new()
+    } else {
+        format!(
+            ", {}",
+            fill(
+                t.now_in_case,
+                case.merged_into.as_deref().unwrap_or(t.another_case)
+            )
+        )
+    };
+    let unreachable = i
+        .unreachable
+        .as_deref()
+        .map(|why| format!(", {}", fill(t.unreachable, why)))
+        .unwrap_or_default();
+    format!(
+        "<li>{} — {} ({}), {}{moved}{unreachable}</li>\n",
+        escape(&i.display_name),
+        escape(&i.channel),
+        escape(&i.instance),
+        fill(t.first_written, &local(i.created_at, zone, false)),
+    )
+}
+
+/// Record `index` of `messages` as a table row.
+fn row(
+    t: &Texts,
+    zone: Tz,
+    identities: &[identity::Model],
+    messages: &[message::Model],
+    index: usize,
+) -> String {
+    let m = &messages[index];
+    let contact = |id: Option<IdentityId>| identities.iter().find(|i| Some(i.id) == id);
+    let channel_of = |m: &message::Model| -> String {
+        contact(m.identity_id).map_or_else(|| m.channel.clone(), |i| i.channel.clone())
+    };
+    let class = match m.kind {
+        Some(MessageKind::Emergency) => MessageKind::Emergency.as_str(),
+        _ => m.direction.as_str(),
+    };
+    let actor = match (&m.sender, m.direction) {
+        (Some(worker), _) => format!("<br><small>{}</small>", fill(t.by, worker)),
+        (None, Direction::Inbound) => contact(m.identity_id)
+            .map(|i| format!("<br><small>{}</small>", escape(&i.display_name)))
+            .unwrap_or_default(),
+        (None, _) => format!("<br><small>{}</small>", escape(t.by_gateway)),
+    };
+    let files = m
+        .attachments
+        .as_ref()
+        .and_then(|a| a.as_array().cloned())
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    format!(
+                        "<br><small>{}: {} ({}, {} {})</small>",
+                        escape(t.file),
+                        escape(f["filename"].as_str().unwrap_or_default()),
+                        escape(f["mime"].as_str().unwrap_or_default()),
+                        f["size"],
+                        escape(t.bytes),
+                    )
+                })
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let text = if m.purged_at.is_some() {
+        format!("<em>{}</em>", escape(t.purged))
+    } else if let Some(noted) = noted_text(m) {
+        escape(&noted)
+    } else {
+        // Mail shows its subject as the first line of the text already.
+        let subject = m
+            .subject
+            .as_deref()
+            .filter(|s| !m.body.starts_with(s))
+            .map(|s| format!("<strong>{}</strong>\n", escape(s)))
+            .unwrap_or_default();
+        // A reply's record has no subject: the bridge makes it when it sends (from the
+        // client's latest subject, or the neutral one of a discreet case) and the record,
+        // hashed when the worker wrote it, cannot take it afterwards. The thread it
+        // answered is what the record does show.
+        let thread = (m.direction == Direction::Outbound && m.subject.is_none())
+            .then(|| thread_subject(&messages[..index], m.identity_id))
+            .flatten()
+            .map(|s| format!("<small>{}</small>\n", fill(t.thread, s)))
+            .unwrap_or_default();
+        format!("{subject}{thread}{}", escape(&m.body))
+    };
+    let mut state = t.word(m.state.as_str());
+    if let Some(at) = m.delivered_at {
+        let _ = write!(state, "<br><small>{}</small>", local(at, zone, false));
+    }
+    if let Some(error) = &m.error {
+        let _ = write!(state, "<br><small>{}</small>", escape(error));
+    }
+    format!(
+        "<tr class=\"{class}\"><td class=\"no\">{}</td><td class=\"when\">{}</td><td>{}{actor}</td>\
+         <td><div class=\"text\">{text}</div>{files}<div class=\"hash\">{}</div></td><td>{state}</td></tr>\n",
+        m.seq.map_or_else(|| "–".to_owned(), |s| s.to_string()),
+        local(m.received_at, zone, true),
+        escape(&label(t, m, &channel_of(m))),
+        escape(m.hash.as_deref().unwrap_or_default()),
+    )
 }
 
 /// The subject of the client's latest message before a reply to `identity`: the thread the

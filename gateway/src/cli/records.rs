@@ -116,197 +116,215 @@ pub async fn cases(config: &Config, config_file: &Path, command: CasesCommand) -
 
 /// `casebridge records ...`.
 pub async fn records(config: &Config, config_file: &Path, command: RecordsCommand) -> Result<()> {
+    let store = open_store(config, config_file).await?;
     match command {
-        RecordsCommand::Purge { dry_run } => {
-            let store = open_store(config, config_file).await?;
-            let due = store
-                .retention_due(&config.retention, chrono::Utc::now())
-                .await?;
-            for d in &due {
-                println!(
-                    "case {} record {} ({}{}, {}): rule {}",
-                    d.case.number,
-                    d.record.seq.unwrap_or_default(),
-                    d.record.direction,
-                    d.record.kind.map(|k| format!(" {k}")).unwrap_or_default(),
-                    d.record.received_at.format("%Y-%m-%d"),
-                    d.rule
-                );
-            }
-            if dry_run {
-                println!(
-                    "{} record(s) would be purged (dry run: nothing changed)",
-                    due.len()
-                );
-                return Ok(());
-            }
-            let purged = store.purge(&due).await?;
-            let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
-            println!("purged {records} record(s) in {} case(s)", purged.len());
-            // The redactions and file deletions of this purge and of any earlier one whose
-            // homeserver did not answer.
-            let secrets = config.secrets()?;
-            let matrix = casebridge_gateway::matrix::MatrixClient::new(
-                config.homeserver.url.as_str(),
-                secrets.as_token.expose(),
-            );
-            let bot = ruma::UserId::parse(format!(
-                "@{}:{}",
-                config.appservice.bot_localpart, config.homeserver.server_name
-            ))?;
-            let admin = secrets.admin_token.as_ref().map(|t| t.expose());
-            let languages = casebridge_gateway::texts::Languages::of(config);
-            let done =
-                casebridge_gateway::purge::carry_out(&store, &matrix, &bot, admin, &languages)
-                    .await?;
+        RecordsCommand::Purge { dry_run } => purge(config, &store, dry_run).await,
+        RecordsCommand::Verify { case, anchors } => verify(&store, case, anchors).await,
+        RecordsCommand::Anchor => anchor_heads(&store).await,
+        RecordsCommand::Export { case, format } => export(config, &store, &case, format).await,
+    }
+}
+
+/// `records purge [--dry-run]`.
+async fn purge(config: &Config, store: &Store, dry_run: bool) -> Result<()> {
+    let due = store
+        .retention_due(&config.retention, chrono::Utc::now())
+        .await?;
+    for d in &due {
+        println!(
+            "case {} record {} ({}{}, {}): rule {}",
+            d.case.number,
+            d.record.seq.unwrap_or_default(),
+            d.record.direction,
+            d.record.kind.map(|k| format!(" {k}")).unwrap_or_default(),
+            d.record.received_at.format("%Y-%m-%d"),
+            d.rule
+        );
+    }
+    if dry_run {
+        println!(
+            "{} record(s) would be purged (dry run: nothing changed)",
+            due.len()
+        );
+        return Ok(());
+    }
+    let purged = store.purge(&due).await?;
+    let records: usize = purged.iter().map(|p| p.seqs.len()).sum();
+    println!("purged {records} record(s) in {} case(s)", purged.len());
+    // The redactions and file deletions of this purge and of any earlier one whose
+    // homeserver did not answer.
+    let secrets = config.secrets()?;
+    let matrix = casebridge_gateway::matrix::MatrixClient::new(
+        config.homeserver.url.as_str(),
+        secrets.as_token.expose(),
+    );
+    let bot = ruma::UserId::parse(format!(
+        "@{}:{}",
+        config.appservice.bot_localpart, config.homeserver.server_name
+    ))?;
+    let admin = secrets.admin_token.as_ref().map(|t| t.expose());
+    let languages = casebridge_gateway::texts::Languages::of(config);
+    let done =
+        casebridge_gateway::purge::carry_out(store, &matrix, &bot, admin, &languages).await?;
+    println!(
+        "redacted {} event(s); deleted {} file(s) from the media repository",
+        done.redacted, done.deleted
+    );
+    if done.media_waiting > 0 {
+        eprintln!(
+            "{} file(s) stay in the homeserver's media repository (their events are \
+         redacted): set homeserver.admin_token (a Synapse server admin's token) to \
+         delete them with the next purge, or let the homeserver's media_retention do it",
+            done.media_waiting
+        );
+    }
+    for e in &done.failed {
+        eprintln!("{e}");
+    }
+    if !done.failed.is_empty() {
+        anyhow::bail!(
+            "{} redaction(s) or file deletion(s) failed: the content is gone from the \
+         records store, and they stay queued; the next `casebridge records purge` \
+         tries them again",
+            done.failed.len()
+        );
+    }
+
+    Ok(())
+}
+
+/// `records verify [--case N] [--anchors FILE]`.
+async fn verify(
+    store: &Store,
+    case: Option<String>,
+    anchors: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let cases = match &case {
+        Some(number) => vec![find_case(store, number).await?],
+        None => store.cases().await?.into_iter().rev().collect(),
+    };
+    let mut findings = Vec::new();
+    let mut records = 0;
+    for case in &cases {
+        records += store.messages(case.id).await?.len();
+        findings.extend(chain::verify(store.connection(), case).await?);
+    }
+    let anchored = match &anchors {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut list =
+                anchor::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            list.retain(|a| case.as_ref().is_none_or(|n| *n == a.case));
+            findings.extend(anchor::check(store.connection(), &list).await?);
+            Some(list)
+        }
+        None => None,
+    };
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let broken = findings.iter().filter(|f| f.is_break()).count();
+    if broken > 0 {
+        anyhow::bail!(
+            "{broken} break(s) in the records of {} case(s)",
+            cases.len()
+        );
+    }
+    println!(
+        "{records} records in {} case(s): every chain is intact",
+        cases.len()
+    );
+    // Say what the check could not see, so "intact" is not read as more than it is.
+    let unproven = findings.len();
+    if unproven > 0 {
+        println!(
+            "{unproven} purge record(s) above predate purge records that list content \
+         hashes: what their records held when purged cannot be proven"
+        );
+    }
+    match anchored {
+        None => println!(
+            "not checked against anchors: records removed from the end of a case, or a \
+         chain recomputed after a change, cannot be seen from the store alone (see \
+         `casebridge records anchor` and `records verify --anchors`)"
+        ),
+        Some(list) => {
+            let named: std::collections::HashSet<&str> =
+                list.iter().map(|a| a.case.as_str()).collect();
+            let unanchored = cases
+                .iter()
+                .filter(|c| !named.contains(c.number.as_str()))
+                .count();
             println!(
-                "redacted {} event(s); deleted {} file(s) from the media repository",
-                done.redacted, done.deleted
+                "{} anchor(s) hold; records after a case's last anchor, and the {} \
+             case(s) with no anchor yet, rest on the chain alone",
+                list.len(),
+                unanchored
             );
-            if done.media_waiting > 0 {
-                eprintln!(
-                    "{} file(s) stay in the homeserver's media repository (their events are \
-                 redacted): set homeserver.admin_token (a Synapse server admin's token) to \
-                 delete them with the next purge, or let the homeserver's media_retention do it",
-                    done.media_waiting
-                );
-            }
-            for e in &done.failed {
-                eprintln!("{e}");
-            }
-            if !done.failed.is_empty() {
-                anyhow::bail!(
-                    "{} redaction(s) or file deletion(s) failed: the content is gone from the \
-                 records store, and they stay queued; the next `casebridge records purge` \
-                 tries them again",
-                    done.failed.len()
-                );
-            }
-        }
-        RecordsCommand::Verify { case, anchors } => {
-            let store = open_store(config, config_file).await?;
-            let cases = match &case {
-                Some(number) => vec![find_case(&store, number).await?],
-                None => store.cases().await?.into_iter().rev().collect(),
-            };
-            let mut findings = Vec::new();
-            let mut records = 0;
-            for case in &cases {
-                records += store.messages(case.id).await?.len();
-                findings.extend(chain::verify(store.connection(), case).await?);
-            }
-            let anchored = match &anchors {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let mut list = anchor::parse(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                    list.retain(|a| case.as_ref().is_none_or(|n| *n == a.case));
-                    findings.extend(anchor::check(store.connection(), &list).await?);
-                    Some(list)
-                }
-                None => None,
-            };
-            for finding in &findings {
-                println!("{finding}");
-            }
-            let broken = findings.iter().filter(|f| f.is_break()).count();
-            if broken > 0 {
-                anyhow::bail!(
-                    "{broken} break(s) in the records of {} case(s)",
-                    cases.len()
-                );
-            }
-            println!(
-                "{records} records in {} case(s): every chain is intact",
-                cases.len()
-            );
-            // Say what the check could not see, so "intact" is not read as more than it is.
-            let unproven = findings.len();
-            if unproven > 0 {
-                println!(
-                    "{unproven} purge record(s) above predate purge records that list content \
-                 hashes: what their records held when purged cannot be proven"
-                );
-            }
-            match anchored {
-                None => println!(
-                    "not checked against anchors: records removed from the end of a case, or a \
-                 chain recomputed after a change, cannot be seen from the store alone (see \
-                 `casebridge records anchor` and `records verify --anchors`)"
-                ),
-                Some(list) => {
-                    let named: std::collections::HashSet<&str> =
-                        list.iter().map(|a| a.case.as_str()).collect();
-                    let unanchored = cases
-                        .iter()
-                        .filter(|c| !named.contains(c.number.as_str()))
-                        .count();
-                    println!(
-                        "{} anchor(s) hold; records after a case's last anchor, and the {} \
-                     case(s) with no anchor yet, rest on the chain alone",
-                        list.len(),
-                        unanchored
-                    );
-                }
-            }
-        }
-        RecordsCommand::Anchor => {
-            let store = open_store(config, config_file).await?;
-            let mut intact = Vec::new();
-            let mut broken = 0;
-            for case in store.cases().await?.into_iter().rev() {
-                // An anchor vouches for what it names: a broken chain is not to be vouched for.
-                let findings = chain::verify(store.connection(), &case).await?;
-                if findings.iter().any(chain::Finding::is_break) {
-                    eprintln!(
-                        "case {}: not anchored, its chain is broken (see `casebridge records \
-                     verify --case {}`)",
-                        case.number, case.number
-                    );
-                    broken += 1;
-                } else {
-                    intact.push(case);
-                }
-            }
-            for a in anchor::heads(store.connection(), &intact, chrono::Utc::now()).await? {
-                println!("{a}");
-            }
-            if broken > 0 {
-                anyhow::bail!("{broken} case(s) not anchored: their chains are broken");
-            }
-        }
-        RecordsCommand::Export { case, format } => {
-            let store = open_store(config, config_file).await?;
-            let case = find_case(&store, &case).await?;
-            let messages = store.messages(case.id).await?;
-            if let ExportFormat::Html = format {
-                let identities = store.identities(case.id).await?;
-                let team =
-                    casebridge_gateway::journal::Team::of(&case.team, config.teams.get(&case.team));
-                print!(
-                    "{}",
-                    casebridge_gateway::journal::render(
-                        &case,
-                        &team,
-                        &identities,
-                        &messages,
-                        chrono::Utc::now()
-                    )
-                );
-                return Ok(());
-            }
-            let rows: Vec<ExportRow> = messages
-                .into_iter()
-                .map(|m| ExportRow::new(&case.number, m))
-                .collect();
-            match format {
-                ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                ExportFormat::Csv => print!("{}", to_csv(&rows)),
-                ExportFormat::Html => unreachable!("rendered above"),
-            }
         }
     }
+
+    Ok(())
+}
+
+/// `records anchor`.
+async fn anchor_heads(store: &Store) -> Result<()> {
+    let mut intact = Vec::new();
+    let mut broken = 0;
+    for case in store.cases().await?.into_iter().rev() {
+        // An anchor vouches for what it names: a broken chain is not to be vouched for.
+        let findings = chain::verify(store.connection(), &case).await?;
+        if findings.iter().any(chain::Finding::is_break) {
+            eprintln!(
+                "case {}: not anchored, its chain is broken (see `casebridge records \
+             verify --case {}`)",
+                case.number, case.number
+            );
+            broken += 1;
+        } else {
+            intact.push(case);
+        }
+    }
+    for a in anchor::heads(store.connection(), &intact, chrono::Utc::now()).await? {
+        println!("{a}");
+    }
+    if broken > 0 {
+        anyhow::bail!("{broken} case(s) not anchored: their chains are broken");
+    }
+
+    Ok(())
+}
+
+/// `records export --case N --format F`.
+async fn export(config: &Config, store: &Store, case: &str, format: ExportFormat) -> Result<()> {
+    let case = find_case(store, case).await?;
+    let messages = store.messages(case.id).await?;
+    if let ExportFormat::Html = format {
+        let identities = store.identities(case.id).await?;
+        let team = casebridge_gateway::journal::Team::of(&case.team, config.teams.get(&case.team));
+        print!(
+            "{}",
+            casebridge_gateway::journal::render(
+                &case,
+                &team,
+                &identities,
+                &messages,
+                chrono::Utc::now()
+            )
+        );
+        return Ok(());
+    }
+    let rows: Vec<ExportRow> = messages
+        .into_iter()
+        .map(|m| ExportRow::new(&case.number, m))
+        .collect();
+    match format {
+        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        ExportFormat::Csv => print!("{}", to_csv(&rows)),
+        ExportFormat::Html => unreachable!("rendered above"),
+    }
+
     Ok(())
 }
 

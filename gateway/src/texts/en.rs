@@ -6,7 +6,8 @@ use super::{mentions, minute, pills, Summary, Text};
 use crate::store::{CaseStatus, InvitationProblem};
 use casebridge_policies::outbound::escape_html as escape;
 
-/// `text` in English.
+/// `text` in English. One `match` over every text, long by design: the whole table of a
+/// language in one place, where a translator reads it.
 pub(super) fn say(text: &Text) -> String {
     match text {
         Text::CommandsOnlyForTeam { team } => {

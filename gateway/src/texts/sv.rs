@@ -7,7 +7,8 @@ use casebridge_policies::{
 use super::{mentions, minute, pills, Summary, Text};
 use crate::store::{CaseStatus, InvitationProblem};
 
-/// `text` in Swedish.
+/// `text` in Swedish. One `match` over every text, long by design: the whole table of a
+/// language in one place, where a translator reads it.
 pub(super) fn say(text: &Text) -> String {
     match text {
         Text::CommandsOnlyForTeam { team } => format!(

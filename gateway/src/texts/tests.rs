@@ -17,7 +17,7 @@ fn team(languages: &[&str]) -> TeamConfig {
     .unwrap()
 }
 
-/// One of every text, with every fact filled in.
+/// One of every text, with every fact filled in: a list as long as the texts are many.
 fn every_text() -> Vec<Text> {
     let at = Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap();
     let s = |v: &str| v.to_owned();

@@ -157,51 +157,7 @@ pub async fn verify<C: ConnectionTrait>(
         .into_iter()
         .map(|o| (o.message_id, o.data))
         .collect();
-    // What the case's purge records say they emptied: registration number → (purge record,
-    // content hash, or none from a purge record that names numbers only).
-    let mut purged_by: HashMap<i64, Vec<(i64, Option<String>)>> = HashMap::new();
-    for m in &rows {
-        let Some(purge_seq) = m.seq.map(i64::from) else {
-            continue;
-        };
-        if m.kind != Some(MessageKind::Purge) || m.direction != Direction::Internal {
-            continue;
-        }
-        match purge_list(&m.body) {
-            PurgeList::Hashes(list) => {
-                for (seq, hash) in list {
-                    purged_by
-                        .entry(seq)
-                        .or_default()
-                        .push((purge_seq, Some(hash)));
-                }
-            }
-            PurgeList::NumbersOnly(seqs) => {
-                out.push(Finding {
-                    severity: Severity::Unproven,
-                    ..finding(
-                        purge_seq,
-                        format!(
-                            "this purge predates purge records that list content hashes: it \
-                             names record(s) {} by number only, so what they held when purged \
-                             rests on their own rows",
-                            seqs.iter()
-                                .map(i64::to_string)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                });
-                for seq in seqs {
-                    purged_by.entry(seq).or_default().push((purge_seq, None));
-                }
-            }
-            PurgeList::Unreadable => out.push(finding(
-                purge_seq,
-                "a purge record whose list of what it removed cannot be read".into(),
-            )),
-        }
-    }
+    let purged_by = purges_named(&rows, &finding, &mut out);
     let empty = content_hash("", None, None, &Content::default());
     let mut expected_seq = 1i64;
     let mut prev: Option<String> = None;
@@ -252,54 +208,8 @@ pub async fn verify<C: ConnectionTrait>(
             .flatten()
             .filter(|(purge_seq, _)| *purge_seq > seq)
             .collect();
-        if m.purged_at.is_none() {
-            if m.content_hash.as_deref() != Some(recomputed.as_str()) {
-                out.push(finding(
-                    seq,
-                    "its content was changed (text, HTML, subject, a file or the original)".into(),
-                ));
-            }
-            if let Some((purge_seq, _)) = purges.first() {
-                out.push(finding(
-                    seq,
-                    format!(
-                        "purge record {purge_seq} removed its content, but it is not marked \
-                         purged (its content was put back, or the mark taken off)"
-                    ),
-                ));
-            }
-        } else {
-            // The mark is not hashed: what makes a purged row a purged one is that it is empty
-            // and that a purge record in the chain says so, with the content hash it had.
-            if recomputed != empty {
-                out.push(finding(
-                    seq,
-                    "it is marked purged but holds content (text, HTML, subject, a file or the \
-                     original): a purge leaves none"
-                        .into(),
-                ));
-            }
-            let named = purges
-                .iter()
-                .any(|(_, hash)| hash.is_some() && hash.as_deref() == m.content_hash.as_deref());
-            let other = purges.iter().find(|(_, hash)| hash.is_some());
-            let problem = match other {
-                _ if named => None,
-                Some((purge_seq, _)) => Some(format!(
-                    "purge record {purge_seq} names another content hash for it: it was changed \
-                     before or after the purge"
-                )),
-                // Named by number only: said once, at that purge record.
-                None if !purges.is_empty() => None,
-                None => Some(
-                    "it is marked purged, but no purge record names it: its content was removed \
-                     or changed outside a retention purge"
-                        .to_owned(),
-                ),
-            };
-            if let Some(problem) = problem {
-                out.push(finding(seq, problem));
-            }
+        for problem in content_problems(m, &recomputed, &empty, &purges) {
+            out.push(finding(seq, problem));
         }
         if m.hash.as_deref() != Some(record_hash(&Fields::from(m)).as_str()) {
             out.push(finding(
@@ -312,4 +222,114 @@ pub async fn verify<C: ConnectionTrait>(
     }
     out.sort_by_key(|f| f.seq);
     Ok(out)
+}
+
+/// What a case's purge records say they emptied: registration number → (purge record, content
+/// hash, or none from a purge record that names numbers only).
+type PurgedBy = HashMap<i64, Vec<(i64, Option<String>)>>;
+
+/// The purge lists of `rows`' purge records; a list that cannot be read, or names numbers only,
+/// is a finding in `out`.
+fn purges_named(
+    rows: &[message::Model],
+    finding: &dyn Fn(i64, String) -> Finding,
+    out: &mut Vec<Finding>,
+) -> PurgedBy {
+    let mut purged_by: PurgedBy = HashMap::new();
+    for m in rows {
+        let Some(purge_seq) = m.seq.map(i64::from) else {
+            continue;
+        };
+        if m.kind != Some(MessageKind::Purge) || m.direction != Direction::Internal {
+            continue;
+        }
+        match purge_list(&m.body) {
+            PurgeList::Hashes(list) => {
+                for (seq, hash) in list {
+                    purged_by
+                        .entry(seq)
+                        .or_default()
+                        .push((purge_seq, Some(hash)));
+                }
+            }
+            PurgeList::NumbersOnly(seqs) => {
+                out.push(Finding {
+                    severity: Severity::Unproven,
+                    ..finding(
+                        purge_seq,
+                        format!(
+                            "this purge predates purge records that list content hashes: it \
+                             names record(s) {} by number only, so what they held when purged \
+                             rests on their own rows",
+                            seqs.iter()
+                                .map(i64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                });
+                for seq in seqs {
+                    purged_by.entry(seq).or_default().push((purge_seq, None));
+                }
+            }
+            PurgeList::Unreadable => out.push(finding(
+                purge_seq,
+                "a purge record whose list of what it removed cannot be read".into(),
+            )),
+        }
+    }
+    purged_by
+}
+
+/// What is wrong with record `m`'s content, recomputed as `recomputed` (`empty`: the hash of no
+/// content), given the purge records later in the chain that name it (`purges`).
+fn content_problems(
+    m: &message::Model,
+    recomputed: &str,
+    empty: &str,
+    purges: &[&(i64, Option<String>)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if m.purged_at.is_none() {
+        if m.content_hash.as_deref() != Some(recomputed) {
+            problems.push(
+                "its content was changed (text, HTML, subject, a file or the original)".into(),
+            );
+        }
+        if let Some((purge_seq, _)) = purges.first() {
+            problems.push(format!(
+                "purge record {purge_seq} removed its content, but it is not marked purged (its \
+                 content was put back, or the mark taken off)"
+            ));
+        }
+        return problems;
+    }
+    // The mark is not hashed: what makes a purged row a purged one is that it is empty and
+    // that a purge record in the chain says so, with the content hash it had.
+    if recomputed != empty {
+        problems.push(
+            "it is marked purged but holds content (text, HTML, subject, a file or the \
+             original): a purge leaves none"
+                .into(),
+        );
+    }
+    let named = purges
+        .iter()
+        .any(|(_, hash)| hash.is_some() && hash.as_deref() == m.content_hash.as_deref());
+    let other = purges.iter().find(|(_, hash)| hash.is_some());
+    match other {
+        _ if named => {}
+        Some((purge_seq, _)) => problems.push(format!(
+            "purge record {purge_seq} names another content hash for it: it was changed before \
+             or after the purge"
+        )),
+        // Named by number only: said once, at that purge record.
+        None if !purges.is_empty() => {}
+        None => problems.push(
+            "it is marked purged, but no purge record names it: its content was removed or \
+             changed outside a retention purge"
+                .to_owned(),
+        ),
+    }
+    problems
 }

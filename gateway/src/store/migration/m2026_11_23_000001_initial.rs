@@ -35,6 +35,8 @@ impl MigrationName for Initial {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Initial {
+    // The first schema, every table in one function as it was released: a migration is never
+    // edited, so it is not split either.
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.create_table(
             Table::create()
