@@ -1,5 +1,5 @@
-//! The `casebridge` command: run the gateway, check the config, print the registration, and
-//! read the records.
+//! The `casebridge` command: set up a first configuration, run the gateway, check the config,
+//! print the registration, and read the records.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use records::{CasesCommand, RecordsCommand};
 
 mod records;
+mod setup;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a first configuration (with fresh tokens) and the homeserver's registration file.
+    Setup(setup::SetupArgs),
     /// Run the gateway until interrupted.
     Run,
     /// Configuration commands.
@@ -117,6 +120,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return check(&cli.config);
     }
+    if let Command::Setup(args) = &cli.command {
+        return setup::setup(&cli.config, args);
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Run => {
@@ -138,7 +144,9 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Config(ConfigCommand::Check) => unreachable!("checked above"),
+        Command::Config(ConfigCommand::Check) | Command::Setup(_) => {
+            unreachable!("handled above")
+        }
         Command::Registration => print!("{}", registration_yaml(&config)?),
         Command::Hours { at } => print!("{}", hours_report(&config, at.as_deref())?),
         Command::Cases(command) => records::cases(&config, &cli.config, command).await?,
