@@ -11,6 +11,7 @@ mod journal;
 mod mock_appservice;
 mod mock_bridges;
 mod mock_relay;
+mod office;
 mod policies;
 mod relay;
 mod sms;
