@@ -2,8 +2,8 @@
 
 use casebridge_policies::{commands::CommandError, inbound::ReplyKind};
 
-use super::{mentions, minute, pills, Summary, Text};
-use crate::store::{CaseStatus, InvitationProblem};
+use super::{mentions, minute, pills, SummaryWords, Text};
+use crate::store::InvitationProblem;
 use casebridge_policies::outbound::escape_html as escape;
 
 /// `text` in English. One `match` over every text, long by design: the whole table of a
@@ -166,7 +166,7 @@ pub(super) fn say(text: &Text) -> String {
         ),
         Text::Help => HELP.to_owned(),
         Text::CommandRefused(error) => refused(error),
-        Text::Summary(summary) => self::summary(summary),
+        Text::Summary(summary) => summary.lines(&SUMMARY),
         Text::Closed { case, by } => format!("Case {case} closed by {by}."),
         Text::Reopened { case, by } => format!("Case {case} reopened by {by}."),
         Text::Hold { on: true, by } => format!(
@@ -350,54 +350,27 @@ fn refused(error: &CommandError) -> String {
     }
 }
 
-fn summary(s: &Summary) -> String {
-    let status = match s.status {
-        CaseStatus::Open => "open",
-        CaseStatus::Closed => "closed",
-    };
-    let contacts: Vec<String> = s
-        .contacts
-        .iter()
-        .map(|c| {
-            format!(
-                "{} ({}){}{}",
-                c.name,
-                c.label,
-                if c.replies_here {
-                    " ← replies go here"
-                } else {
-                    ""
-                },
-                c.unreachable
-                    .as_ref()
-                    .map(|why| format!(" ⚠ unreachable: {why}"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
-    let mut lines = vec![
-        format!("Case {} · {status} · team {}", s.number, s.team),
-        format!("Opened {}", minute(&s.opened)),
-        format!("Contacts: {}", contacts.join("; ")),
+/// The words of `!case`.
+const SUMMARY: SummaryWords = SummaryWords {
+    case: "Case",
+    team: "team",
+    open: "open",
+    closed: "closed",
+    opened: "Opened",
+    contacts: "Contacts",
+    replies_here: "replies go here",
+    unreachable: "unreachable",
+    messages: |s| {
         format!(
             "Messages: {} from the client, {} replies, {} automatic replies, {} notes",
             s.from_client, s.replies, s.automatic, s.notes
-        ),
-    ];
-    if let Some(assignee) = &s.assignee {
-        lines.push(format!("Assigned to {assignee}"));
-    }
-    if s.discreet {
-        lines.push("Discreet mode is on".to_owned());
-    }
-    if s.blocked {
-        lines.push("The client is blocked".to_owned());
-    }
-    if let Some(into) = &s.merged_into {
-        lines.push(format!("Merged into case {into}"));
-    }
-    lines.join("\n")
-}
+        )
+    },
+    assigned: "Assigned to",
+    discreet: "Discreet mode is on",
+    blocked: "The client is blocked",
+    merged_into: "Merged into case",
+};
 
 /// What `!help` says.
 const HELP: &str = "Commands in a case room (only the case team may use them):

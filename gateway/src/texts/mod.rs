@@ -114,6 +114,78 @@ pub struct Summary {
     pub merged_into: Option<String>,
 }
 
+/// The words of `!case` in one language; [`Summary::lines`] lays them out.
+struct SummaryWords {
+    /// Before the case number.
+    case: &'static str,
+    /// Before the team.
+    team: &'static str,
+    open: &'static str,
+    closed: &'static str,
+    /// Before when it was opened.
+    opened: &'static str,
+    /// Before the list of contacts.
+    contacts: &'static str,
+    /// After the contact replies go to.
+    replies_here: &'static str,
+    /// Before why a contact cannot be reached.
+    unreachable: &'static str,
+    /// The counts of messages.
+    messages: fn(&Summary) -> String,
+    /// Before the assignee.
+    assigned: &'static str,
+    discreet: &'static str,
+    blocked: &'static str,
+    /// Before the case it was merged into.
+    merged_into: &'static str,
+}
+
+impl Summary {
+    /// `!case`'s lines in the words `w`.
+    fn lines(&self, w: &SummaryWords) -> String {
+        let status = match self.status {
+            CaseStatus::Open => w.open,
+            CaseStatus::Closed => w.closed,
+        };
+        let contacts: Vec<String> = self
+            .contacts
+            .iter()
+            .map(|c| {
+                let mut line = format!("{} ({})", c.name, c.label);
+                if c.replies_here {
+                    line.push_str(&format!(" ← {}", w.replies_here));
+                }
+                if let Some(why) = &c.unreachable {
+                    line.push_str(&format!(" ⚠ {}: {why}", w.unreachable));
+                }
+                line
+            })
+            .collect();
+        let mut lines = vec![
+            format!(
+                "{} {} · {status} · {} {}",
+                w.case, self.number, w.team, self.team
+            ),
+            format!("{} {}", w.opened, minute(&self.opened)),
+            format!("{}: {}", w.contacts, contacts.join("; ")),
+            (w.messages)(self),
+        ];
+        if let Some(assignee) = &self.assignee {
+            lines.push(format!("{} {assignee}", w.assigned));
+        }
+        if self.discreet {
+            lines.push(w.discreet.to_owned());
+        }
+        if self.blocked {
+            lines.push(w.blocked.to_owned());
+        }
+        if let Some(into) = &self.merged_into {
+            lines.push(format!("{} {into}", w.merged_into));
+        }
+        lines.join("\n")
+    }
+}
+
 /// What casebridge tells the case team, with the facts that go into the words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(

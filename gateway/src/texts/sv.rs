@@ -4,8 +4,8 @@ use casebridge_policies::{
     commands::CommandError, inbound::ReplyKind, outbound::escape_html as escape,
 };
 
-use super::{mentions, minute, pills, Summary, Text};
-use crate::store::{CaseStatus, InvitationProblem};
+use super::{mentions, minute, pills, SummaryWords, Text};
+use crate::store::InvitationProblem;
 
 /// `text` in Swedish. One `match` over every text, long by design: the whole table of a
 /// language in one place, where a translator reads it.
@@ -163,7 +163,7 @@ pub(super) fn say(text: &Text) -> String {
         ),
         Text::Help => HELP.to_owned(),
         Text::CommandRefused(error) => refused(error),
-        Text::Summary(summary) => self::summary(summary),
+        Text::Summary(summary) => summary.lines(&SUMMARY),
         Text::Closed { case, by } => format!("Ärende {case} stängt av {by}."),
         Text::Reopened { case, by } => format!("Ärende {case} öppnat igen av {by}."),
         Text::Hold { on: true, by } => format!(
@@ -351,54 +351,27 @@ fn refused(error: &CommandError) -> String {
     }
 }
 
-fn summary(s: &Summary) -> String {
-    let status = match s.status {
-        CaseStatus::Open => "öppet",
-        CaseStatus::Closed => "stängt",
-    };
-    let contacts: Vec<String> = s
-        .contacts
-        .iter()
-        .map(|c| {
-            format!(
-                "{} ({}){}{}",
-                c.name,
-                c.label,
-                if c.replies_here {
-                    " ← svar går hit"
-                } else {
-                    ""
-                },
-                c.unreachable
-                    .as_ref()
-                    .map(|why| format!(" ⚠ nås inte: {why}"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
-    let mut lines = vec![
-        format!("Ärende {} · {status} · enhet {}", s.number, s.team),
-        format!("Öppnat {}", minute(&s.opened)),
-        format!("Kontaktvägar: {}", contacts.join("; ")),
+/// The words of `!case`.
+const SUMMARY: SummaryWords = SummaryWords {
+    case: "Ärende",
+    team: "enhet",
+    open: "öppet",
+    closed: "stängt",
+    opened: "Öppnat",
+    contacts: "Kontaktvägar",
+    replies_here: "svar går hit",
+    unreachable: "nås inte",
+    messages: |s| {
         format!(
             "Meddelanden: {} från klienten, {} svar, {} automatiska svar, {} anteckningar",
             s.from_client, s.replies, s.automatic, s.notes
-        ),
-    ];
-    if let Some(assignee) = &s.assignee {
-        lines.push(format!("Handläggare: {assignee}"));
-    }
-    if s.discreet {
-        lines.push("Diskret läge är på".to_owned());
-    }
-    if s.blocked {
-        lines.push("Klienten är blockerad".to_owned());
-    }
-    if let Some(into) = &s.merged_into {
-        lines.push(format!("Sammanslaget med ärende {into}"));
-    }
-    lines.join("\n")
-}
+        )
+    },
+    assigned: "Handläggare:",
+    discreet: "Diskret läge är på",
+    blocked: "Klienten är blockerad",
+    merged_into: "Sammanslaget med ärende",
+};
 
 /// What `!help` says.
 const HELP: &str = "Kommandon i ett ärenderum (bara ärendets enhet kan använda dem):

@@ -374,3 +374,33 @@ fn an_emergency_highlights_the_people_on_call_and_escapes_the_word() {
     // Texts without people have no HTML.
     assert_eq!(Text::Blocked.notice(Language::Sv).html, None);
 }
+
+#[test]
+fn a_summary_reads_line_by_line_in_each_language() {
+    let summary = every_text()
+        .into_iter()
+        .find(|t| matches!(t, Text::Summary(_)))
+        .unwrap();
+    assert_eq!(
+        summary.say(Language::En),
+        "Case 2026-000007 · open · team social\n\
+         Opened 2026-11-03 08:00 UTC\n\
+         Contacts: Klara (SMS) ← replies go here ⚠ unreachable: blocked the bot\n\
+         Messages: 3 from the client, 2 replies, 1 automatic replies, 1 notes\n\
+         Assigned to @anna:localhost\n\
+         Discreet mode is on\n\
+         The client is blocked\n\
+         Merged into case 2026-000001"
+    );
+    assert_eq!(
+        summary.say(Language::Sv),
+        "Ärende 2026-000007 · öppet · enhet social\n\
+         Öppnat 2026-11-03 08:00 UTC\n\
+         Kontaktvägar: Klara (SMS) ← svar går hit ⚠ nås inte: blocked the bot\n\
+         Meddelanden: 3 från klienten, 2 svar, 1 automatiska svar, 1 anteckningar\n\
+         Handläggare: @anna:localhost\n\
+         Diskret läge är på\n\
+         Klienten är blockerad\n\
+         Sammanslaget med ärende 2026-000001"
+    );
+}
