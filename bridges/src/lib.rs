@@ -13,6 +13,8 @@ pub mod bounds;
 pub mod email;
 #[cfg(feature = "sms")]
 pub mod sms;
+#[cfg(any(feature = "email", feature = "telegram"))]
+mod task;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 

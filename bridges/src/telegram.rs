@@ -677,7 +677,11 @@ impl Bridge for TelegramBridge {
                     warn!(%instance, error = %e, "deleteWebhook failed");
                 }
                 let reader = self.reader.clone();
-                let handle = tokio::spawn(async move { reader.run(inbound).await });
+                let what = format!("bridges.{instance} update reader");
+                let handle = crate::task::spawn_restarting(what, move || {
+                    let (reader, inbound) = (reader.clone(), inbound.clone());
+                    async move { reader.run(inbound).await }
+                });
                 *self.task.lock().expect("not poisoned") = Some(handle);
             }
         }

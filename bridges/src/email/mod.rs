@@ -383,7 +383,11 @@ impl Bridge for EmailBridge {
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
         let reader = self.imap.clone();
-        let handle = tokio::spawn(async move { reader.run(inbound).await });
+        let what = format!("bridges.{} IMAP reader", reader.instance);
+        let handle = crate::task::spawn_restarting(what, move || {
+            let (reader, inbound) = (reader.clone(), inbound.clone());
+            async move { reader.run(inbound).await }
+        });
         *self.task.lock().expect("not poisoned") = Some(handle);
         Ok(())
     }
