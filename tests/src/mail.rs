@@ -40,25 +40,41 @@ impl MailServer {
     }
 
     async fn start_with(introspection: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cb-mail-")
-            .tempdir()
-            .unwrap();
-        let [imap, smtp, lmtp, imaps, smtps, submission, auth] = free_ports();
-        let server = Self {
-            imap_port: imap,
-            smtp_port: smtp,
-            imaps_port: imaps,
-            smtps_port: smtps,
-            submission_port: submission,
-            dir,
-        };
-        let ports = [imap, smtp, lmtp, imaps, smtps, submission, auth].map(|p| p.to_string());
-        let mut args = vec!["start"];
-        args.extend(ports.iter().map(String::as_str));
-        args.extend(introspection);
-        server.script(&args).await;
-        server
+        // The ports are free when picked and bound a moment later by Postfix and Dovecot; in
+        // between, another test's connection may take one as its local port. Such a start is
+        // tried again on other ports.
+        for attempt in 1.. {
+            let dir = tempfile::Builder::new()
+                .prefix("cb-mail-")
+                .tempdir()
+                .unwrap();
+            let [imap, smtp, lmtp, imaps, smtps, submission, auth] = free_ports();
+            let server = Self {
+                imap_port: imap,
+                smtp_port: smtp,
+                imaps_port: imaps,
+                smtps_port: smtps,
+                submission_port: submission,
+                dir,
+            };
+            let ports = [imap, smtp, lmtp, imaps, smtps, submission, auth].map(|p| p.to_string());
+            let mut args = vec!["start"];
+            args.extend(ports.iter().map(String::as_str));
+            args.extend(introspection);
+            if server.try_script(&args).await {
+                return server;
+            }
+            let taken = ["postfix.log", "dovecot.log", "dovecot.out", "postfix.out"]
+                .iter()
+                .filter_map(|log| std::fs::read_to_string(server.dir.path().join(log)).ok())
+                .any(|text| text.contains("Address already in use"));
+            assert!(
+                taken && attempt < 3,
+                "scripts/mail.sh start failed (attempt {attempt})"
+            );
+            // Dropping it stops what did start.
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// `[bridges.mail]` on the office mailbox of this server (plain IMAP and SMTP, as the
@@ -102,13 +118,20 @@ security = "plain"
     }
 
     async fn script(&self, args: &[&str]) {
+        assert!(
+            self.try_script(args).await,
+            "scripts/mail.sh {} failed",
+            args[0]
+        );
+    }
+
+    async fn try_script(&self, args: &[&str]) -> bool {
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg(repo_root().join("scripts/mail.sh"))
             .arg(args[0])
             .arg(self.dir.path())
             .args(&args[1..]);
-        let status = cmd.status().await.expect("bash runs");
-        assert!(status.success(), "scripts/mail.sh {} failed", args[0]);
+        cmd.status().await.expect("bash runs").success()
     }
 
     /// Stops Dovecot (IMAP) alone, as an outage or an upgrade would.
