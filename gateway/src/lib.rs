@@ -260,16 +260,9 @@ impl Gateway {
                     BRIDGE_CHECK_TIMEOUT.as_secs()
                 )),
             };
-            let up = {
-                let mut health = running.health.lock().expect("not poisoned");
+            running.record_health(name, &self.core.metrics, |health| {
                 health.credentials = Some(check.clone());
-                health.up()
-            };
-            self.core
-                .metrics
-                .bridge_up
-                .with_label_values(&[name])
-                .set(i64::from(up));
+            });
             (name.clone(), check)
         });
         futures::future::join_all(checks)

@@ -161,17 +161,10 @@ impl BridgeWorker {
         };
         let running = &self.core.bridges[&self.instance];
         let started = running.bridge.start(sink.clone()).await;
-        let up = {
-            let mut health = running.health.lock().expect("not poisoned");
+        running.record_health(&self.instance, &self.core.metrics, |health| {
             health.started = started.is_ok();
             health.start_error = started.as_ref().err().map(ToString::to_string);
-            health.up()
-        };
-        self.core
-            .metrics
-            .bridge_up
-            .with_label_values(&[&self.instance])
-            .set(i64::from(up));
+        });
         if let Err(e) = started {
             *self.sink.lock().expect("not poisoned") = Some(sink);
             return Err(e);

@@ -250,6 +250,15 @@ impl SetupArgs {
     }
 }
 
+/// The refusal to replace `path`.
+fn exists(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} exists already: nothing was written (--force replaces it, and with it the tokens \
+         the homeserver knows)",
+        path.display()
+    )
+}
+
 /// Writes `text` to `path`, readable and writable by its owner only; a file there is an error
 /// unless `force`.
 fn write_private(path: &Path, text: &str, force: bool) -> Result<()> {
@@ -262,11 +271,7 @@ fn write_private(path: &Path, text: &str, force: bool) -> Result<()> {
     }
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!(
-                "{} exists already: nothing was written (--force replaces it, and with it the \
-                 tokens the homeserver knows)",
-                path.display()
-            )
+            exists(path)
         } else {
             anyhow::anyhow!("writing {}: {e}", path.display())
         }
@@ -281,11 +286,7 @@ fn write_private(path: &Path, text: &str, force: bool) -> Result<()> {
 pub fn setup(config_path: &Path, args: &SetupArgs) -> Result<()> {
     for path in [config_path, args.registration.as_path()] {
         if path.exists() && !args.force {
-            bail!(
-                "{} exists already: nothing was written (--force replaces it, and with it the \
-                 tokens the homeserver knows)",
-                path.display()
-            );
+            return Err(exists(path));
         }
     }
     let stdin = std::io::stdin();

@@ -53,6 +53,25 @@ pub struct RunningBridge {
 }
 
 impl RunningBridge {
+    /// Changes what is known of its health with `change`, and shows in `metrics` whether it
+    /// is up.
+    pub fn record_health(
+        &self,
+        instance: &str,
+        metrics: &Metrics,
+        change: impl FnOnce(&mut crate::preflight::BridgeHealth),
+    ) {
+        let up = {
+            let mut health = self.health.lock().expect("not poisoned");
+            change(&mut health);
+            health.up()
+        };
+        metrics
+            .bridge_up
+            .with_label_values(&[instance])
+            .set(i64::from(up));
+    }
+
     /// The message being delivered right now, if any.
     pub fn in_flight(&self) -> Option<MessageId> {
         *self.delivering.lock().expect("not poisoned")

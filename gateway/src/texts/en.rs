@@ -151,7 +151,7 @@ pub(super) fn say(text: &Text) -> String {
         } => format!(
             "⚠ Emergency: the client's message matches «{keyword}». {}{}",
             emergency_after(*replied),
-            on_call_line(&on_call.join(", "), on_call.is_empty())
+            on_call_line(&on_call.join(", "))
         ),
         Text::EmergencyAlert {
             case,
@@ -294,7 +294,7 @@ pub(super) fn html(text: &Text) -> Option<String> {
             "<strong>⚠ Emergency</strong>: the client's message matches «{}». {}{}",
             escape(keyword),
             emergency_after(*replied),
-            on_call_line(pills(on_call).trim_start(), on_call.is_empty())
+            on_call_line(pills(on_call).trim_start())
         )),
         Text::EmergencyAlert {
             case,
@@ -321,8 +321,8 @@ fn emergency_after(replied: bool) -> &'static str {
     }
 }
 
-fn on_call_line(who: &str, nobody: bool) -> String {
-    if nobody {
+fn on_call_line(who: &str) -> String {
+    if who.is_empty() {
         String::new()
     } else {
         format!(" On call: {who}.")

@@ -148,7 +148,7 @@ pub(super) fn say(text: &Text) -> String {
         } => format!(
             "⚠ Akut: klientens meddelande innehåller «{keyword}». {}{}",
             emergency_after(*replied),
-            on_call_line(&on_call.join(", "), on_call.is_empty())
+            on_call_line(&on_call.join(", "))
         ),
         Text::EmergencyAlert {
             case,
@@ -297,7 +297,7 @@ pub(super) fn html(text: &Text) -> Option<String> {
             "<strong>⚠ Akut</strong>: klientens meddelande innehåller «{}». {}{}",
             escape(keyword),
             emergency_after(*replied),
-            on_call_line(pills(on_call).trim_start(), on_call.is_empty())
+            on_call_line(pills(on_call).trim_start())
         )),
         Text::EmergencyAlert {
             case,
@@ -324,8 +324,8 @@ fn emergency_after(replied: bool) -> &'static str {
     }
 }
 
-fn on_call_line(who: &str, nobody: bool) -> String {
-    if nobody {
+fn on_call_line(who: &str) -> String {
+    if who.is_empty() {
         String::new()
     } else {
         format!(" I jour: {who}.")
