@@ -15,7 +15,10 @@ use ruma::{
     },
     OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
 };
-use tokio::task::JoinSet;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -29,6 +32,9 @@ use crate::texts::Text;
 const HEAD: u64 = 512;
 /// The longest a worker sleeps with nothing to do (it is woken for new work).
 const IDLE: Duration = Duration::from_secs(60);
+/// How long cases read from the queue's head may wait to be started before the head is read
+/// again (new work is seen by then at the latest).
+const FRESH: Duration = Duration::from_secs(1);
 /// Attempts after which a request the homeserver refuses for good is given up (the record
 /// keeps the message, marked failed).
 const MAX_PERMANENT_ATTEMPTS: i32 = 5;
@@ -50,25 +56,39 @@ impl Core {
         // Aborted with their worker (the JoinSet aborts its tasks when dropped).
         let mut in_flight: JoinSet<CaseId> = JoinSet::new();
         let mut cases: HashMap<tokio::task::Id, CaseId> = HashMap::new();
+        // Cases read from the queue's head and not started yet. The head is read again once
+        // they are all started or they are older than `FRESH`: reading 512 items each time a
+        // case finished cost more than relaying (about 50 rows read per message relayed).
+        let mut waiting = Waiting::default();
+        // What the cases sent is recorded by one writer, many cases per transaction.
+        let (marks, to_mark) = mpsc::channel(capacity);
+        let marker = tokio::spawn(write_marks(self.store.clone(), to_mark));
+        let marker = AbortOnDrop(marker);
         loop {
             let mut pause = IDLE;
             if !stop.is_cancelled() && in_flight.len() < capacity {
-                let busy: HashSet<CaseId> = cases.values().copied().collect();
-                match self.due_cases(&busy, capacity - in_flight.len()).await {
-                    Ok((groups, next_due)) => {
-                        pause = next_due.unwrap_or(IDLE);
-                        for group in groups {
-                            let case = group[0].case_id;
-                            let (core, stop) = (self.clone(), stop.clone());
-                            let task =
-                                in_flight.spawn(async move { core.relay_case(group, &stop).await });
-                            cases.insert(task.id(), case);
-                        }
+                if waiting.stale() {
+                    let busy: HashSet<CaseId> = cases.values().copied().collect();
+                    match self.due_cases(&busy).await {
+                        Ok((groups, next_due)) => waiting.refill(groups, next_due),
+                        Err(p) => pause = p,
                     }
-                    Err(p) => pause = p,
+                }
+                pause = pause.min(waiting.pause());
+                while in_flight.len() < capacity {
+                    let Some(group) = waiting.groups.pop_front() else {
+                        break;
+                    };
+                    let case = group[0].case_id;
+                    let (core, stop, marks) = (self.clone(), stop.clone(), marks.clone());
+                    let task = in_flight
+                        .spawn(async move { core.relay_case(group, &marks, &stop).await });
+                    cases.insert(task.id(), case);
                 }
             }
             if in_flight.is_empty() && stop.is_cancelled() {
+                // Every case task waited for its marks: the writer has nothing left.
+                drop(marker);
                 return;
             }
             let full = in_flight.len() >= capacity;
@@ -84,20 +104,19 @@ impl Core {
                     };
                     cases.remove(&id);
                 }
-                () = self.matrix_wake.notified(), if !full => {}
-                () = tokio::time::sleep(pause), if !full => {}
+                () = self.matrix_wake.notified(), if !full => waiting.wake(),
+                () = tokio::time::sleep(pause), if !full => waiting.wake(),
                 () = stop.cancelled(), if !stop.is_cancelled() => {}
             }
         }
     }
 
-    /// Up to `room` cases at the head of the queue whose first item is due and that are not
-    /// `busy`, and how long until the earliest head that is not due yet; on a store failure,
-    /// the pause before trying again.
+    /// The cases at the head of the queue whose first item is due and that are not `busy`, and
+    /// how long until the earliest head that is not due yet; on a store failure, the pause
+    /// before trying again.
     async fn due_cases(
         &self,
         busy: &HashSet<CaseId>,
-        room: usize,
     ) -> Result<(Vec<Vec<queue_item::Model>>, Option<Duration>), Duration> {
         let items = match self.store.head(Target::Matrix, "", HEAD).await {
             Ok(items) => items,
@@ -110,13 +129,17 @@ impl Core {
             .into_iter()
             .filter(|item| !busy.contains(&item.case_id))
             .collect();
-        let (mut groups, next_due) = due_groups(items);
-        groups.truncate(room);
-        Ok((groups, next_due))
+        Ok(due_groups(items))
     }
 
-    /// Relays one case's due items and records what went; returns the case.
-    async fn relay_case(&self, group: Vec<queue_item::Model>, stop: &CancellationToken) -> CaseId {
+    /// Relays one case's due items and records what went (through `marks`, waiting until it
+    /// is committed, so that the case is not taken again before); returns the case.
+    async fn relay_case(
+        &self,
+        group: Vec<queue_item::Model>,
+        marks: &mpsc::Sender<Marks>,
+        stop: &CancellationToken,
+    ) -> CaseId {
         let case = group[0].case_id;
         let messages = match self
             .store
@@ -131,7 +154,17 @@ impl Core {
             }
         };
         let done = self.relay_group(group, &messages, stop).await;
-        if let Err(e) = self.store.relayed(&done).await {
+        if done.is_empty() {
+            return case;
+        }
+        let (ack, committed) = oneshot::channel();
+        let marked = match marks.send(Marks { done, ack }).await {
+            Ok(()) => committed
+                .await
+                .unwrap_or_else(|_| Err("the writer of relay marks stopped".into())),
+            Err(_) => Err("the writer of relay marks stopped".into()),
+        };
+        if let Err(e) = marked {
             // Sent but not marked: the retry reuses each send's transaction id, so the
             // homeserver answers with the same event instead of a second one.
             error!(error = %e, "recording relayed messages");
@@ -335,6 +368,97 @@ impl Core {
             .matrix
             .send_message(room, &txn_id, &content, Some(ghost))
             .await?)
+    }
+}
+
+/// What one case relayed, to be recorded; `ack` is answered once it is committed.
+struct Marks {
+    done: Vec<(queue_item::Model, String)>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most messages recorded as relayed in one transaction (each is two values of the statement).
+const MARKS_PER_COMMIT: usize = 1024;
+
+/// Records what the cases relayed, as one transaction for what has come in meanwhile: while a
+/// commit runs, the next cases' marks gather. (Each case committing its own marks made many
+/// small write transactions that waited for each other and for the client's messages.)
+async fn write_marks(store: crate::store::Store, mut to_mark: mpsc::Receiver<Marks>) {
+    while let Some(first) = to_mark.recv().await {
+        let mut count = first.done.len();
+        let mut batch = vec![first];
+        while count < MARKS_PER_COMMIT {
+            let Ok(more) = to_mark.try_recv() else {
+                break;
+            };
+            count += more.done.len();
+            batch.push(more);
+        }
+        let done: Vec<&(queue_item::Model, String)> =
+            batch.iter().flat_map(|marks| &marks.done).collect();
+        let result = store.relayed(&done).await.map_err(|e| e.to_string());
+        for marks in batch {
+            // A case task that is gone (aborted) no longer waits.
+            let _ = marks.ack.send(result.clone());
+        }
+    }
+}
+
+/// Aborts a task when dropped (the relay's mark writer ends with its worker).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Cases read from the queue's head, due and not in flight, waiting for room in the pool.
+#[derive(Default)]
+struct Waiting {
+    groups: std::collections::VecDeque<Vec<queue_item::Model>>,
+    /// When the head was read; None: read it (at start, or new work was announced and
+    /// nothing waits).
+    read_at: Option<tokio::time::Instant>,
+    /// How long after `read_at` the earliest head that was not due falls due.
+    next_due: Option<Duration>,
+}
+
+impl Waiting {
+    /// Whether the head must be read again: nothing waits, or what waits is too old to trust.
+    fn stale(&self) -> bool {
+        match self.read_at {
+            None => true,
+            Some(at) => self.groups.is_empty() || at.elapsed() >= FRESH,
+        }
+    }
+
+    fn refill(&mut self, groups: Vec<Vec<queue_item::Model>>, next_due: Option<Duration>) {
+        self.groups = groups.into();
+        self.read_at = Some(tokio::time::Instant::now());
+        self.next_due = next_due;
+    }
+
+    /// New work may be queued (or a wait ran out): read the head when nothing waits.
+    fn wake(&mut self) {
+        if self.groups.is_empty() {
+            self.read_at = None;
+        }
+    }
+
+    /// The longest the loop may sleep: until the next head falls due, and while cases wait,
+    /// until they are too old.
+    fn pause(&self) -> Duration {
+        let Some(at) = self.read_at else {
+            return IDLE;
+        };
+        let mut pause = self
+            .next_due
+            .map_or(IDLE, |due| due.saturating_sub(at.elapsed()));
+        if !self.groups.is_empty() {
+            pause = pause.min(FRESH.saturating_sub(at.elapsed()));
+        }
+        pause
     }
 }
 

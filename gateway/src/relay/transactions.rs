@@ -37,7 +37,7 @@ impl Core {
         // Files workers send are fetched before the transaction: no network wait holds the
         // records store.
         let files = self.fetch_worker_files(events).await;
-        let txn = self.store.begin_write().await?;
+        let (txn, _turn) = self.store.begin_write().await?;
         if !Store::claim_transaction(&txn, txn_id).await? {
             debug!(txn_id, "transaction replayed; acknowledged again");
             return Ok(());

@@ -147,16 +147,16 @@ pub async fn append<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut heads: HashMap<CaseId, (i32, Option<String>)> = HashMap::new();
-    let mut ready = Vec::with_capacity(rows.len());
-    for (mut row, content) in rows {
-        let case_id = set(&row.case_id).ok_or_else(|| {
+    let mut case_ids = Vec::with_capacity(rows.len());
+    for (row, _) in &rows {
+        case_ids.push(set(&row.case_id).ok_or_else(|| {
             StoreError::Missing("a record's case (a bug: every row sets one)".into())
-        })?;
-        let (seq, prev) = match heads.get(&case_id) {
-            Some(head) => head.clone(),
-            None => head(conn, case_id).await?,
-        };
+        })?);
+    }
+    let mut heads = chain_heads(conn, case_ids.clone()).await?;
+    let mut ready = Vec::with_capacity(rows.len());
+    for ((mut row, content), case_id) in rows.into_iter().zip(case_ids) {
+        let (seq, prev) = heads.get(&case_id).cloned().unwrap_or((0, None));
         // Stored times are microseconds (PostgreSQL); hash what will be read back.
         let received_at = value(&row.received_at).trunc_subsecs(6);
         let sent_at = value(&row.sent_at).map(|t| t.trunc_subsecs(6));
@@ -204,27 +204,65 @@ pub async fn append<C: ConnectionTrait>(
     Ok(inserted)
 }
 
-/// The last registration number and hash of a case, with the case locked (PostgreSQL) so that
-/// concurrent writers to one case take turns.
-async fn head<C: ConnectionTrait>(
+/// The last registration number and hash of each of `cases` that has records, with the
+/// cases locked (PostgreSQL; in id order, so that writers never wait for each other in a
+/// circle) so that concurrent writers to one case take turns. Two statements whatever the
+/// number of cases (SQLite's one writer needs no lock).
+async fn chain_heads<C: ConnectionTrait>(
     conn: &C,
-    case_id: CaseId,
-) -> Result<(i32, Option<String>), StoreError> {
-    case::Entity::find_by_id(case_id)
-        .lock_exclusive()
-        .one(conn)
-        .await?;
-    let head: Option<(Option<i32>, Option<String>)> = message::Entity::find()
+    mut cases: Vec<CaseId>,
+) -> Result<HashMap<CaseId, (i32, Option<String>)>, StoreError> {
+    cases.sort_unstable();
+    cases.dedup();
+    if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        case::Entity::find()
+            .select_only()
+            .column(case::Column::Id)
+            .filter(case::Column::Id.is_in(cases.iter().copied()))
+            .order_by_asc(case::Column::Id)
+            .lock_exclusive()
+            .into_tuple::<CaseId>()
+            .all(conn)
+            .await?;
+    }
+    let last: Vec<(CaseId, Option<i32>)> = message::Entity::find()
         .select_only()
+        .column(message::Column::CaseId)
+        .column_as(message::Column::Seq.max(), "seq")
+        .filter(message::Column::CaseId.is_in(cases))
+        .filter(message::Column::Seq.is_not_null())
+        .group_by(message::Column::CaseId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut which = sea_orm::Condition::any();
+    let mut any = false;
+    for (case_id, seq) in last {
+        if let Some(seq) = seq {
+            which = which.add(
+                message::Column::CaseId
+                    .eq(case_id)
+                    .and(message::Column::Seq.eq(seq)),
+            );
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(CaseId, Option<i32>, Option<String>)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::CaseId)
         .column(message::Column::Seq)
         .column(message::Column::Hash)
-        .filter(message::Column::CaseId.eq(case_id))
-        .filter(message::Column::Seq.is_not_null())
-        .order_by_desc(message::Column::Seq)
+        .filter(which)
         .into_tuple()
-        .one(conn)
+        .all(conn)
         .await?;
-    Ok(head.map_or((0, None), |(seq, hash)| (seq.unwrap_or(0), hash)))
+    Ok(rows
+        .into_iter()
+        .map(|(case_id, seq, hash)| (case_id, (seq.unwrap_or(0), hash)))
+        .collect())
 }
 
 /// Gives records written before the chain existed their place in it (oldest first, after any
@@ -239,7 +277,10 @@ pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<usize, StoreError>
     for m in &rows {
         let (seq, prev) = match heads.get(&m.case_id) {
             Some(h) => h.clone(),
-            None => head(conn, m.case_id).await?,
+            None => chain_heads(conn, vec![m.case_id])
+                .await?
+                .remove(&m.case_id)
+                .unwrap_or((0, None)),
         };
         let files = attachment::Entity::find()
             .filter(attachment::Column::MessageId.eq(m.id))

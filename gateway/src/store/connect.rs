@@ -128,9 +128,13 @@ impl Store {
                 "records from before the hash chain are chained now"
             );
         }
+        let writer = (sea_orm::ConnectionTrait::get_database_backend(&db)
+            == sea_orm::DbBackend::Sqlite)
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self {
             db,
             contacts: Arc::new(crate::cache::Cache::new(crate::cache::ENTRIES)),
+            writer,
         })
     }
 }

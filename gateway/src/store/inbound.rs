@@ -64,7 +64,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Recorded::default());
         }
-        let txn = self.begin_write().await?;
+        let (txn, _turn) = self.begin_write().await?;
         let now = Utc::now();
 
         let fresh = plan::fresh(batch, &recorded_before(&txn, batch).await?);
@@ -355,7 +355,7 @@ async fn apply<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     // Replies go out where the client wrote last.
-    for (case_id, identity_id) in &plan.wrote_from {
+    for (case_id, identity_id) in &plan.replies_move {
         case::Entity::update_many()
             .col_expr(case::Column::LastIdentityId, Expr::value(*identity_id))
             .filter(case::Column::Id.eq(*case_id))

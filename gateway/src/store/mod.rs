@@ -82,7 +82,16 @@ pub struct Store {
     db: DatabaseConnection,
     /// Who a sender is, by (instance, address), for senders recently seen.
     contacts: Arc<Cache<(String, String), Contact>>,
+    /// On SQLite, the turn to write: writers wait for it here, first come first served,
+    /// instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and lets
+    /// a busy writer starve the others for seconds. None on PostgreSQL (row locks).
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// A writer's turn on SQLite ([`Store::begin_write`]): keep it until the transaction is
+/// committed or dropped.
+#[must_use = "the turn must be held until the transaction ends"]
+pub struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>);
 
 impl Store {
     /// The connection, for queries the store has no method for.
@@ -109,18 +118,26 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Starts a transaction that reads and then writes, and must commit as one.
+    /// Starts a transaction that writes, and must commit as one, with the writer's turn to
+    /// hold until it ends: `let (txn, _turn) = store.begin_write().await?;`.
     ///
-    /// On SQLite it takes the write lock at once, as `BEGIN IMMEDIATE` would: a deferred
+    /// On SQLite it waits for the store's turn to write (in order, see [`Store::writer`]),
+    /// then takes SQLite's write lock at once, as `BEGIN IMMEDIATE` would: a deferred
     /// transaction that reads first cannot upgrade to a writer once another connection has
     /// committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
-    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+    pub async fn begin_write(
+        &self,
+    ) -> Result<(sea_orm::DatabaseTransaction, WriteTurn), StoreError> {
+        let turn = match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        };
         let txn = self.db.begin().await?;
         if self.db.get_database_backend() == DbBackend::Sqlite {
             txn.execute_unprepared("UPDATE transactions SET txn_id = txn_id WHERE 0")
                 .await?;
         }
-        Ok(txn)
+        Ok((txn, WriteTurn(turn)))
     }
 
     /// Forgets which case each address belongs to (after `!merge` moved some): the next

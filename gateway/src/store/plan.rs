@@ -303,6 +303,9 @@ pub(super) struct InboundPlan {
     /// The identity each case's client wrote from last in the batch: replies go there, and it
     /// is reachable again.
     pub wrote_from: BTreeMap<CaseId, IdentityId>,
+    /// The cases of `wrote_from` whose replies went elsewhere until now (most batches move
+    /// none: the client writes from where they wrote before).
+    pub replies_move: BTreeMap<CaseId, IdentityId>,
     /// Notices for the case teams, after the messages: routing and unreadable parts.
     pub notices: Vec<(CaseId, String)>,
     /// The team policies' answers, after the notices.
@@ -356,6 +359,14 @@ pub(super) fn plan(facts: &Facts) -> Result<InboundPlan, StoreError> {
             case_number: contact.case_number.clone(),
         });
     }
+    plan.replies_move = plan
+        .wrote_from
+        .iter()
+        .filter(|(case, identity)| {
+            facts.cases.get(case).and_then(|c| c.last_identity_id) != Some(**identity)
+        })
+        .map(|(case, identity)| (*case, *identity))
+        .collect();
     Ok(plan)
 }
 

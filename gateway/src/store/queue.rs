@@ -1,10 +1,7 @@
 //! The durable queue: what is due, and what became of each item.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{identity, message, queue_item, MessageState, Store, StoreError, Target};
 use crate::texts::{Languages, Text};
@@ -86,7 +83,7 @@ impl Store {
         at: DateTime<Utc>,
         notice: Option<(&Text, &Languages)>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let (txn, _turn) = self.begin_write().await?;
         queue_item::Entity::update_many()
             .col_expr(queue_item::Column::Attempts, Expr::value(item.attempts + 1))
             .col_expr(queue_item::Column::NextAttemptAt, Expr::value(at))
@@ -103,11 +100,14 @@ impl Store {
 
     /// Messages were relayed into their rooms: record their events and drop the queue items,
     /// in one transaction.
-    pub async fn relayed(&self, done: &[(queue_item::Model, String)]) -> Result<(), StoreError> {
+    pub async fn relayed(
+        &self,
+        done: &[&(queue_item::Model, String)],
+    ) -> Result<(), StoreError> {
         if done.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin().await?;
+        let (txn, _turn) = self.begin_write().await?;
         // One statement for the whole round: each message gets its own event id.
         let mut event_ids = sea_orm::sea_query::CaseStatement::new();
         for (item, event_id) in done {
@@ -134,7 +134,7 @@ impl Store {
         item: &queue_item::Model,
         remote_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let (txn, _turn) = self.begin_write().await?;
         message::Entity::update_many()
             .col_expr(
                 message::Column::UpstreamId,
@@ -159,7 +159,7 @@ impl Store {
         notice: Option<(&Text, &Languages)>,
         unreachable: bool,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let (txn, _turn) = self.begin_write().await?;
         message::Entity::update_many()
             .col_expr(message::Column::Error, Expr::value(error))
             .col_expr(message::Column::State, Expr::value(MessageState::Failed))

@@ -18,7 +18,7 @@ impl Store {
         at: DateTime<Utc>,
         notice: Option<(&Text, &Languages)>,
     ) -> Result<bool, StoreError> {
-        let txn = self.begin_write().await?;
+        let (txn, _turn) = self.begin_write().await?;
         let Some(reply) = message::Entity::find()
             .filter(message::Column::Direction.eq(Direction::Outbound))
             .filter(message::Column::Instance.eq(instance))

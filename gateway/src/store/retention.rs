@@ -8,9 +8,7 @@
 
 use casebridge_config::{RetentionConfig, RetentionRule, RetentionStatus};
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::{
     attachment, case, chain, message, message_row, original, purge_followup, CaseStatus, Direction,
@@ -124,7 +122,7 @@ impl Store {
                 .map_or(due.len(), |n| start + n);
             let group = &due[start..end];
             start = end;
-            let txn = self.connection().begin().await?;
+            let (txn, _turn) = self.begin_write().await?;
             let ids: Vec<MessageId> = group.iter().map(|d| d.record.id).collect();
             let now = Utc::now();
             message::Entity::update_many()

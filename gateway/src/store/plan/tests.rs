@@ -316,6 +316,41 @@ fn an_invitation_is_checked_for_channel_use_and_age() {
 }
 
 #[test]
+fn replies_move_only_where_the_client_wrote_from_elsewhere() {
+    let replied_to = |identity| case::Model {
+        last_identity_id: Some(IdentityId(identity)),
+        ..case(2, "2026-000002")
+    };
+    let world = World::new(&[
+        (
+            "a",
+            1,
+            case::Model {
+                last_identity_id: Some(IdentityId(1)),
+                ..case(1, "2026-000001")
+            },
+        ),
+        ("b", 2, replied_to(2)),
+        ("c", 3, replied_to(2)),
+    ]);
+    let batch = [
+        inbound("m1", "a", "x"),
+        inbound("m2", "b", "x"),
+        inbound("m3", "c", "x"),
+    ];
+    let plan = world.plan(&batch, &[], &Policies::default());
+    assert_eq!(
+        plan.wrote_from,
+        BTreeMap::from([(CaseId(1), IdentityId(1)), (CaseId(2), IdentityId(3))])
+    );
+    // Case 1's replies already go to a; case 2's went to b and now go to c.
+    assert_eq!(
+        plan.replies_move,
+        BTreeMap::from([(CaseId(2), IdentityId(3))])
+    );
+}
+
+#[test]
 fn a_known_client_goes_to_their_case_and_a_repeat_is_a_duplicate() {
     let world = World::new(&[
         ("a", 1, case(1, "2026-000001")),
@@ -358,6 +393,8 @@ fn a_known_client_goes_to_their_case_and_a_repeat_is_a_duplicate() {
         plan.wrote_from,
         BTreeMap::from([(CaseId(1), IdentityId(1)), (CaseId(2), IdentityId(3))])
     );
+    // Neither case had a place for replies: both get one.
+    assert_eq!(plan.replies_move, plan.wrote_from);
     assert!(plan.notices.is_empty());
     assert!(plan.policy.is_empty(), "no team policy, no steps");
 }
