@@ -4,6 +4,14 @@
 //! 5.1 and errors as in 5.2), and a token introspection endpoint `POST /introspect` (RFC 7662)
 //! that the test's Dovecot asks whether a token is active and for whom, so that IMAP and SMTP
 //! logins with its tokens are checked by the real servers.
+//!
+//! And shaped as Google's `POST /token` for service accounts ("Using OAuth 2.0 for Server to
+//! Server Applications"; RFC 7523): `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`
+//! and an `assertion`, a JWT signed RS256 with the account's key (`kid` its key id), claims
+//! `iss` the account, `sub` the user it acts for (domain-wide delegation), `scope`, `aud` the
+//! token endpoint, `iat` and `exp` at most an hour apart. Its errors are Google's: a bad
+//! signature or claims `invalid_grant` (400), an unknown user `invalid_grant` "Invalid email or
+//! User ID", no delegation for the scope `unauthorized_client` (401).
 
 use std::{
     collections::HashMap,
@@ -29,6 +37,16 @@ pub const CLIENT_SECRET: &str = "app-secret-from-the-portal";
 pub const REFRESH_TOKEN: &str = "refresh-token-of-the-office-mailbox";
 /// Microsoft 365's app-only scope, which the client credentials grant must ask for.
 pub const APP_SCOPE: &str = "https://outlook.office365.com/.default";
+/// The Google service account the double knows.
+pub const SERVICE_ACCOUNT: &str = "casebridge@socialtjanst-mail.iam.gserviceaccount.com";
+/// The id of its key.
+pub const SERVICE_ACCOUNT_KEY_ID: &str = "3f6b2a9c41d7e8f05a1b2c3d4e5f60718293a4b5";
+/// Google's scope for IMAP and SMTP, which the account's delegation allows.
+pub const GOOGLE_MAIL_SCOPE: &str = "https://mail.google.com/";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The tests' key pair (`tests/fixtures/README.md`).
+const PRIVATE_KEY: &str = include_str!("../fixtures/google-service-account.key.pem");
+const PUBLIC_KEY: &str = include_str!("../fixtures/google-service-account.pub.pem");
 
 #[derive(Default)]
 struct Inner {
@@ -41,6 +59,8 @@ struct Inner {
     next: u32,
     /// The lifetime the answers give their tokens, in seconds.
     expires_in: u64,
+    /// Whether the Workspace's admin allowed the service account to act for its users.
+    no_delegation: bool,
 }
 
 /// A running double.
@@ -71,6 +91,7 @@ impl OauthDouble {
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/introspect", post(introspect))
+            .route("/token", post(google_token))
             .with_state(double.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         double
@@ -79,6 +100,36 @@ impl OauthDouble {
     /// The token endpoint of the tenant.
     pub fn token_url(&self) -> String {
         format!("{}/{TENANT}/oauth2/v2.0/token", self.url)
+    }
+
+    /// Google's token endpoint.
+    pub fn google_token_url(&self) -> String {
+        format!("{}/token", self.url)
+    }
+
+    /// Writes the service account's key file, as the Google Cloud console gives it, into
+    /// `dir` (its `token_uri` is this double's).
+    pub fn service_account_key_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let file = json!({
+            "type": "service_account",
+            "project_id": "socialtjanst-mail",
+            "private_key_id": SERVICE_ACCOUNT_KEY_ID,
+            "private_key": PRIVATE_KEY,
+            "client_email": SERVICE_ACCOUNT,
+            "client_id": "104857600000000000000",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": self.google_token_url(),
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "universe_domain": "googleapis.com",
+        });
+        let path = dir.join("service-account.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+        path
+    }
+
+    /// Takes back the service account's domain-wide delegation (or gives it again).
+    pub fn set_delegation(&self, allowed: bool) {
+        self.inner.lock().unwrap().no_delegation = !allowed;
     }
 
     /// The introspection endpoint (for Dovecot).
@@ -94,6 +145,11 @@ impl OauthDouble {
     /// Gives the next tokens a lifetime of `seconds` (Microsoft's are 60 to 90 minutes).
     pub fn set_expires_in(&self, seconds: u64) {
         self.inner.lock().unwrap().expires_in = seconds;
+    }
+
+    /// Refuses `token` from now on, as a refresh token that expired (Microsoft's live 90 days).
+    pub fn revoke_refresh_token(&self, token: &str) {
+        self.inner.lock().unwrap().refresh.retain(|r| r != token);
     }
 
     /// Revokes every access token issued so far: the servers refuse them from now on.
@@ -185,6 +241,105 @@ async fn token(
         answer["refresh_token"] = json!(refresh);
     }
     Json(answer).into_response()
+}
+
+/// The claims of a service account's request.
+#[derive(serde::Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    scope: String,
+    iat: u64,
+    exp: u64,
+}
+
+async fn google_token(
+    State(double): State<OauthDouble>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| form.get(name).map(String::as_str);
+    if field("grant_type") != Some(JWT_BEARER) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Invalid grant_type: ",
+        );
+    }
+    let Some(assertion) = field("assertion") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing required parameter: assertion",
+        );
+    };
+    let bad_signature = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid JWT Signature.",
+        )
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return bad_signature();
+    };
+    if header.alg != jsonwebtoken::Algorithm::RS256
+        || header.kid.as_deref() != Some(SERVICE_ACCOUNT_KEY_ID)
+    {
+        return bad_signature();
+    }
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[double.google_token_url()]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+    validation.set_issuer(&[SERVICE_ACCOUNT]);
+    let claims = match jsonwebtoken::decode::<Claims>(assertion, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            return match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => bad_signature(),
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a \
+                     reasonable timeframe. Check your iat and exp values in the JWT claim.",
+                ),
+            }
+        }
+    };
+    if claims.exp.saturating_sub(claims.iat) > 3600 || claims.iss != SERVICE_ACCOUNT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable \
+             timeframe. Check your iat and exp values in the JWT claim.",
+        );
+    }
+    let mut inner = double.inner.lock().unwrap();
+    if inner.no_delegation || claims.scope != GOOGLE_MAIL_SCOPE {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Client is unauthorized to retrieve access tokens using this method, or client \
+             not authorized for any of the scopes requested.",
+        );
+    }
+    if claims.sub.as_deref() != Some(double.mailbox.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid email or User ID",
+        );
+    }
+    inner.next += 1;
+    let access = format!("ya29.access-{}", inner.next);
+    inner.tokens.insert(access.clone(), double.mailbox.clone());
+    inner.issued.push(JWT_BEARER.to_owned());
+    Json(json!({
+        "access_token": access,
+        "expires_in": inner.expires_in,
+        "token_type": "Bearer",
+    }))
+    .into_response()
 }
 
 async fn introspect(

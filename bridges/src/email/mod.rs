@@ -147,7 +147,7 @@ impl BridgeFactory for EmailFactory {
         let tokens = options
             .oauth2
             .as_ref()
-            .map(|o| oauth::Tokens::new(&key("oauth2"), o).map(Arc::new))
+            .map(|o| oauth::Tokens::new(&key("oauth2"), o, &options.imap.username).map(Arc::new))
             .transpose()?;
         let (imap_login, smtp_login) = match tokens {
             Some(tokens) => {
@@ -382,6 +382,9 @@ impl Bridge for EmailBridge {
     }
 
     async fn start(&self, inbound: InboundSink) -> Result<(), BridgeError> {
+        if let imap::Login::Oauth(tokens) = &self.imap.login {
+            tokens.keep_in(&inbound).await;
+        }
         let reader = self.imap.clone();
         let what = format!("bridges.{} IMAP reader", reader.instance);
         let handle = crate::task::spawn_restarting(what, move || {

@@ -1,13 +1,14 @@
 //! OAuth 2.0 for the office's mailbox: Microsoft 365 and Google Workspace switch off IMAP and
 //! SMTP passwords, and take an access token instead (SASL `XOAUTH2`). The bridge gets the token
 //! from the provider's token endpoint (RFC 6749) with the client credentials grant (Microsoft
-//! 365's app-only access, the usual choice for a shared mailbox) or a refresh token (Google, or
-//! Microsoft 365 with a user's consent), keeps it until a minute before it expires, and logs in
-//! to IMAP and SMTP with it.
+//! 365's app-only access, the usual choice for a shared mailbox), a refresh token (Google, or
+//! Microsoft 365 with a user's consent), or a Google service account's signed request (RFC
+//! 7523; the account acts for the mailbox through the Workspace's domain-wide delegation),
+//! keeps it until a minute before it expires, and logs in to IMAP and SMTP with it.
 
 use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
 };
 
 use casebridge_config::{resolve_secret, ConfigError, Secret};
@@ -17,7 +18,11 @@ use oauth2::{
     Scope, TokenResponse, TokenUrl,
 };
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::InboundSink;
 
 /// Who issues the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,14 +45,17 @@ pub(super) struct OauthOptions {
     tenant: Option<String>,
     /// The token endpoint; set by `provider` unless `custom`.
     token_url: Option<String>,
-    /// The application's (client's) id.
-    client_id: String,
+    /// The application's (client's) id; not with a service account.
+    client_id: Option<String>,
     client_secret: Option<Secret>,
     client_secret_file: Option<PathBuf>,
     /// A refresh token from a user's consent; without one the client credentials grant is
     /// used (Microsoft 365 app-only access).
     refresh_token: Option<Secret>,
     refresh_token_file: Option<PathBuf>,
+    /// Google: the service account's key file (JSON, as the Google Cloud console gives it).
+    /// The account acts for the mailbox (`imap.username`) by domain-wide delegation.
+    service_account_file: Option<PathBuf>,
     /// What the token is for; set by `provider` and grant unless given.
     scope: Option<String>,
 }
@@ -63,15 +71,69 @@ const GOOGLE_SCOPE: &str = "https://mail.google.com/";
 type Client =
     BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
+/// The bridge state key of the newest refresh token.
+const KEPT_REFRESH: &str = "oauth2.refresh_token";
+
+/// What is kept under [`KEPT_REFRESH`].
+#[derive(Deserialize)]
+struct KeptRefresh {
+    /// The digest of the configured refresh token it descends from.
+    configured: String,
+    token: String,
+}
+
+/// RFC 7523's grant: a signed JWT as the authorization grant.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// How tokens are asked for.
+enum Grant {
+    /// Client id and secret: the client credentials grant, or a refresh token when one is set.
+    Client {
+        // Boxed: the client is ten times the service account's size.
+        client: Box<Client>,
+        /// The refresh token in use: the provider may hand out a new one with each token.
+        refresh: Mutex<Option<Secret>>,
+        /// The digest of the configured refresh token: a kept one replaces it only while the
+        /// configuration still names the token it came from.
+        configured: Option<String>,
+    },
+    /// A Google service account's request, signed with its key.
+    ServiceAccount(ServiceAccount),
+}
+
+/// A Google service account acting for the mailbox.
+struct ServiceAccount {
+    /// `client_email`: who signs (the JWT's `iss`).
+    email: String,
+    /// `private_key_id`: which of its keys (the JWT's `kid`).
+    key_id: String,
+    key: jsonwebtoken::EncodingKey,
+    token_url: String,
+    /// The mailbox it acts for (the JWT's `sub`).
+    mailbox: String,
+}
+
+/// The fields of a service account key file that the grant needs.
+#[derive(Deserialize)]
+struct ServiceAccountKey {
+    #[serde(rename = "type")]
+    kind: String,
+    client_email: String,
+    private_key_id: String,
+    private_key: String,
+    token_uri: Option<String>,
+}
+
 /// Gets and keeps the mailbox's access token.
 pub(super) struct Tokens {
-    client: Client,
+    grant: Grant,
     http: reqwest::Client,
     scopes: Vec<Scope>,
-    /// The refresh token in use: the provider may hand out a new one with each token.
-    refresh: Mutex<Option<Secret>>,
     /// The access token and when to stop using it.
     current: Mutex<Option<(Secret, Instant)>>,
+    /// Where the provider's newest refresh token is kept between runs (the bridge's state in
+    /// the records store), once the bridge has started.
+    keeper: std::sync::OnceLock<InboundSink>,
     /// `bridges.KEY.oauth2`, for errors.
     key: String,
 }
@@ -88,17 +150,17 @@ pub(super) enum TokenError {
 }
 
 impl Tokens {
-    /// Builds the token source of `[key]` (`bridges.NAME.oauth2`).
-    pub(super) fn new(key: &str, options: &OauthOptions) -> Result<Self, ConfigError> {
+    /// Builds the token source of `[key]` (`bridges.NAME.oauth2`) for `mailbox` (the IMAP
+    /// user).
+    pub(super) fn new(
+        key: &str,
+        options: &OauthOptions,
+        mailbox: &str,
+    ) -> Result<Self, ConfigError> {
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             key: format!("{key}.{field}"),
             message,
         };
-        let secret = resolve_secret(
-            &format!("{key}.client_secret"),
-            &options.client_secret,
-            &options.client_secret_file,
-        )?;
         let refresh = match (&options.refresh_token, &options.refresh_token_file) {
             (None, None) => None,
             _ => Some(resolve_secret(
@@ -107,70 +169,82 @@ impl Tokens {
                 &options.refresh_token_file,
             )?),
         };
-        let token_url = match (options.provider, &options.token_url, &options.tenant) {
-            (_, Some(url), _) => url.clone(),
-            (Issuer::Microsoft, None, Some(tenant)) => {
-                format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
-            }
-            (Issuer::Microsoft, None, None) => {
-                return Err(invalid(
-                    "tenant",
-                    "Microsoft 365 needs the tenant: tenant = \"contoso.onmicrosoft.com\"".into(),
-                ))
-            }
-            (Issuer::Google, None, _) => "https://oauth2.googleapis.com/token".into(),
-            (Issuer::Custom, None, _) => {
-                return Err(invalid(
-                    "token_url",
-                    "a custom provider needs its token endpoint: token_url = \"https://...\""
-                        .into(),
-                ))
-            }
-        };
-        let scope = match (options.provider, &options.scope, &refresh) {
-            (_, Some(scope), _) => scope.clone(),
-            (Issuer::Microsoft, None, None) => MICROSOFT_APP_SCOPE.into(),
-            (Issuer::Microsoft, None, Some(_)) => MICROSOFT_USER_SCOPE.into(),
-            (Issuer::Google, None, Some(_)) => GOOGLE_SCOPE.into(),
-            (Issuer::Google, None, None) => {
-                return Err(invalid(
-                    "refresh_token",
-                    "Google gives mailbox access to a user's consent only: set refresh_token \
-                     (or refresh_token_file) from the consent of the office's mailbox"
-                        .into(),
-                ))
-            }
-            (Issuer::Custom, None, _) => {
-                return Err(invalid(
-                    "scope",
-                    "a custom provider needs the scope of IMAP and SMTP access".into(),
-                ))
-            }
-        };
-        let client = BasicClient::new(ClientId::new(options.client_id.clone()))
-            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
-            // Microsoft documents the secret in the body; Google and RFC 6749 servers take it.
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(
-                TokenUrl::new(token_url).map_err(|e| invalid("token_url", e.to_string()))?,
-            );
         let http = reqwest::Client::builder()
             // RFC 6749 section 4.4's advice against following redirects with credentials.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| invalid("token_url", e.to_string()))?;
+        let (grant, scope) = match &options.service_account_file {
+            Some(path) => {
+                let account = service_account(key, options, path, mailbox)?;
+                let scope = options.scope.clone().unwrap_or_else(|| GOOGLE_SCOPE.into());
+                (Grant::ServiceAccount(account), scope)
+            }
+            None => client_grant(key, options, refresh)?,
+        };
         Ok(Self {
-            client,
+            grant,
             http,
             scopes: scope
                 .split_whitespace()
                 .map(|s| Scope::new(s.into()))
                 .collect(),
-            refresh: Mutex::new(refresh),
             current: Mutex::new(None),
+            keeper: std::sync::OnceLock::new(),
             key: key.to_owned(),
         })
+    }
+
+    /// Keeps the provider's newest refresh token in `sink`'s bridge state from now on, and
+    /// takes up the one kept by an earlier run if it descends from the configured one.
+    /// Microsoft hands out a new refresh token with each access token, and an old one expires
+    /// after 90 days: without this, a gateway restarted months after the consent would offer
+    /// the expired token from its configuration. A configuration that names another refresh
+    /// token (a new consent) wins over what was kept.
+    pub(super) async fn keep_in(&self, sink: &InboundSink) {
+        let Grant::Client {
+            refresh,
+            configured: Some(configured),
+            ..
+        } = &self.grant
+        else {
+            return;
+        };
+        let _ = self.keeper.set(sink.clone());
+        let kept = match sink.state(KEPT_REFRESH).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                warn!(key = %self.key, error = %e, "cannot read the refresh token kept by the last run; the configured one is used");
+                return;
+            }
+        };
+        let Some(kept) = kept else {
+            return;
+        };
+        match serde_json::from_str::<KeptRefresh>(&kept) {
+            Ok(kept) if kept.configured == *configured => {
+                *refresh.lock().await = Some(Secret::new(kept.token));
+                *self.current.lock().await = None;
+            }
+            Ok(_) => {
+                info!(key = %self.key, "the configured refresh token is new: it replaces the one kept by the last run")
+            }
+            Err(e) => {
+                warn!(key = %self.key, error = %e, "the kept refresh token is unreadable; the configured one is used")
+            }
+        }
+    }
+
+    /// Keeps `token`, the provider's newest refresh token (see [`Tokens::keep_in`]).
+    async fn keep(&self, configured: &Option<String>, token: &str) {
+        let (Some(sink), Some(configured)) = (self.keeper.get(), configured) else {
+            return;
+        };
+        let kept = serde_json::json!({ "configured": configured, "token": token }).to_string();
+        if let Err(e) = sink.set_state(KEPT_REFRESH, &kept).await {
+            warn!(key = %self.key, error = %e, "cannot keep the provider's new refresh token: after a restart the configured one is offered");
+        }
     }
 
     /// A token good for at least another minute: the one held, or a new one.
@@ -181,35 +255,135 @@ impl Tokens {
                 return Ok(token.clone());
             }
         }
-        let mut refresh = self.refresh.lock().await;
-        let answer = match refresh.as_ref() {
-            Some(token) => {
-                self.client
-                    .exchange_refresh_token(&RefreshToken::new(token.expose().to_owned()))
-                    .add_scopes(self.scopes.clone())
-                    .request_async(&self.http)
-                    .await
+        let (token, expires_in) = match &self.grant {
+            Grant::Client {
+                client,
+                refresh,
+                configured,
+            } => {
+                let mut refresh = refresh.lock().await;
+                let answer = match refresh.as_ref() {
+                    Some(token) => {
+                        client
+                            .exchange_refresh_token(&RefreshToken::new(token.expose().to_owned()))
+                            .add_scopes(self.scopes.clone())
+                            .request_async(&self.http)
+                            .await
+                    }
+                    None => {
+                        client
+                            .exchange_client_credentials()
+                            .add_scopes(self.scopes.clone())
+                            .request_async(&self.http)
+                            .await
+                    }
+                };
+                let answer = answer.map_err(|e| self.explain(e))?;
+                if let Some(next) = answer.refresh_token() {
+                    if refresh.as_ref().map(Secret::expose) != Some(next.secret().as_str()) {
+                        self.keep(configured, next.secret()).await;
+                    }
+                    *refresh = Some(Secret::new(next.secret().clone()));
+                }
+                (
+                    Secret::new(answer.access_token().secret().clone()),
+                    answer.expires_in(),
+                )
             }
-            None => {
-                self.client
-                    .exchange_client_credentials()
-                    .add_scopes(self.scopes.clone())
-                    .request_async(&self.http)
-                    .await
-            }
+            Grant::ServiceAccount(account) => self.service_account_token(account).await?,
         };
-        let answer = answer.map_err(|e| self.explain(e))?;
-        if let Some(next) = answer.refresh_token() {
-            *refresh = Some(Secret::new(next.secret().clone()));
-        }
-        let token = Secret::new(answer.access_token().secret().clone());
         // A token without a lifetime is used for 5 minutes; one is renewed a minute early.
-        let lifetime = answer
-            .expires_in()
+        let lifetime = expires_in
             .unwrap_or(Duration::from_secs(300))
             .saturating_sub(Duration::from_secs(60));
         *current = Some((token.clone(), Instant::now() + lifetime));
         Ok(token)
+    }
+
+    /// Asks Google's token endpoint with a request the service account signed (RFC 7523:
+    /// `iss` the account, `sub` the mailbox, `aud` the endpoint, valid for an hour).
+    async fn service_account_token(
+        &self,
+        account: &ServiceAccount,
+    ) -> Result<(Secret, Option<Duration>), TokenError> {
+        let key = &self.key;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let scope: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+        let claims = serde_json::json!({
+            "iss": account.email,
+            "sub": account.mailbox,
+            "scope": scope.join(" "),
+            "aud": account.token_url,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(account.key_id.clone());
+        let assertion = jsonwebtoken::encode(&header, &claims, &account.key).map_err(|e| {
+            TokenError::Refused(format!(
+                "{key}.service_account_file: cannot sign with its private key: {e}"
+            ))
+        })?;
+        let response = self
+            .http
+            .post(&account.token_url)
+            .form(&[
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| TokenError::Unreachable(format!("{key}: the token endpoint: {e}")))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.map_err(|e| {
+            TokenError::Unreachable(format!(
+                "{key}: the token endpoint answered {status} with something that is no token: {e}"
+            ))
+        })?;
+        let text = |field: &str| answer.get(field).and_then(|v| v.as_str());
+        if status.is_success() {
+            let token = text("access_token").ok_or_else(|| {
+                TokenError::Unreachable(format!(
+                    "{key}: the token endpoint answered without an access_token"
+                ))
+            })?;
+            let expires_in = answer
+                .get("expires_in")
+                .and_then(serde_json::Value::as_u64)
+                .map(Duration::from_secs);
+            return Ok((Secret::new(token.to_owned()), expires_in));
+        }
+        let error = text("error").unwrap_or("no error code");
+        let detail = text("error_description")
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(TokenError::Unreachable(format!(
+                "{key}: the token endpoint answered {status} ({error}{detail})"
+            )));
+        }
+        let (field, hint) = match error {
+            "unauthorized_client" | "access_denied" => (
+                "service_account_file",
+                format!(
+                    "; in the Google Admin console (Security, API controls, Domain-wide \
+                     delegation) allow the account's client id the scope {}",
+                    scope.join(",")
+                ),
+            ),
+            "invalid_scope" => ("scope", String::new()),
+            "invalid_grant" if detail.contains("email") || detail.contains("User ID") => (
+                "service_account_file",
+                format!("; is {} a user of the Workspace domain?", account.mailbox),
+            ),
+            _ => ("service_account_file", String::new()),
+        };
+        Err(TokenError::Refused(format!(
+            "{key}.{field}: the token endpoint refused ({error}{detail}){hint}"
+        )))
     }
 
     /// Forgets the token held: the server refused it (revoked, or the app's rights changed).
@@ -251,6 +425,157 @@ impl Tokens {
     }
 }
 
+/// The client credentials or refresh token grant of `[key]`, and its scope.
+fn client_grant(
+    key: &str,
+    options: &OauthOptions,
+    refresh: Option<Secret>,
+) -> Result<(Grant, String), ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        key: format!("{key}.{field}"),
+        message,
+    };
+    let Some(client_id) = &options.client_id else {
+        return Err(invalid(
+            "client_id",
+            "set the application's (client's) id from the provider's app registration".into(),
+        ));
+    };
+    let secret = resolve_secret(
+        &format!("{key}.client_secret"),
+        &options.client_secret,
+        &options.client_secret_file,
+    )?;
+    let token_url = match (options.provider, &options.token_url, &options.tenant) {
+        (_, Some(url), _) => url.clone(),
+        (Issuer::Microsoft, None, Some(tenant)) => {
+            format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+        }
+        (Issuer::Microsoft, None, None) => {
+            return Err(invalid(
+                "tenant",
+                "Microsoft 365 needs the tenant: tenant = \"contoso.onmicrosoft.com\"".into(),
+            ))
+        }
+        (Issuer::Google, None, _) => GOOGLE_TOKEN_URL.into(),
+        (Issuer::Custom, None, _) => {
+            return Err(invalid(
+                "token_url",
+                "a custom provider needs its token endpoint: token_url = \"https://...\"".into(),
+            ))
+        }
+    };
+    let scope = match (options.provider, &options.scope, &refresh) {
+        (_, Some(scope), _) => scope.clone(),
+        (Issuer::Microsoft, None, None) => MICROSOFT_APP_SCOPE.into(),
+        (Issuer::Microsoft, None, Some(_)) => MICROSOFT_USER_SCOPE.into(),
+        (Issuer::Google, None, Some(_)) => GOOGLE_SCOPE.into(),
+        (Issuer::Google, None, None) => {
+            return Err(invalid(
+                "service_account_file",
+                "Google gives a mailbox's access to a service account with domain-wide \
+                 delegation (service_account_file = its key file) or to a user's consent \
+                 (refresh_token)"
+                    .into(),
+            ))
+        }
+        (Issuer::Custom, None, _) => {
+            return Err(invalid(
+                "scope",
+                "a custom provider needs the scope of IMAP and SMTP access".into(),
+            ))
+        }
+    };
+    let client = BasicClient::new(ClientId::new(client_id.clone()))
+        .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+        // Microsoft documents the secret in the body; Google and RFC 6749 servers take it.
+        .set_auth_type(AuthType::RequestBody)
+        .set_token_uri(TokenUrl::new(token_url).map_err(|e| invalid("token_url", e.to_string()))?);
+    let configured = refresh
+        .as_ref()
+        .map(|token| hex::encode(Sha256::digest(token.expose().as_bytes())));
+    let grant = Grant::Client {
+        client: Box::new(client),
+        refresh: Mutex::new(refresh),
+        configured,
+    };
+    Ok((grant, scope))
+}
+
+/// Google's token endpoint.
+const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
+/// The service account of `[key]` from its key file at `path`, acting for `mailbox`.
+fn service_account(
+    key: &str,
+    options: &OauthOptions,
+    path: &Path,
+    mailbox: &str,
+) -> Result<ServiceAccount, ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        key: format!("{key}.{field}"),
+        message,
+    };
+    if options.provider != Issuer::Google {
+        return Err(invalid(
+            "service_account_file",
+            "service accounts are Google's: set provider = \"google\", or log in with \
+             client_id and client_secret"
+                .into(),
+        ));
+    }
+    for (field, given) in [
+        ("client_id", options.client_id.is_some()),
+        ("client_secret", options.client_secret.is_some()),
+        ("client_secret_file", options.client_secret_file.is_some()),
+        ("refresh_token", options.refresh_token.is_some()),
+        ("refresh_token_file", options.refresh_token_file.is_some()),
+    ] {
+        if given {
+            return Err(invalid(
+                field,
+                "not used with a service account (its key file says who it is): remove it".into(),
+            ));
+        }
+    }
+    let field = |message: String| invalid("service_account_file", message);
+    let bytes =
+        std::fs::read(path).map_err(|e| field(format!("cannot read {}: {e}", path.display())))?;
+    let file: ServiceAccountKey = serde_json::from_slice(&bytes).map_err(|e| {
+        field(format!(
+            "{} is not a service account's key file (the JSON the Google Cloud console gives \
+             under IAM, Service accounts, Keys): {e}",
+            path.display()
+        ))
+    })?;
+    if file.kind != "service_account" {
+        return Err(field(format!(
+            "{} holds a key of type {:?}, not a service account's (\"service_account\")",
+            path.display(),
+            file.kind
+        )));
+    }
+    let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes())
+        .map_err(|e| {
+            field(format!(
+                "the private_key in {} is not an RSA key in PEM: {e}",
+                path.display()
+            ))
+        })?;
+    let token_url = options
+        .token_url
+        .clone()
+        .or(file.token_uri)
+        .unwrap_or_else(|| GOOGLE_TOKEN_URL.into());
+    Ok(ServiceAccount {
+        email: file.client_email,
+        key_id: file.private_key_id,
+        key: signing_key,
+        token_url,
+        mailbox: mailbox.to_owned(),
+    })
+}
+
 /// The SASL `XOAUTH2` initial response (Google's and Microsoft's format): the user and the
 /// bearer token, separated by ^A.
 pub(super) fn xoauth2(user: &str, token: &str) -> String {
@@ -265,15 +590,44 @@ mod tests {
         toml::from_str(toml).unwrap()
     }
 
+    const MAILBOX: &str = "office@office.test";
+
+    fn token_url(tokens: &Tokens) -> String {
+        match &tokens.grant {
+            Grant::Client { client, .. } => client.token_uri().to_string(),
+            Grant::ServiceAccount(account) => account.token_url.clone(),
+        }
+    }
+
+    /// A service account key file as the Google Cloud console gives it, with the tests' key.
+    fn key_file(dir: &Path, fields: serde_json::Value) -> PathBuf {
+        let mut file = serde_json::json!({
+            "type": "service_account",
+            "project_id": "socialtjanst-mail",
+            "private_key_id": "7f3c1e",
+            "private_key": include_str!("../../../tests/fixtures/google-service-account.key.pem"),
+            "client_email": "casebridge@socialtjanst-mail.iam.gserviceaccount.com",
+            "client_id": "104857600000000000000",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            file[k] = v.clone();
+        }
+        let path = dir.join("key.json");
+        std::fs::write(&path, file.to_string()).unwrap();
+        path
+    }
+
     #[test]
     fn each_provider_has_its_endpoint_and_scope() {
         let microsoft = options(
             "provider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\n\
              client_id = \"app\"\nclient_secret = \"s\"\n",
         );
-        let tokens = Tokens::new("bridges.mail.oauth2", &microsoft).unwrap();
+        let tokens = Tokens::new("bridges.mail.oauth2", &microsoft, MAILBOX).unwrap();
         assert_eq!(
-            tokens.client.token_uri().as_str(),
+            token_url(&tokens),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
         assert_eq!(tokens.scopes, [Scope::new(MICROSOFT_APP_SCOPE.into())]);
@@ -281,18 +635,15 @@ mod tests {
             "provider = \"google\"\nclient_id = \"app\"\nclient_secret = \"s\"\n\
              refresh_token = \"r\"\n",
         );
-        let tokens = Tokens::new("bridges.mail.oauth2", &google).unwrap();
-        assert_eq!(
-            tokens.client.token_uri().as_str(),
-            "https://oauth2.googleapis.com/token"
-        );
+        let tokens = Tokens::new("bridges.mail.oauth2", &google, MAILBOX).unwrap();
+        assert_eq!(token_url(&tokens), "https://oauth2.googleapis.com/token");
         assert_eq!(tokens.scopes, [Scope::new(GOOGLE_SCOPE.into())]);
     }
 
     #[test]
     fn what_a_provider_needs_is_named_by_its_key() {
         let err = |toml: &str| {
-            Tokens::new("bridges.mail.oauth2", &options(toml))
+            Tokens::new("bridges.mail.oauth2", &options(toml), MAILBOX)
                 .err()
                 .unwrap()
                 .to_string()
@@ -303,7 +654,7 @@ mod tests {
         );
         assert!(
             err("provider = \"google\"\nclient_id = \"a\"\nclient_secret = \"s\"\n")
-                .starts_with("bridges.mail.oauth2.refresh_token: Google gives mailbox access")
+                .starts_with("bridges.mail.oauth2.service_account_file: Google gives a mailbox's")
         );
         assert!(
             err("provider = \"custom\"\nclient_id = \"a\"\nclient_secret = \"s\"\n")
@@ -313,6 +664,83 @@ mod tests {
             err("provider = \"google\"\nclient_id = \"a\"\nrefresh_token = \"r\"\n")
                 .contains("client_secret")
         );
+    }
+
+    #[test]
+    fn a_service_account_is_read_from_its_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path(), serde_json::json!({}));
+        let google = options(&format!(
+            "provider = \"google\"\nservice_account_file = {:?}\n",
+            path.display().to_string()
+        ));
+        let tokens = Tokens::new("bridges.mail.oauth2", &google, MAILBOX).unwrap();
+        let Grant::ServiceAccount(account) = &tokens.grant else {
+            panic!("a service account's grant");
+        };
+        assert_eq!(
+            account.email,
+            "casebridge@socialtjanst-mail.iam.gserviceaccount.com"
+        );
+        assert_eq!(account.key_id, "7f3c1e");
+        assert_eq!(account.mailbox, MAILBOX);
+        assert_eq!(account.token_url, GOOGLE_TOKEN_URL);
+        assert_eq!(tokens.scopes, [Scope::new(GOOGLE_SCOPE.into())]);
+        // The key file's token endpoint is used, unless token_url is set.
+        let path = key_file(
+            dir.path(),
+            serde_json::json!({"token_uri": "http://127.0.0.1:9/token"}),
+        );
+        let tokens = Tokens::new("bridges.mail.oauth2", &google, MAILBOX).unwrap();
+        assert_eq!(token_url(&tokens), "http://127.0.0.1:9/token");
+        let _ = path;
+    }
+
+    #[test]
+    fn a_wrong_service_account_setting_names_what_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |toml: String| {
+            Tokens::new("bridges.mail.oauth2", &options(&toml), MAILBOX)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let setting = |provider: &str, path: &Path, more: &str| {
+            format!(
+                "provider = \"{provider}\"\nservice_account_file = {:?}\n{more}",
+                path.display().to_string()
+            )
+        };
+        let missing = dir.path().join("nowhere.json");
+        assert!(
+            err(setting("google", &missing, "")).starts_with(&format!(
+                "bridges.mail.oauth2.service_account_file: cannot read {}",
+                missing.display()
+            )),
+            "{}",
+            err(setting("google", &missing, ""))
+        );
+        let good = key_file(dir.path(), serde_json::json!({}));
+        assert!(err(setting("microsoft", &good, "")).starts_with(
+            "bridges.mail.oauth2.service_account_file: service accounts are Google's"
+        ));
+        assert!(err(setting("google", &good, "client_id = \"a\"\n"))
+            .starts_with("bridges.mail.oauth2.client_id: not used with a service account"));
+        let not_json = dir.path().join("key.p12");
+        std::fs::write(&not_json, b"\x30\x82binary").unwrap();
+        assert!(
+            err(setting("google", &not_json, "")).contains("is not a service account's key file")
+        );
+        let user = key_file(dir.path(), serde_json::json!({"type": "authorized_user"}));
+        assert!(err(setting("google", &user, ""))
+            .contains("holds a key of type \"authorized_user\", not a service account's"));
+        let broken = key_file(
+            dir.path(),
+            serde_json::json!({"private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}),
+        );
+        assert!(err(setting("google", &broken, "")).contains("is not an RSA key in PEM"));
+        assert!(err("provider = \"microsoft\"\ntenant = \"t\"\n".into())
+            .starts_with("bridges.mail.oauth2.client_id: set the application's"));
     }
 
     #[test]

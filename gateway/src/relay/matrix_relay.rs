@@ -81,8 +81,8 @@ impl Core {
                     };
                     let case = group[0].case_id;
                     let (core, stop, marks) = (self.clone(), stop.clone(), marks.clone());
-                    let task = in_flight
-                        .spawn(async move { core.relay_case(group, &marks, &stop).await });
+                    let task =
+                        in_flight.spawn(async move { core.relay_case(group, &marks, &stop).await });
                     cases.insert(task.id(), case);
                 }
             }

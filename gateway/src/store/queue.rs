@@ -100,10 +100,7 @@ impl Store {
 
     /// Messages were relayed into their rooms: record their events and drop the queue items,
     /// in one transaction.
-    pub async fn relayed(
-        &self,
-        done: &[&(queue_item::Model, String)],
-    ) -> Result<(), StoreError> {
+    pub async fn relayed(&self, done: &[&(queue_item::Model, String)]) -> Result<(), StoreError> {
         if done.is_empty() {
             return Ok(());
         }

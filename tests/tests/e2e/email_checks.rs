@@ -6,7 +6,7 @@
 use casebridge_bridges::{Bridge, BridgeFactory, CredentialCheck};
 use casebridge_tests::{
     mail::{MailServer, CLIENT, OFFICE},
-    oauth::{OauthDouble, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, TENANT},
+    oauth::{OauthDouble, CLIENT_ID, CLIENT_SECRET, GOOGLE_MAIL_SCOPE, REFRESH_TOKEN, TENANT},
 };
 
 /// A bridge reading the office's mailbox with `imap_password`, sending through Postfix's
@@ -113,25 +113,10 @@ fn reply(record_id: i64, body: &str) -> casebridge_bridges::OutboundMessage {
     }
 }
 
-/// Microsoft 365 with app-only access (the client credentials grant): the mailbox is read over
-/// IMAP and answered through submission with XOAUTH2, both checked by the real Dovecot against
-/// the token server; one token serves both until it is revoked, then a new one is got.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_reads_and_sends_with_microsoft_365_tokens() {
+/// Starts `bridge`, has it read a client's mail from the mailbox and answer it (the real
+/// Dovecot and Postfix check each login's token with the token server), and stops it.
+async fn read_and_answer(mail: &MailServer, bridge: &std::sync::Arc<dyn Bridge>) {
     use casebridge_bridges::{Accepted, InboundSink};
-    let oauth = OauthDouble::start(OFFICE.0).await;
-    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
-    let microsoft = serde_json::json!({
-        "provider": "microsoft", "tenant": TENANT, "token_url": oauth.token_url(),
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-    });
-    let microsoft_again = microsoft.clone();
-    let bridge = oauth_bridge(&mail, microsoft);
-    assert_eq!(
-        bridge.check_credentials().await,
-        CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0))
-    );
-
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     bridge
         .start(InboundSink::new("mail", bridge.capabilities(), tx))
@@ -171,6 +156,28 @@ async fn email_reads_and_sends_with_microsoft_365_tokens() {
         "{}",
         mail.postfix_log()
     );
+    bridge.stop().await;
+}
+
+/// Microsoft 365 with app-only access (the client credentials grant): the mailbox is read over
+/// IMAP and answered through submission with XOAUTH2, both checked by the real Dovecot against
+/// the token server; one token serves both until it is revoked, then a new one is got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reads_and_sends_with_microsoft_365_tokens() {
+    let oauth = OauthDouble::start(OFFICE.0).await;
+    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
+    let microsoft = serde_json::json!({
+        "provider": "microsoft", "tenant": TENANT, "token_url": oauth.token_url(),
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+    });
+    let microsoft_again = microsoft.clone();
+    let bridge = oauth_bridge(&mail, microsoft);
+    assert_eq!(
+        bridge.check_credentials().await,
+        CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0))
+    );
+
+    read_and_answer(&mail, &bridge).await;
     // The check, the reader and the sender shared one token.
     assert_eq!(oauth.issued(), ["client_credentials"]);
 
@@ -186,7 +193,6 @@ async fn email_reads_and_sends_with_microsoft_365_tokens() {
     mail.wait_for_mail(CLIENT, 3, std::time::Duration::from_secs(30))
         .await;
     assert_eq!(oauth.issued().len(), 3, "{:?}", oauth.issued());
-    bridge.stop().await;
 }
 
 /// A wrong client secret and a refresh token from a user's consent (as Google, or Microsoft
@@ -234,6 +240,111 @@ async fn email_oauth_refusals_are_named_and_refresh_tokens_work() {
         what.starts_with(
             "bridges.mail.oauth2.refresh_token: the token endpoint refused (invalid_grant"
         ),
+        "{what}"
+    );
+}
+
+/// Google Workspace with a service account: its key file says who it is, it signs its token
+/// requests (RFC 7523) and acts for the office's mailbox by the Workspace's domain-wide
+/// delegation; the real Dovecot and Postfix take its tokens. Without the delegation the
+/// refusal says where the admin grants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reads_and_sends_as_a_google_service_account() {
+    let oauth = OauthDouble::start(OFFICE.0).await;
+    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let google = serde_json::json!({
+        "provider": "google",
+        "service_account_file": oauth.service_account_key_file(dir.path()),
+    });
+    let bridge = oauth_bridge(&mail, google.clone());
+    assert_eq!(
+        bridge.check_credentials().await,
+        CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0))
+    );
+    read_and_answer(&mail, &bridge).await;
+    assert_eq!(
+        oauth.issued(),
+        ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    );
+
+    oauth.set_delegation(false);
+    let CredentialCheck::Refused(what) = oauth_bridge(&mail, google).check_credentials().await
+    else {
+        panic!("a service account without delegation is refused");
+    };
+    assert!(
+        what.starts_with(
+            "bridges.mail.oauth2.service_account_file: the token endpoint refused \
+             (unauthorized_client: Client is unauthorized"
+        ) && what.contains("Domain-wide delegation")
+            && what.contains(GOOGLE_MAIL_SCOPE),
+        "{what}"
+    );
+}
+
+/// One run of a gateway with the mailbox's bridge: the bridge starts with its state in the
+/// records store at `store_url`, checks its logins and stops.
+async fn run_once(
+    mail: &MailServer,
+    store_url: &str,
+    oauth2: serde_json::Value,
+) -> CredentialCheck {
+    let store = casebridge_gateway::store::Store::connect(store_url, 2)
+        .await
+        .unwrap();
+    let bridge = oauth_bridge(mail, oauth2);
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let sink = casebridge_bridges::InboundSink::new("mail", bridge.capabilities(), tx)
+        .with_state(std::sync::Arc::new(store));
+    bridge.start(sink).await.unwrap();
+    let check = bridge.check_credentials().await;
+    bridge.stop().await;
+    check
+}
+
+/// Microsoft answers each refresh with a new refresh token, and the consent's own expires
+/// after 90 days: the newest is kept in the records store, so that a restart months later
+/// still logs in. A new consent written into the configuration wins over what was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_keeps_the_newest_refresh_token_across_restarts() {
+    let oauth = OauthDouble::start(OFFICE.0).await;
+    let mail = MailServer::start_with_oauth(&oauth.introspection_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("records.db").display());
+    let consent = |refresh: &str| {
+        serde_json::json!({
+            "provider": "microsoft", "tenant": TENANT, "token_url": oauth.token_url(),
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": refresh,
+        })
+    };
+    let accepted = CredentialCheck::Accepted(format!("IMAP login as {}; SMTP login", OFFICE.0));
+    assert_eq!(
+        run_once(&mail, &store, consent(REFRESH_TOKEN)).await,
+        accepted
+    );
+    oauth.revoke_refresh_token(REFRESH_TOKEN);
+    // The configuration still names the consent's token, which no longer works.
+    assert_eq!(
+        run_once(&mail, &store, consent(REFRESH_TOKEN)).await,
+        accepted
+    );
+    assert_eq!(
+        oauth.issued(),
+        ["refresh_token", "refresh_token"],
+        "one token per run"
+    );
+    let CredentialCheck::Refused(what) = run_once(
+        &mail,
+        &store,
+        consent("a-new-consent-the-provider-never-gave"),
+    )
+    .await
+    else {
+        panic!("the configured new consent is offered, not the kept token");
+    };
+    assert!(
+        what.starts_with("bridges.mail.oauth2.refresh_token: the token endpoint refused"),
         "{what}"
     );
 }
