@@ -271,6 +271,26 @@ impl Gateway {
             .collect()
     }
 
+    /// Tells the teams, in their alert rooms, of the channels in `checks` that newly refuse the
+    /// office's credentials or work again (see [`relay::channel_news`]). `refused` holds the
+    /// bridge instances whose teams were told that they refuse; a team that could not be told
+    /// (no alert room, the homeserver down) is tried again with the next checks.
+    pub async fn tell_teams(
+        &self,
+        checks: &BTreeMap<String, CredentialCheck>,
+        refused: &mut std::collections::BTreeSet<String>,
+    ) {
+        for (instance, check) in checks {
+            if let Err(e) = self
+                .core
+                .tell_team_of_channel(instance, check, refused)
+                .await
+            {
+                tracing::warn!(bridge = %format!("bridges.{instance}"), error = %e, "cannot tell the team in its alert room that its channel changed");
+            }
+        }
+    }
+
     /// The records store.
     pub fn store(&self) -> &Store {
         &self.core.store

@@ -192,12 +192,15 @@ async fn watch_homeserver(gateway: &Gateway) {
 /// password or token is an ERROR naming the key to fix as soon as the gateway runs (and while it
 /// runs: a password changed at the provider), a channel that cannot be asked is a WARN. The
 /// other bridges keep running either way. A bridge that is not fine is checked again every
-/// 30 s, the others every 5 minutes.
+/// 30 s, the others every 5 minutes. The team of a channel that refuses is told in its alert
+/// room, and told again when it works.
 async fn watch_bridges(gateway: &Gateway) {
     use casebridge_bridges::CredentialCheck;
     let mut last = std::collections::BTreeMap::new();
+    let mut told_refused = std::collections::BTreeSet::new();
     loop {
         let checks = gateway.check_bridges().await;
+        gateway.tell_teams(&checks, &mut told_refused).await;
         let mut all_fine = true;
         for (instance, check) in checks {
             let key = format!("bridges.{instance}");

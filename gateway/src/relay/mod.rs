@@ -5,6 +5,7 @@
 //! and joined by `rooms`), `delivery` hands replies to their bridge, and `transactions` reads
 //! what case teams write, each message's effect decided by the pure `room_plan`.
 
+mod channel_health;
 mod delivery;
 mod inbound;
 mod matrix_relay;
@@ -24,6 +25,7 @@ use chrono::Utc;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
 use tokio::sync::Notify;
 
+pub use self::channel_health::{channel_news, ChannelNews};
 pub use self::rooms::{escape_localpart, ghost_localpart, MAX_USER_ID};
 use crate::{
     cache::{self, Cache},
@@ -214,7 +216,7 @@ impl Core {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum RelayError {
+pub(crate) enum RelayError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

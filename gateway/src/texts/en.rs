@@ -195,6 +195,19 @@ pub(super) fn say(text: &Text) -> String {
         Text::DiscreetOff => {
             "Discreet mode off: automatic replies and the office's sender name are back.".to_owned()
         }
+        Text::ChannelRefused {
+            channel,
+            instance,
+            what,
+        } => format!(
+            "The {channel} channel (bridges.{instance}) cannot log in: {what}. Until IT fixes \
+             it, clients who write there are not read and replies to them wait. Ask the \
+             clients you can reach another way to use another channel."
+        ),
+        Text::ChannelWorksAgain { channel, instance } => format!(
+            "The {channel} channel (bridges.{instance}) works again: what clients wrote \
+             meanwhile is read now and the waiting replies go out."
+        ),
         Text::IncidentNowhere { team } => format!(
             "Incident report recorded. No incident room is configured \
              (teams.{team}.incident_room), so it was posted nowhere else."

@@ -329,6 +329,15 @@ pub enum Text {
         text: String,
         alias: String,
     },
+    /// A channel of the team refuses the office's credentials (found by the gateway's checks):
+    /// clients who write there are not read and replies wait until IT fixes it.
+    ChannelRefused {
+        channel: String,
+        instance: String,
+        what: String,
+    },
+    /// The channel takes the office's credentials again.
+    ChannelWorksAgain { channel: String, instance: String },
     /// `!assign` of someone off the team.
     NotOnTeam { user: String, team: String },
     /// `!assign`.

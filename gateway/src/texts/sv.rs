@@ -194,6 +194,19 @@ pub(super) fn say(text: &Text) -> String {
         Text::DiscreetOff => {
             "Diskret läge av: automatiska svar och kontorets avsändarnamn är tillbaka.".to_owned()
         }
+        Text::ChannelRefused {
+            channel,
+            instance,
+            what,
+        } => format!(
+            "Kanalen {channel} (bridges.{instance}) kan inte logga in: {what}. Tills IT har \
+             åtgärdat det läses inte det klienter skriver där, och svar till dem väntar. Be de \
+             klienter ni når på annat sätt att använda en annan kanal."
+        ),
+        Text::ChannelWorksAgain { channel, instance } => format!(
+            "Kanalen {channel} (bridges.{instance}) fungerar igen: det klienter skrev under \
+             tiden läses nu och de väntande svaren skickas."
+        ),
         Text::IncidentNowhere { team } => format!(
             "Incidentrapporten är registrerad. Inget incidentrum är inställt \
              (teams.{team}.incident_room), så den postades inte någon annanstans."

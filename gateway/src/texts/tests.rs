@@ -148,6 +148,15 @@ fn every_text() -> Vec<Text> {
             subject: s("Message"),
         },
         Text::DiscreetOff,
+        Text::ChannelRefused {
+            channel: s("E-mail"),
+            instance: s("mail"),
+            what: s("bridges.mail.imap.password: the IMAP server refused the login"),
+        },
+        Text::ChannelWorksAgain {
+            channel: s("E-mail"),
+            instance: s("mail"),
+        },
         Text::IncidentNowhere { team: s("social") },
         Text::IncidentPosted,
         Text::IncidentReport {

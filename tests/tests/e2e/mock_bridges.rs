@@ -163,3 +163,75 @@ api_url = "{telegram}"
         .await;
     gateway.shutdown().await;
 }
+
+/// A channel that stops taking the office's credentials while the gateway runs (here: the
+/// 46elks account runs out of credit) is told to its team in the alert room once, not at
+/// every check, and told again when it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_a_team_is_told_when_its_channel_refuses_and_when_it_works_again() {
+    const ALERTS: &str = "!alerts:localhost";
+    let mut stack = MockStack::new().await;
+    let elks = ElksDouble::start().await;
+    elks.set_balance(0);
+    let base = format!("http://127.0.0.1:{}", stack.setup.port);
+    stack.setup.extra = format!(
+        r#"
+[teams.social.emergency]
+alert_room = "{ALERTS}"
+
+[bridges.elks]
+kind = "sms"
+team = "social"
+number = "+46766860000"
+public_url = "{base}/"
+webhook_secret = "{SECRET}"
+
+[bridges.elks.provider]
+kind = "46elks"
+api_url = "{elks}"
+api_username = "{API_USERNAME}"
+api_password = "{API_PASSWORD}"
+"#,
+        elks = elks.url,
+    );
+    stack.hs.join().for_room(ALERTS).ok().mount().await;
+    stack
+        .hs
+        .room_send()
+        .for_room(ALERTS)
+        .ok("$alert")
+        .mount()
+        .await;
+    let gateway = stack.start_gateway().await;
+    let alerts = |hs: &casebridge_tests::mock_homeserver::MockHomeserver| -> Vec<String> {
+        hs.sends()
+            .iter()
+            .filter(|c| c.send_room() == Some(ALERTS))
+            .filter_map(|c| c.text().map(str::to_owned))
+            .collect()
+    };
+    let mut refused = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let checks = gateway.check_bridges().await;
+        gateway.tell_teams(&checks, &mut refused).await;
+    }
+    let told = alerts(&stack.hs);
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+    assert!(
+        told[0].starts_with("The SMS channel (bridges.elks) cannot log in: bridges.elks.provider: the 46elks account")
+            && told[0].contains("clients who write there are not read"),
+        "{}",
+        told[0]
+    );
+    elks.set_balance(100_000);
+    let checks = gateway.check_bridges().await;
+    gateway.tell_teams(&checks, &mut refused).await;
+    let told = alerts(&stack.hs);
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(
+        told[1].starts_with("The SMS channel (bridges.elks) works again"),
+        "{}",
+        told[1]
+    );
+    gateway.shutdown().await;
+}
