@@ -157,10 +157,7 @@ impl Tokens {
         options: &OauthOptions,
         mailbox: &str,
     ) -> Result<Self, ConfigError> {
-        let invalid = |field: &str, message: String| ConfigError::Invalid {
-            key: format!("{key}.{field}"),
-            message,
-        };
+        let invalid = |field: &str, message: String| invalid_at(key, field, message);
         let refresh = match (&options.refresh_token, &options.refresh_token_file) {
             (None, None) => None,
             _ => Some(resolve_secret(
@@ -431,10 +428,7 @@ fn client_grant(
     options: &OauthOptions,
     refresh: Option<Secret>,
 ) -> Result<(Grant, String), ConfigError> {
-    let invalid = |field: &str, message: String| ConfigError::Invalid {
-        key: format!("{key}.{field}"),
-        message,
-    };
+    let invalid = |field: &str, message: String| invalid_at(key, field, message);
     let Some(client_id) = &options.client_id else {
         return Err(invalid(
             "client_id",
@@ -502,6 +496,14 @@ fn client_grant(
     Ok((grant, scope))
 }
 
+/// The error of `field` in the `[key]` table.
+fn invalid_at(key: &str, field: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("{key}.{field}"),
+        message,
+    }
+}
+
 /// Google's token endpoint.
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
@@ -512,10 +514,7 @@ fn service_account(
     path: &Path,
     mailbox: &str,
 ) -> Result<ServiceAccount, ConfigError> {
-    let invalid = |field: &str, message: String| ConfigError::Invalid {
-        key: format!("{key}.{field}"),
-        message,
-    };
+    let invalid = |field: &str, message: String| invalid_at(key, field, message);
     if options.provider != Issuer::Google {
         return Err(invalid(
             "service_account_file",

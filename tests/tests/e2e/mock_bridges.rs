@@ -14,6 +14,26 @@ use crate::mock_relay::MockStack;
 
 const SECRET: &str = "elks-webhook-secret";
 
+/// A 46elks SMS bridge `[bridges.KEY]` of team "social" on `number`, its API at `api_url`,
+/// webhooks at the gateway `base`.
+fn elks_bridge(key: &str, number: &str, base: &str, api_url: &str) -> String {
+    format!(
+        r#"[bridges.{key}]
+kind = "sms"
+team = "social"
+number = "{number}"
+public_url = "{base}/"
+webhook_secret = "{SECRET}"
+
+[bridges.{key}.provider]
+kind = "46elks"
+api_url = "{api_url}"
+api_username = "{API_USERNAME}"
+api_password = "{API_PASSWORD}"
+"#
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_bridges_with_wrong_credentials_are_named_and_the_others_run() {
     let mut stack = MockStack::new().await;
@@ -25,32 +45,8 @@ async fn mock_bridges_with_wrong_credentials_are_named_and_the_others_run() {
     let base = format!("http://127.0.0.1:{}", stack.setup.port);
     stack.setup.extra = format!(
         r#"
-[bridges.elks]
-kind = "sms"
-team = "social"
-number = "+46766860000"
-public_url = "{base}/"
-webhook_secret = "{SECRET}"
-
-[bridges.elks.provider]
-kind = "46elks"
-api_url = "{elks}"
-api_username = "{API_USERNAME}"
-api_password = "{API_PASSWORD}"
-
-[bridges.broke]
-kind = "sms"
-team = "social"
-number = "+46766860001"
-public_url = "{base}/"
-webhook_secret = "{SECRET}"
-
-[bridges.broke.provider]
-kind = "46elks"
-api_url = "{broke}"
-api_username = "{API_USERNAME}"
-api_password = "{API_PASSWORD}"
-
+{elks_bridge}
+{broke_bridge}
 [bridges.tw]
 kind = "sms"
 team = "social"
@@ -70,8 +66,8 @@ team = "social"
 token = "123456:a-token-telegram-does-not-know"
 api_url = "{telegram}"
 "#,
-        elks = elks.url,
-        broke = broke.url,
+        elks_bridge = elks_bridge("elks", "+46766860000", &base, &elks.url),
+        broke_bridge = elks_bridge("broke", "+46766860001", &base, &broke.url),
         twilio = twilio.url,
         telegram = telegram.url,
     );
@@ -179,20 +175,8 @@ async fn mock_a_team_is_told_when_its_channel_refuses_and_when_it_works_again() 
 [teams.social.emergency]
 alert_room = "{ALERTS}"
 
-[bridges.elks]
-kind = "sms"
-team = "social"
-number = "+46766860000"
-public_url = "{base}/"
-webhook_secret = "{SECRET}"
-
-[bridges.elks.provider]
-kind = "46elks"
-api_url = "{elks}"
-api_username = "{API_USERNAME}"
-api_password = "{API_PASSWORD}"
-"#,
-        elks = elks.url,
+{elks_bridge}"#,
+        elks_bridge = elks_bridge("elks", "+46766860000", &base, &elks.url),
     );
     stack.hs.join().for_room(ALERTS).ok().mount().await;
     stack
